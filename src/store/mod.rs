@@ -1,0 +1,109 @@
+//! The store: one redb file holding webhooks, the event log, delivery logs and the
+//! durable delivery queue (tables and their invariants: [`tables`]).
+//!
+//! Reads run on the caller's thread in their own read transaction (a consistent snapshot).
+//! Writes go through [`Store::write`] to a single writer thread that *group-commits*: all
+//! writes waiting when a commit finishes share the next write transaction and its one
+//! fsync. A write's future resolves only after its transaction is durably committed, so
+//! an acknowledgement sent after it survives `kill -9`.
+
+pub mod codec;
+pub mod ops;
+pub mod records;
+pub mod tables;
+mod writer;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase};
+
+pub use writer::Tx;
+
+#[derive(Debug, Clone)]
+pub enum StoreError {
+    /// redb reported an I/O or consistency problem.
+    Storage(String),
+    /// A stored record could not be decoded.
+    Codec(codec::CodecError),
+    /// The writer thread is gone (the daemon is shutting down).
+    Closed,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Storage(e) => write!(f, "storage error: {e}"),
+            StoreError::Codec(e) => write!(f, "{e}"),
+            StoreError::Closed => f.write_str("the store is shutting down"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<codec::CodecError> for StoreError {
+    fn from(e: codec::CodecError) -> Self {
+        StoreError::Codec(e)
+    }
+}
+
+macro_rules! storage_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Storage(e.to_string()) }
+        }
+    )*};
+}
+storage_error_from!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A handle to the open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: writer::WriterHandle,
+}
+
+impl Store {
+    /// Opens (or creates) the data file and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Arc::new(Database::create(path)?);
+        ops::ensure_tables(&db)?;
+        let writer = writer::WriterHandle::start(Arc::clone(&db))?;
+        Ok(Store { db, writer })
+    }
+
+    /// Runs `op` in the next group commit; resolves once the commit is durable.
+    ///
+    /// `op` must do its checks before it writes: an `Err` aborts the whole batch (it is
+    /// meant for storage failures), so refusals belong in the `Ok` value.
+    pub async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.submit(op).await
+    }
+
+    /// Runs `f` against a consistent snapshot.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_read()?;
+        f(&txn)
+    }
+
+    /// Stops the writer after it has committed everything already submitted.
+    pub fn shutdown(&self) {
+        self.writer.shutdown();
+    }
+}

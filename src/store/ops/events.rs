@@ -1,0 +1,137 @@
+//! The event log and ingestion: storing an event together with one pending delivery (and
+//! its queue entry) per enabled webhook of the event's user that subscribes to its type.
+
+use redb::ReadTransaction;
+
+use super::{Page, StoreError, load, webhooks::user_hooks};
+use crate::model::{
+    DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, WebhookId,
+};
+use crate::store::Tx;
+use crate::store::codec::encode;
+use crate::store::records::{DeliveryRecord, EventRecord};
+use crate::store::tables::*;
+
+/// An event as validated by the API, before it has a sequence number.
+pub struct NewEvent {
+    pub id: EventId,
+    pub user: String,
+    pub event_type: EventType,
+    pub source: String,
+    pub timestamp: String,
+    pub payload: String,
+    pub received_at: Millis,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Ingested {
+    /// Stored; `queued` lists each webhook that got a delivery and when it is due.
+    Created {
+        deliveries: u32,
+        queued: Vec<(WebhookId, Millis)>,
+    },
+    /// The id was ingested before: the original answer, nothing new queued.
+    Duplicate { deliveries: u32 },
+}
+
+pub fn ingest(
+    tx: &mut Tx<'_>,
+    new: NewEvent,
+    first_attempt_due: Millis,
+) -> Result<Ingested, StoreError> {
+    let mut events = tx.txn.open_table(EVENTS)?;
+    if let Some(existing) = load::<&str, EventRecord>(&events, new.id.as_str())? {
+        return Ok(Ingested::Duplicate {
+            deliveries: existing.deliveries,
+        });
+    }
+    let targets: Vec<WebhookId> = {
+        let hooks = tx.txn.open_table(WEBHOOKS)?;
+        let index = tx.txn.open_table(USER_WEBHOOKS)?;
+        user_hooks(&index, &hooks, &new.user)?
+            .into_iter()
+            .filter(|w| w.wants(new.event_type))
+            .map(|w| w.id)
+            .collect()
+    };
+
+    let event = EventRecord {
+        seq: tx.next_event_seq(),
+        deliveries: u32::try_from(targets.len()).unwrap_or(u32::MAX),
+        id: new.id,
+        user: new.user,
+        event_type: new.event_type,
+        source: new.source,
+        timestamp: new.timestamp,
+        payload: new.payload,
+        received_at: new.received_at,
+    };
+    events.insert(event.id.as_str(), encode(&event).as_slice())?;
+    tx.txn
+        .open_table(USER_EVENTS)?
+        .insert((event.user.as_str(), event.seq), event.id.as_str())?;
+
+    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
+    let mut queue = tx.txn.open_table(QUEUE)?;
+    let mut queued = Vec::with_capacity(targets.len());
+    for webhook_id in targets {
+        let delivery = DeliveryRecord {
+            id: DeliveryId::generate(),
+            seq: tx.next_delivery_seq(),
+            webhook_id,
+            event_id: event.id.clone(),
+            event_type: event.event_type,
+            status: DeliveryStatus::Pending,
+            attempts: Vec::new(),
+            next_attempt_at: Some(first_attempt_due),
+            created_at: event.received_at,
+            schedule_base: 0,
+        };
+        deliveries.insert(delivery.id.0, encode(&delivery).as_slice())?;
+        index.insert((webhook_id.0, delivery.seq), delivery.id.0)?;
+        queue.insert(
+            (webhook_id.0, first_attempt_due.as_key(), delivery.id.0),
+            (),
+        )?;
+        queued.push((webhook_id, first_attempt_due));
+    }
+    Ok(Ingested::Created {
+        deliveries: event.deliveries,
+        queued,
+    })
+}
+
+pub fn get(rtx: &ReadTransaction, id: &str) -> Result<Option<EventRecord>, StoreError> {
+    load(&rtx.open_table(EVENTS)?, id)
+}
+
+/// The user's events, newest first, optionally of matching types, older than `before`.
+pub fn list_for_user(
+    rtx: &ReadTransaction,
+    user: &str,
+    filter: Option<EventPattern>,
+    limit: usize,
+    before: Option<u64>,
+) -> Result<Page<EventRecord>, StoreError> {
+    let index = rtx.open_table(USER_EVENTS)?;
+    let events = rtx.open_table(EVENTS)?;
+    let end = before.unwrap_or(u64::MAX);
+    let mut items = Vec::with_capacity(limit.min(128));
+    let mut next = None;
+    for entry in index.range((user, 0u64)..(user, end))?.rev() {
+        let (_, id) = entry?;
+        let Some(event) = load::<&str, EventRecord>(&events, id.value())? else {
+            continue;
+        };
+        if filter.is_some_and(|f| !f.matches(event.event_type)) {
+            continue;
+        }
+        if items.len() == limit {
+            next = items.last().map(|e: &EventRecord| e.seq);
+            break;
+        }
+        items.push(event);
+    }
+    Ok(Page { items, next })
+}

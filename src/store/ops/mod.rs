@@ -1,0 +1,50 @@
+//! Queries and write operations over the tables. Every write keeps the invariants listed
+//! in [`super::tables`]; every function here is synchronous and runs either inside a read
+//! snapshot or inside one job of the group commit ([`super::Tx`]).
+
+pub mod deliveries;
+pub mod events;
+pub mod webhooks;
+
+use redb::{Database, ReadableTable};
+
+use super::StoreError;
+use super::codec::{self, Record};
+use super::tables::*;
+
+/// Creates every table so that read transactions never meet a missing one.
+pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    txn.open_table(META)?;
+    txn.open_table(WEBHOOKS)?;
+    txn.open_table(USER_WEBHOOKS)?;
+    txn.open_table(EVENTS)?;
+    txn.open_table(USER_EVENTS)?;
+    txn.open_table(DELIVERIES)?;
+    txn.open_table(WEBHOOK_DELIVERIES)?;
+    txn.open_table(QUEUE)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Loads and decodes one record by key.
+fn load<'k, K, R>(
+    table: &impl ReadableTable<K, &'static [u8]>,
+    key: impl std::borrow::Borrow<K::SelfType<'k>>,
+) -> Result<Option<R>, StoreError>
+where
+    K: redb::Key + 'static,
+    R: Record,
+{
+    match table.get(key)? {
+        Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// A page of a newest-first listing and the cursor of the next page.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<u64>,
+}

@@ -1,0 +1,194 @@
+//! The single writer thread and its group commit.
+//!
+//! redb allows one write transaction at a time and each durable commit costs an fsync.
+//! Requests therefore do not open transactions themselves: they send a job here. The
+//! thread takes every job waiting (up to `MAX_BATCH`), runs them in order inside one
+//! transaction, commits once, and only then answers each job. While it commits, new jobs
+//! queue up and form the next batch, so the fsync cost is shared under load and a lone
+//! request still commits immediately.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableTable, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::StoreError;
+use super::tables::{DELIVERY_SEQ, EVENT_SEQ, META};
+
+const MAX_BATCH: usize = 1024;
+
+/// What a write job sees: the batch's transaction and the daemon-wide sequence counters.
+pub struct Tx<'a> {
+    pub txn: &'a WriteTransaction,
+    seqs: &'a mut Sequences,
+}
+
+impl Tx<'_> {
+    pub fn next_event_seq(&mut self) -> u64 {
+        self.seqs.event += 1;
+        self.seqs.event
+    }
+
+    pub fn next_delivery_seq(&mut self) -> u64 {
+        self.seqs.delivery += 1;
+        self.seqs.delivery
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Sequences {
+    event: u64,
+    delivery: u64,
+}
+
+trait Job: Send {
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError>;
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct OpJob<F, T> {
+    op: Option<F>,
+    output: Option<T>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<F, T> Job for OpJob<F, T>
+where
+    F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send,
+    T: Send,
+{
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        if let Some(op) = self.op.take() {
+            self.output = Some(op(tx)?);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let answer = match (commit, self.output) {
+            (Ok(()), Some(output)) => Ok(output),
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(StoreError::Storage("write job did not run".into())),
+        };
+        // The requester may have gone away (client disconnected); the write stands.
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// `None` once shutdown has begun.
+type JobSender = Arc<Mutex<Option<Sender<Box<dyn Job>>>>>;
+
+#[derive(Clone)]
+pub struct WriterHandle {
+    sender: JobSender,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl WriterHandle {
+    pub fn start(db: Arc<Database>) -> Result<WriterHandle, StoreError> {
+        let seqs = load_sequences(&db)?;
+        let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
+        let thread = std::thread::Builder::new()
+            .name("hookd-writer".into())
+            .spawn(move || writer_loop(&db, receiver, seqs))
+            .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
+        Ok(WriterHandle {
+            sender: Arc::new(Mutex::new(Some(sender))),
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    pub async fn submit<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(OpJob {
+            op: Some(op),
+            output: None,
+            reply,
+        });
+        {
+            let guard = self.sender.lock().map_err(|_| StoreError::Closed)?;
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Closes the queue and waits until every job already sent has been committed.
+    pub fn shutdown(&self) {
+        if let Ok(mut guard) = self.sender.lock() {
+            guard.take();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn load_sequences(db: &Database) -> Result<Sequences, StoreError> {
+    let txn = db.begin_write()?;
+    let seqs = {
+        let meta = txn.open_table(META)?;
+        let get = |name| -> Result<u64, StoreError> {
+            Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0))
+        };
+        Sequences {
+            event: get(EVENT_SEQ)?,
+            delivery: get(DELIVERY_SEQ)?,
+        }
+    };
+    txn.abort()?;
+    Ok(seqs)
+}
+
+fn writer_loop(db: &Database, jobs: Receiver<Box<dyn Job>>, mut seqs: Sequences) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let before = seqs;
+        let result = run_batch(db, &mut batch, &mut seqs);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, jobs = batch.len(), "write batch failed; its requests get an error");
+            // Counters advanced by an aborted batch are simply skipped.
+            seqs = Sequences {
+                event: seqs.event.max(before.event),
+                delivery: seqs.delivery.max(before.delivery),
+            };
+        }
+        for job in batch {
+            job.finish(result.clone());
+        }
+    }
+}
+
+fn run_batch(
+    db: &Database,
+    batch: &mut [Box<dyn Job>],
+    seqs: &mut Sequences,
+) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    {
+        let mut tx = Tx { txn: &txn, seqs };
+        for job in batch.iter_mut() {
+            job.run(&mut tx)?;
+        }
+    }
+    {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(EVENT_SEQ, seqs.event)?;
+        meta.insert(DELIVERY_SEQ, seqs.delivery)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
