@@ -1,0 +1,230 @@
+//! `/api/hooks/events[/:id]`: ingestion (publishers) and the event log (users).
+//!
+//! Ingestion parses the body with the strict canonical-JSON parser, not serde: the payload
+//! must keep the publisher's key order and be re-emitted JSON.stringify-stable, and inputs
+//! without a stable form (duplicate keys, lone surrogates, out-of-range numbers, integers
+//! beyond ±2⁵³) are refused here, at the door, rather than mangled later.
+
+use hyper::StatusCode;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::AppState;
+use super::auth::Principal;
+use super::error::{ApiError, HttpResponse, json};
+use super::request::{Paging, encode_cursor, query_pairs};
+use crate::canonical_json::{self, Value};
+use crate::model::{EventId, EventPattern, EventType, Millis, normalize_rfc3339};
+use crate::store::ops::events::{self as ops, Ingested, NewEvent};
+use crate::store::records::EventRecord;
+
+pub const MAX_FIELD_LEN: usize = 128;
+
+#[derive(Serialize)]
+struct IngestAnswer<'a> {
+    id: &'a str,
+    deliveries: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventView<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    event_type: &'static str,
+    timestamp: &'a str,
+    user_id: &'a str,
+    source: &'a str,
+    payload: Box<RawValue>,
+    received_at: String,
+    deliveries: u32,
+}
+
+impl<'a> EventView<'a> {
+    fn of(event: &'a EventRecord) -> Result<Self, ApiError> {
+        let payload = RawValue::from_string(event.payload.clone()).map_err(|e| {
+            tracing::error!(event = %event.id, error = %e, "stored payload is not JSON");
+            ApiError::internal("the stored payload of this event is unreadable; see the log")
+        })?;
+        Ok(EventView {
+            id: event.id.as_str(),
+            event_type: event.event_type.as_str(),
+            timestamp: &event.timestamp,
+            user_id: &event.user,
+            source: &event.source,
+            payload,
+            received_at: event.received_at.to_rfc3339(),
+            deliveries: event.deliveries,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct EventList<'a> {
+    events: Vec<EventView<'a>>,
+    next: Option<String>,
+}
+
+/// A required non-empty string field of at most `MAX_FIELD_LEN` characters.
+fn short_string<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
+    let value = body
+        .get(field)
+        .ok_or_else(|| ApiError::bad_request(format!("`{field}` is required")))?;
+    let s = value.as_str().ok_or_else(|| {
+        ApiError::bad_request(format!("`{field}` must be a string, not {}", value.kind()))
+    })?;
+    if s.is_empty() || s.chars().count() > MAX_FIELD_LEN {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` must be a non-empty string of at most {MAX_FIELD_LEN} characters"
+        )));
+    }
+    Ok(s)
+}
+
+fn optional_string<'a>(body: &'a Value, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(field) {
+        None => Ok(None),
+        Some(v) => v.as_str().map(Some).ok_or_else(|| {
+            ApiError::bad_request(format!("`{field}` must be a string, not {}", v.kind()))
+        }),
+    }
+}
+
+const INGEST_FIELDS: &[&str] = &["type", "userId", "source", "payload", "id", "timestamp"];
+
+fn parse_ingest(body: &[u8], received_at: Millis) -> Result<NewEvent, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "the request body is empty; send a JSON object",
+        ));
+    }
+    let value = canonical_json::parse(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let fields = value.as_object().ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "the body must be a JSON object, not {}",
+            value.kind()
+        ))
+    })?;
+    if let Some((unknown, _)) = fields
+        .iter()
+        .find(|(k, _)| !INGEST_FIELDS.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown field `{}`; an event has type, userId, source, payload and optionally id and timestamp",
+            unknown.escape_debug()
+        )));
+    }
+    let event_type: EventType = short_string(&value, "type")?
+        .parse()
+        .map_err(|e: String| ApiError::bad_request(format!("`type`: {e}")))?;
+    let user = short_string(&value, "userId")?.to_owned();
+    let source = short_string(&value, "source")?.to_owned();
+    let payload = value
+        .get("payload")
+        .ok_or_else(|| ApiError::bad_request("`payload` is required"))?;
+    if payload.as_object().is_none() {
+        return Err(ApiError::bad_request(format!(
+            "`payload` must be a JSON object, not {}",
+            payload.kind()
+        )));
+    }
+    let id = match optional_string(&value, "id")? {
+        Some(id) => EventId::parse(id).map_err(ApiError::bad_request)?,
+        None => EventId::generate(),
+    };
+    let timestamp = match optional_string(&value, "timestamp")? {
+        Some(t) => {
+            normalize_rfc3339(t).map_err(|e| ApiError::bad_request(format!("`timestamp`: {e}")))?
+        }
+        None => received_at.to_rfc3339(),
+    };
+    Ok(NewEvent {
+        id,
+        user,
+        event_type,
+        source,
+        timestamp,
+        payload: payload.to_canonical_string(),
+        received_at,
+    })
+}
+
+pub async fn ingest(state: &AppState, body: &[u8]) -> Result<HttpResponse, ApiError> {
+    let received_at = Millis::now();
+    let event = parse_ingest(body, received_at)?;
+    let id = event.id.clone();
+    let first_delay = state
+        .config
+        .delivery
+        .retry_schedule
+        .first()
+        .copied()
+        .unwrap_or_default();
+    let due = received_at.saturating_add(first_delay);
+    let outcome = state
+        .store
+        .write(move |tx| ops::ingest(tx, event, due))
+        .await?;
+    match outcome {
+        Ingested::Created { deliveries, .. } => {
+            tracing::debug!(event = %id, deliveries, "event ingested");
+            json(
+                StatusCode::ACCEPTED,
+                &IngestAnswer {
+                    id: id.as_str(),
+                    deliveries,
+                },
+            )
+        }
+        Ingested::Duplicate { deliveries } => json(
+            StatusCode::OK,
+            &IngestAnswer {
+                id: id.as_str(),
+                deliveries,
+            },
+        ),
+    }
+}
+
+pub fn list(
+    state: &AppState,
+    who: &Principal,
+    query: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
+    let pairs = query_pairs(query)?;
+    let paging = Paging::from_pairs(&pairs)?;
+    let mut filter = None;
+    for (key, value) in &pairs {
+        if key == "type" {
+            let pattern: EventPattern = value
+                .parse()
+                .map_err(|e: String| ApiError::bad_request(format!("`type`: {e}")))?;
+            filter = Some(pattern);
+        }
+    }
+    let page = state
+        .store
+        .read(|r| ops::list_for_user(r, &who.user, filter, paging.limit, paging.after))?;
+    let events = page
+        .items
+        .iter()
+        .map(EventView::of)
+        .collect::<Result<Vec<_>, _>>()?;
+    json(
+        StatusCode::OK,
+        &EventList {
+            events,
+            next: page.next.map(encode_cursor),
+        },
+    )
+}
+
+pub fn get(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
+    let event = state
+        .store
+        .read(|r| ops::get(r, id))?
+        .filter(|e| e.user == who.user)
+        .ok_or_else(|| ApiError::not_found("no such event"))?;
+    json(StatusCode::OK, &EventView::of(&event)?)
+}

@@ -1,0 +1,95 @@
+//! The hand-rolled router: maps a path to a [`Route`] with its path parameters, and lists
+//! which methods each route answers (for 404 vs 405 and the `Allow` header).
+
+use hyper::Method;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    Healthz,
+    Webhooks,
+    Webhook(&'a str),
+    Deliveries(&'a str),
+    Delivery(&'a str, &'a str),
+    Events,
+    Event(&'a str),
+}
+
+impl Route<'_> {
+    /// The methods this route answers, as the `Allow` header spells them.
+    pub fn allow(&self) -> &'static str {
+        match self {
+            Route::Healthz => "GET",
+            Route::Webhooks | Route::Events => "GET, POST",
+            Route::Webhook(_) => "GET, PATCH, DELETE",
+            Route::Event(_) | Route::Deliveries(_) | Route::Delivery(..) => "GET",
+        }
+    }
+
+    pub fn allows(&self, method: &Method) -> bool {
+        self.allow().split(", ").any(|m| m == method.as_str())
+    }
+}
+
+/// Matches the path (without query). `None` is a 404: no such route.
+pub fn route(path: &str) -> Option<Route<'_>> {
+    let rest = path.strip_prefix('/')?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let route = match segments.as_slice() {
+        ["healthz"] => Route::Healthz,
+        ["api", "hooks", "webhooks"] => Route::Webhooks,
+        ["api", "hooks", "webhooks", id] if !id.is_empty() => Route::Webhook(id),
+        ["api", "hooks", "webhooks", id, "deliveries"] if !id.is_empty() => Route::Deliveries(id),
+        ["api", "hooks", "webhooks", id, "deliveries", d] if !id.is_empty() && !d.is_empty() => {
+            Route::Delivery(id, d)
+        }
+        ["api", "hooks", "events"] => Route::Events,
+        ["api", "hooks", "events", id] if !id.is_empty() => Route::Event(id),
+        _ => return None,
+    };
+    Some(route)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_routes_and_parameters() {
+        assert_eq!(route("/healthz"), Some(Route::Healthz));
+        assert_eq!(route("/api/hooks/webhooks"), Some(Route::Webhooks));
+        assert_eq!(
+            route("/api/hooks/webhooks/wh-1"),
+            Some(Route::Webhook("wh-1"))
+        );
+        assert_eq!(route("/api/hooks/events/e:1"), Some(Route::Event("e:1")));
+        assert_eq!(
+            route("/api/hooks/webhooks/w/deliveries"),
+            Some(Route::Deliveries("w"))
+        );
+        assert_eq!(
+            route("/api/hooks/webhooks/w/deliveries/d"),
+            Some(Route::Delivery("w", "d"))
+        );
+        for missing in [
+            "",
+            "/",
+            "/api",
+            "/api/hooks/webhooks/",
+            "/api/hooks/webhooks//x",
+            "/healthz/",
+            "//healthz",
+            "/api/hooks/nope",
+        ] {
+            assert_eq!(route(missing), None, "{missing:?}");
+        }
+    }
+
+    #[test]
+    fn lists_allowed_methods() {
+        let r = Route::Webhook("x");
+        assert!(r.allows(&Method::PATCH));
+        assert!(!r.allows(&Method::POST));
+        assert!(!r.allows(&Method::HEAD));
+        assert_eq!(r.allow(), "GET, PATCH, DELETE");
+    }
+}

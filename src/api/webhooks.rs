@@ -1,0 +1,292 @@
+//! `/api/hooks/webhooks[/:id]`: a user's webhooks. Validation lives here; storage rules
+//! (per-user limit, cancelling on disable, cascading delete) live in `store::ops::webhooks`.
+
+use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::Principal;
+use super::error::{ApiError, HttpResponse, empty, json};
+use super::request::{nullable, parse_json};
+use crate::delivery::destination::{self, UrlProblem};
+use crate::model::{EventPattern, Millis, WebhookId, WebhookStatus};
+use crate::store::ops::webhooks as ops;
+use crate::store::records::WebhookRecord;
+
+pub const MAX_NAME_LEN: usize = 200;
+pub const MAX_SECRET_BYTES: usize = 256;
+pub const MAX_EVENT_TYPES: usize = 64;
+
+/// The webhook object of the API. The secret is deliberately absent.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookView<'a> {
+    id: String,
+    name: &'a str,
+    url: &'a str,
+    event_types: Vec<String>,
+    enabled: bool,
+    status: &'static str,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> WebhookView<'a> {
+    pub fn of(hook: &'a WebhookRecord) -> Self {
+        WebhookView {
+            id: hook.id.to_string(),
+            name: &hook.name,
+            url: &hook.url,
+            event_types: hook.event_types.iter().map(ToString::to_string).collect(),
+            enabled: hook.enabled,
+            status: hook.status.as_str(),
+            created_at: hook.created_at.to_rfc3339(),
+            updated_at: hook.updated_at.to_rfc3339(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateBody {
+    name: String,
+    url: String,
+    event_types: Vec<String>,
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PatchBody {
+    #[serde(default, deserialize_with = "nullable")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    event_types: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    enabled: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "nullable")]
+    secret: Option<Option<String>>,
+}
+
+fn validate_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("`name` must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err(ApiError::bad_request(format!(
+            "`name` is longer than {MAX_NAME_LEN} characters"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+fn validate_event_types(types: &[String]) -> Result<Vec<EventPattern>, ApiError> {
+    if types.is_empty() {
+        return Err(ApiError::bad_request(
+            "`eventTypes` must list at least one event type",
+        ));
+    }
+    if types.len() > MAX_EVENT_TYPES {
+        return Err(ApiError::bad_request(format!(
+            "`eventTypes` lists more than {MAX_EVENT_TYPES} entries"
+        )));
+    }
+    let mut patterns = Vec::with_capacity(types.len());
+    for t in types {
+        let pattern: EventPattern = t
+            .parse()
+            .map_err(|e: String| ApiError::bad_request(format!("`eventTypes`: {e}")))?;
+        if !patterns.contains(&pattern) {
+            patterns.push(pattern);
+        }
+    }
+    Ok(patterns)
+}
+
+fn validate_secret(secret: &str) -> Result<String, ApiError> {
+    if secret.is_empty() || secret.len() > MAX_SECRET_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "`secret` must be a non-empty string of at most {MAX_SECRET_BYTES} bytes"
+        )));
+    }
+    Ok(secret.to_owned())
+}
+
+/// URL syntax problems are 400; destinations the policy refuses are 422. The caller
+/// checks the URL after every other field so that 400s win, as the contract orders them.
+fn check_url(state: &AppState, url: &str) -> Result<String, ApiError> {
+    let policy = destination::Policy {
+        allow_http: state.config.delivery.allow_http,
+        allow_private_networks: state.config.delivery.allow_private_networks,
+    };
+    match destination::check_url(url, policy) {
+        Ok(_) => Ok(url.to_owned()),
+        Err(UrlProblem::Invalid(why)) => Err(ApiError::bad_request(why)),
+        Err(UrlProblem::NotAllowed(why)) => Err(ApiError::destination_not_allowed(why)),
+    }
+}
+
+pub fn parse_id(id: &str) -> Result<WebhookId, ApiError> {
+    id.parse()
+        .map_err(|()| ApiError::not_found("no such webhook"))
+}
+
+pub fn list(state: &AppState, who: &Principal) -> Result<HttpResponse, ApiError> {
+    let hooks = state.store.read(|r| ops::list_for_user(r, &who.user))?;
+    let views: Vec<WebhookView> = hooks.iter().map(WebhookView::of).collect();
+    json(StatusCode::OK, &views)
+}
+
+pub fn get(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(id)?;
+    let hook = state
+        .store
+        .read(|r| ops::get_owned(r, &who.user, id))?
+        .ok_or_else(|| ApiError::not_found("no such webhook"))?;
+    json(StatusCode::OK, &WebhookView::of(&hook))
+}
+
+pub async fn create(
+    state: &AppState,
+    who: &Principal,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let body: CreateBody = parse_json(body)?;
+    let name = validate_name(&body.name)?;
+    let event_types = validate_event_types(&body.event_types)?;
+    let secret = body.secret.as_deref().map(validate_secret).transpose()?;
+    let url = check_url(state, &body.url)?;
+
+    let now = Millis::now();
+    let hook = WebhookRecord {
+        id: WebhookId::generate(),
+        user: who.user.clone(),
+        name,
+        url,
+        event_types,
+        enabled: true,
+        status: WebhookStatus::Healthy,
+        secret,
+        previous_secret: None,
+        created_at: now,
+        updated_at: now,
+        failing_since: None,
+        last_success_at: None,
+        paused_until: None,
+    };
+    let max = state.config.limits.max_webhooks_per_user;
+    match state
+        .store
+        .write(move |tx| ops::create(tx, hook, max))
+        .await?
+    {
+        ops::Created::Created(hook) => {
+            tracing::info!(webhook = %hook.id, user = %hook.user, "webhook created");
+            json(StatusCode::CREATED, &WebhookView::of(&hook))
+        }
+        ops::Created::LimitReached => Err(ApiError::conflict(
+            "webhook_limit_reached",
+            format!(
+                "a user may have at most {max} webhooks (limits.max_webhooks_per_user); delete one first"
+            ),
+        )),
+    }
+}
+
+pub async fn update(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let body: PatchBody = parse_json(body)?;
+    let null = |field: &str| ApiError::bad_request(format!("`{field}` cannot be null"));
+    let name = match body.name {
+        Some(Some(n)) => Some(validate_name(&n)?),
+        Some(None) => return Err(null("name")),
+        None => None,
+    };
+    let event_types = match body.event_types {
+        Some(Some(t)) => Some(validate_event_types(&t)?),
+        Some(None) => return Err(null("eventTypes")),
+        None => None,
+    };
+    let enabled = match body.enabled {
+        Some(Some(e)) => Some(e),
+        Some(None) => return Err(null("enabled")),
+        None => None,
+    };
+    let secret = match body.secret {
+        Some(Some(s)) => Some(Some(validate_secret(&s)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let url = match body.url {
+        Some(Some(u)) => Some(u),
+        Some(None) => return Err(null("url")),
+        None => None,
+    };
+    let id = parse_id(id)?;
+    // The resource must exist before a destination refusal (404 before 422).
+    if state
+        .store
+        .read(|r| ops::get_owned(r, &who.user, id))?
+        .is_none()
+    {
+        return Err(ApiError::not_found("no such webhook"));
+    }
+    let url = url.map(|u| check_url(state, &u)).transpose()?;
+
+    let user = who.user.clone();
+    let now = Millis::now();
+    let updated = state
+        .store
+        .write(move |tx| {
+            ops::update(tx, &user, id, now, |hook| {
+                if let Some(name) = name {
+                    hook.name = name;
+                }
+                if let Some(url) = url {
+                    hook.url = url;
+                }
+                if let Some(types) = event_types {
+                    hook.event_types = types;
+                }
+                if let Some(secret) = secret {
+                    hook.secret = secret;
+                    hook.previous_secret = None;
+                }
+                if let Some(enabled) = enabled {
+                    hook.enabled = enabled;
+                    if enabled {
+                        // Re-enabling (even an enabled but failing webhook) starts afresh.
+                        hook.status = WebhookStatus::Healthy;
+                        hook.failing_since = None;
+                    }
+                }
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such webhook"))?;
+    tracing::info!(webhook = %updated.id, enabled = updated.enabled, "webhook updated");
+    json(StatusCode::OK, &WebhookView::of(&updated))
+}
+
+pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
+    let id = parse_id(id)?;
+    let user = who.user.clone();
+    if state
+        .store
+        .write(move |tx| ops::delete(tx, &user, id))
+        .await?
+    {
+        tracing::info!(webhook = %id, "webhook deleted");
+        Ok(empty(StatusCode::NO_CONTENT))
+    } else {
+        Err(ApiError::not_found("no such webhook"))
+    }
+}

@@ -1,0 +1,78 @@
+//! `hookd serve`: opens the store, binds the API, and runs until SIGTERM/SIGINT.
+//! SIGHUP reloads `[[tokens]]` from the config file (a broken file keeps the old tokens).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::api::{self, AppState, auth::Auth};
+use crate::config::Config;
+use crate::store::Store;
+
+pub fn run(config_path: PathBuf, config: Config) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hookd-io")
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(config_path, config))
+}
+
+async fn serve(config_path: PathBuf, config: Config) -> Result<(), String> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+    let db_path = config.db_path();
+    let store =
+        Store::open(&db_path).map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
+    let mut hangup =
+        signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        auth: Auth::new(&config.tokens),
+        config: Arc::new(config),
+    });
+
+    let reload_state = Arc::clone(&state);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match Config::load(&config_path) {
+                Ok(fresh) => {
+                    reload_state.auth.replace(&fresh.tokens);
+                    tracing::info!(tokens = fresh.tokens.len(), "SIGHUP: tokens reloaded");
+                }
+                Err(e) => tracing::error!(
+                    "SIGHUP: {} is invalid, keeping the old tokens:\n{e}",
+                    config_path.display()
+                ),
+            }
+        }
+    });
+
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), data = %db_path.display(), "hookd listening on {local}");
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    };
+    api::serve(listener, state, shutdown).await;
+    tokio::task::spawn_blocking(move || store.shutdown())
+        .await
+        .map_err(|e| format!("store shutdown failed: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}

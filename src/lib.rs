@@ -1,0 +1,14 @@
+//! hookd: a self-hosted webhook delivery daemon.
+//!
+//! Data flows one way: the [`api`] validates requests and writes through the [`store`]
+//! (one redb file, group-committed); the [`delivery`] engine drains the store's durable
+//! queue and records every attempt back into it. [`config`] is the one TOML file,
+//! [`model`] the shared vocabulary, [`canonical_json`] the payload form receivers verify.
+
+pub mod api;
+pub mod canonical_json;
+pub mod config;
+pub mod daemon;
+pub mod delivery;
+pub mod model;
+pub mod store;
