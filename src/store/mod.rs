@@ -93,6 +93,15 @@ impl Store {
         self.writer.submit(op).await
     }
 
+    /// [`Store::write`] for threads outside the async runtime; blocks until durable.
+    pub fn write_blocking<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.submit_blocking(op)
+    }
+
     /// Runs `f` against a consistent snapshot.
     pub fn read<T>(
         &self,

@@ -100,7 +100,7 @@ impl WriterHandle {
         })
     }
 
-    pub async fn submit<T, F>(&self, op: F) -> Result<T, StoreError>
+    fn enqueue<T, F>(&self, op: F) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -111,12 +111,29 @@ impl WriterHandle {
             output: None,
             reply,
         });
-        {
-            let guard = self.sender.lock().map_err(|_| StoreError::Closed)?;
-            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-            sender.send(job).map_err(|_| StoreError::Closed)?;
-        }
-        answer.await.map_err(|_| StoreError::Closed)?
+        let guard = self.sender.lock().map_err(|_| StoreError::Closed)?;
+        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)?;
+        Ok(answer)
+    }
+
+    pub async fn submit<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.enqueue(op)?.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// For threads outside the async runtime (delivery workers).
+    pub fn submit_blocking<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.enqueue(op)?
+            .blocking_recv()
+            .map_err(|_| StoreError::Closed)?
     }
 
     /// Closes the queue and waits until every job already sent has been committed.

@@ -2,8 +2,10 @@
 //! in [`super::tables`]; every function here is synchronous and runs either inside a read
 //! snapshot or inside one job of the group commit ([`super::Tx`]).
 
+pub mod attempts;
 pub mod deliveries;
 pub mod events;
+pub mod queue;
 pub mod webhooks;
 
 use redb::{Database, ReadableTable};

@@ -85,6 +85,7 @@ pub fn update(
         return Ok(None);
     };
     let was_enabled = hook.enabled;
+    let before = hook.clone();
     change(&mut hook);
     match (was_enabled, hook.enabled) {
         (true, false) => hook.status = WebhookStatus::Disabled,
@@ -94,7 +95,9 @@ pub fn update(
         }
         _ => {}
     }
-    hook.updated_at = now;
+    if hook != before {
+        hook.updated_at = now;
+    }
     hooks.insert(id.0, encode(&hook).as_slice())?;
     drop(hooks);
     if was_enabled && !hook.enabled {

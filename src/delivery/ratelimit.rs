@@ -1,0 +1,104 @@
+//! Per-webhook rate limit: at most `limit` attempt starts in any rolling 60 s window.
+//! Bursts up to `limit` go at once; retries count like first attempts.
+
+use std::collections::VecDeque;
+
+use crate::model::Millis;
+
+const WINDOW_MS: i64 = 60_000;
+
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: usize,
+    /// Start times inside the current window, oldest first.
+    starts: VecDeque<Millis>,
+}
+
+impl RateLimiter {
+    pub fn new(limit: u32) -> RateLimiter {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX).max(1);
+        RateLimiter {
+            limit,
+            starts: VecDeque::new(),
+        }
+    }
+
+    fn expire(&mut self, now: Millis) {
+        while self
+            .starts
+            .front()
+            .is_some_and(|t| t.0 + WINDOW_MS <= now.0)
+        {
+            self.starts.pop_front();
+        }
+    }
+
+    /// Records a start at `now` if the window has room.
+    pub fn try_acquire(&mut self, now: Millis) -> bool {
+        self.expire(now);
+        if self.starts.len() < self.limit {
+            self.starts.push_back(now);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The start times the next `n` attempts will get if they go as soon as allowed, so
+    /// that delayed deliveries can show when they will be sent.
+    pub fn upcoming_slots(&mut self, now: Millis, n: usize) -> Vec<Millis> {
+        self.expire(now);
+        let mut projected: Vec<Millis> = self.starts.iter().copied().collect();
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
+            let slot = if projected.len() < self.limit {
+                now
+            } else {
+                Millis(projected[projected.len() - self.limit].0 + WINDOW_MS).max(now)
+            };
+            projected.push(slot);
+            slots.push(slot);
+        }
+        slots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_a_burst_then_waits_for_the_window() {
+        let mut rl = RateLimiter::new(3);
+        assert!(rl.try_acquire(Millis(0)));
+        assert!(rl.try_acquire(Millis(10)));
+        assert!(rl.try_acquire(Millis(20)));
+        assert!(!rl.try_acquire(Millis(59_999)));
+        assert!(rl.try_acquire(Millis(60_000)));
+        assert!(!rl.try_acquire(Millis(60_009)));
+        assert!(rl.try_acquire(Millis(60_010)));
+    }
+
+    #[test]
+    fn projects_upcoming_slots_like_it_will_grant_them() {
+        let mut rl = RateLimiter::new(2);
+        assert!(rl.try_acquire(Millis(0)));
+        assert!(rl.try_acquire(Millis(100)));
+        let slots = rl.upcoming_slots(Millis(500), 5);
+        assert_eq!(
+            slots,
+            vec![
+                Millis(60_000),
+                Millis(60_100),
+                Millis(120_000),
+                Millis(120_100),
+                Millis(180_000)
+            ]
+        );
+        let mut fresh = RateLimiter::new(2);
+        assert_eq!(
+            fresh.upcoming_slots(Millis(7), 3),
+            vec![Millis(7), Millis(7), Millis(60_007)]
+        );
+    }
+}

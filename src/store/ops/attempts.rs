@@ -1,0 +1,308 @@
+//! The delivery lifecycle after ingest: what an attempt's outcome does to the delivery,
+//! its queue entry and its webhook; moving queued deliveries in time (rate limit); and
+//! starting a failed delivery's schedule again (manual retry, recover).
+//!
+//! Every function keeps the queue invariant of [`crate::store::tables`]: a delivery is
+//! `Pending` exactly when it has one queue entry, keyed by its `next_attempt_at`.
+
+use std::time::Duration;
+
+use redb::{ReadTransaction, ReadableTable, Table};
+
+use super::webhooks::cancel_pending;
+use super::{StoreError, load};
+use crate::delivery::retry::RetryPolicy;
+use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId, WebhookStatus};
+use crate::store::Tx;
+use crate::store::codec::encode;
+use crate::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
+use crate::store::tables::*;
+
+/// What an attempt's answer means for the delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A 2xx in time.
+    Success,
+    /// Anything else; `retry_after` when a 429/503 asked for a pause.
+    Failure { retry_after: Option<Duration> },
+    /// `410 Gone`: the receiver says the endpoint no longer exists.
+    Gone,
+}
+
+/// What recording an attempt changed beyond the delivery itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// The webhook was disabled (410, or failing for `disable_after`).
+    pub webhook_disabled: bool,
+    /// The webhook's attempts are held back until then (`Retry-After`).
+    pub paused_until: Option<Millis>,
+}
+
+/// Everything one attempt needs, read in one snapshot.
+pub struct AttemptInputs {
+    pub delivery: DeliveryRecord,
+    pub webhook: WebhookRecord,
+    pub event: EventRecord,
+}
+
+/// Loads what an attempt of `delivery` needs; `None` when it is no longer to be sent
+/// (deleted, cancelled, done, or its webhook is gone or disabled).
+pub fn load_for_attempt(
+    rtx: &ReadTransaction,
+    delivery: DeliveryId,
+) -> Result<Option<AttemptInputs>, StoreError> {
+    let Some(delivery) = load::<u128, DeliveryRecord>(&rtx.open_table(DELIVERIES)?, delivery.0)?
+    else {
+        return Ok(None);
+    };
+    if delivery.status != DeliveryStatus::Pending {
+        return Ok(None);
+    }
+    let Some(webhook) =
+        load::<u128, WebhookRecord>(&rtx.open_table(WEBHOOKS)?, delivery.webhook_id.0)?
+    else {
+        return Ok(None);
+    };
+    if !webhook.enabled {
+        return Ok(None);
+    }
+    let Some(event) =
+        load::<&str, EventRecord>(&rtx.open_table(EVENTS)?, delivery.event_id.as_str())?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(AttemptInputs {
+        delivery,
+        webhook,
+        event,
+    }))
+}
+
+fn queue_key(d: &DeliveryRecord) -> Option<(u128, u64, u128)> {
+    d.next_attempt_at
+        .map(|due| (d.webhook_id.0, due.as_key(), d.id.0))
+}
+
+fn save(
+    deliveries: &mut Table<'_, u128, &'static [u8]>,
+    d: &DeliveryRecord,
+) -> Result<(), StoreError> {
+    deliveries.insert(d.id.0, encode(d).as_slice())?;
+    Ok(())
+}
+
+/// Records an attempt (its number is assigned here) and applies its verdict. `None` when
+/// the delivery no longer exists (its webhook was deleted meanwhile).
+pub fn record(
+    tx: &mut Tx<'_>,
+    id: DeliveryId,
+    verdict: Verdict,
+    mut attempt: Attempt,
+    policy: &RetryPolicy,
+    now: Millis,
+) -> Result<Option<Recorded>, StoreError> {
+    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let Some(mut delivery) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
+        return Ok(None);
+    };
+    attempt.number = u32::try_from(delivery.attempts.len() + 1).unwrap_or(u32::MAX);
+    delivery.attempts.push(attempt);
+    if delivery.status != DeliveryStatus::Pending {
+        // Cancelled while the attempt was under way: keep the record of it, nothing more.
+        save(&mut deliveries, &delivery)?;
+        return Ok(Some(Recorded::default()));
+    }
+    let mut queue = tx.txn.open_table(QUEUE)?;
+    if let Some(key) = queue_key(&delivery) {
+        queue.remove(key)?;
+    }
+    let mut hooks = tx.txn.open_table(WEBHOOKS)?;
+    let Some(mut webhook) = load::<u128, WebhookRecord>(&hooks, delivery.webhook_id.0)? else {
+        return Ok(None);
+    };
+    let mut recorded = Recorded::default();
+    delivery.next_attempt_at = None;
+
+    match verdict {
+        Verdict::Success => {
+            delivery.status = DeliveryStatus::Succeeded;
+            webhook.failing_since = None;
+            webhook.last_success_at = Some(now);
+            if webhook.enabled {
+                webhook.status = WebhookStatus::Healthy;
+            }
+        }
+        Verdict::Gone => {
+            delivery.status = DeliveryStatus::Failed;
+            webhook.enabled = false;
+            webhook.status = WebhookStatus::Disabled;
+            recorded.webhook_disabled = true;
+        }
+        Verdict::Failure { retry_after } => {
+            if let Some(wait) = retry_after {
+                let until = now.saturating_add(wait);
+                webhook.paused_until = Some(webhook.paused_until.map_or(until, |p| p.max(until)));
+                recorded.paused_until = webhook.paused_until;
+            }
+            let failing_since = *webhook.failing_since.get_or_insert(now);
+            let made = delivery
+                .attempts
+                .len()
+                .saturating_sub(delivery.schedule_base as usize);
+            match policy.next_due(made, now, webhook.paused_until) {
+                Some(due) => {
+                    delivery.next_attempt_at = Some(due);
+                    queue.insert((delivery.webhook_id.0, due.as_key(), delivery.id.0), ())?;
+                }
+                None => {
+                    delivery.status = DeliveryStatus::Failed;
+                    if webhook.enabled {
+                        webhook.status = WebhookStatus::Failing;
+                    }
+                }
+            }
+            if webhook.enabled && policy.should_disable(failing_since, now) {
+                webhook.enabled = false;
+                webhook.status = WebhookStatus::Disabled;
+                recorded.webhook_disabled = true;
+            }
+        }
+    }
+    save(&mut deliveries, &delivery)?;
+    hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
+    drop((deliveries, queue, hooks));
+    if recorded.webhook_disabled {
+        cancel_pending(tx, delivery.webhook_id)?;
+    }
+    Ok(Some(recorded))
+}
+
+/// Moves pending deliveries of `webhook` to new due times (rate limiting), so that their
+/// `nextAttemptAt` says when they will really go. Deliveries no longer pending are skipped.
+pub fn reschedule(
+    tx: &mut Tx<'_>,
+    webhook: WebhookId,
+    moves: &[(DeliveryId, Millis)],
+) -> Result<usize, StoreError> {
+    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut queue = tx.txn.open_table(QUEUE)?;
+    let mut moved = 0;
+    for &(id, due) in moves {
+        let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
+            continue;
+        };
+        if d.status != DeliveryStatus::Pending || d.webhook_id != webhook {
+            continue;
+        }
+        if let Some(key) = queue_key(&d) {
+            queue.remove(key)?;
+        }
+        d.next_attempt_at = Some(due);
+        queue.insert((webhook.0, due.as_key(), id.0), ())?;
+        save(&mut deliveries, &d)?;
+        moved += 1;
+    }
+    Ok(moved)
+}
+
+/// Why a failed delivery could not be queued again.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Requeue {
+    Queued(Millis),
+    NotFound,
+    NotFailed,
+    WebhookDisabled,
+}
+
+fn restart_schedule(
+    d: &mut DeliveryRecord,
+    queue: &mut Table<'_, (u128, u64, u128), ()>,
+    due: Millis,
+) -> Result<(), StoreError> {
+    d.status = DeliveryStatus::Pending;
+    d.schedule_base = u32::try_from(d.attempts.len()).unwrap_or(u32::MAX);
+    d.next_attempt_at = Some(due);
+    queue.insert((d.webhook_id.0, due.as_key(), d.id.0), ())?;
+    Ok(())
+}
+
+fn owned_webhook(
+    tx: &Tx<'_>,
+    user: &str,
+    webhook: WebhookId,
+) -> Result<Option<WebhookRecord>, StoreError> {
+    Ok(
+        load::<u128, WebhookRecord>(&tx.txn.open_table(WEBHOOKS)?, webhook.0)?
+            .filter(|w| w.user == user),
+    )
+}
+
+/// Manual retry: a `failed` delivery starts the schedule again (attempt numbers continue).
+pub fn retry(
+    tx: &mut Tx<'_>,
+    user: &str,
+    webhook: WebhookId,
+    id: DeliveryId,
+    due: Millis,
+) -> Result<Requeue, StoreError> {
+    let Some(hook) = owned_webhook(tx, user, webhook)? else {
+        return Ok(Requeue::NotFound);
+    };
+    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let Some(mut d) =
+        load::<u128, DeliveryRecord>(&deliveries, id.0)?.filter(|d| d.webhook_id == webhook)
+    else {
+        return Ok(Requeue::NotFound);
+    };
+    if d.status != DeliveryStatus::Failed {
+        return Ok(Requeue::NotFailed);
+    }
+    if !hook.enabled {
+        return Ok(Requeue::WebhookDisabled);
+    }
+    restart_schedule(&mut d, &mut tx.txn.open_table(QUEUE)?, due)?;
+    save(&mut deliveries, &d)?;
+    Ok(Requeue::Queued(due))
+}
+
+/// Recover: every `failed` delivery of the webhook created in `[since, until)` starts the
+/// schedule again. `None` when there is no such webhook for `user`.
+pub fn recover(
+    tx: &mut Tx<'_>,
+    user: &str,
+    webhook: WebhookId,
+    since: Millis,
+    until: Millis,
+    due: Millis,
+) -> Result<Result<usize, Requeue>, StoreError> {
+    let Some(hook) = owned_webhook(tx, user, webhook)? else {
+        return Ok(Err(Requeue::NotFound));
+    };
+    if !hook.enabled {
+        return Ok(Err(Requeue::WebhookDisabled));
+    }
+    let index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
+    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut queue = tx.txn.open_table(QUEUE)?;
+    let mut queued = 0;
+    // Newest first: stop once creation times fall before the window.
+    for entry in index
+        .range((webhook.0, 0u64)..=(webhook.0, u64::MAX))?
+        .rev()
+    {
+        let (_, id) = entry?;
+        let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
+            continue;
+        };
+        if d.created_at < since {
+            break;
+        }
+        if d.created_at >= until || d.status != DeliveryStatus::Failed {
+            continue;
+        }
+        restart_schedule(&mut d, &mut queue, due)?;
+        save(&mut deliveries, &d)?;
+        queued += 1;
+    }
+    Ok(Ok(queued))
+}

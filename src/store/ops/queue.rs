@@ -1,0 +1,71 @@
+//! What the scheduler reads: which webhooks exist, and a webhook's next queue entries.
+
+use std::collections::HashSet;
+
+use redb::{ReadTransaction, ReadableTable};
+
+use super::{StoreError, load};
+use crate::model::{DeliveryId, Millis, WebhookId};
+use crate::store::records::WebhookRecord;
+use crate::store::tables::*;
+
+/// Every enabled webhook (the scheduler's starting point after a restart).
+pub fn enabled_webhooks(rtx: &ReadTransaction) -> Result<Vec<WebhookId>, StoreError> {
+    let hooks = rtx.open_table(WEBHOOKS)?;
+    let mut ids = Vec::new();
+    for entry in hooks.iter()? {
+        let (id, _) = entry?;
+        if let Some(hook) = load::<u128, WebhookRecord>(&hooks, id.value())?
+            && hook.enabled
+        {
+            ids.push(hook.id);
+        }
+    }
+    Ok(ids)
+}
+
+/// A look at the head of one webhook's queue.
+pub struct Peek {
+    /// `None` when the webhook no longer exists.
+    pub webhook: Option<WebhookRecord>,
+    /// Up to `max` deliveries due at `now`, oldest due first, not in `skip`.
+    pub due: Vec<DeliveryId>,
+    /// The due time of the first entry after those: in the future, or `now` when `max`
+    /// cut the list short.
+    pub next: Option<Millis>,
+}
+
+pub fn peek(
+    rtx: &ReadTransaction,
+    webhook: WebhookId,
+    now: Millis,
+    skip: &HashSet<DeliveryId>,
+    max: usize,
+) -> Result<Peek, StoreError> {
+    let record = load::<u128, WebhookRecord>(&rtx.open_table(WEBHOOKS)?, webhook.0)?;
+    let queue = rtx.open_table(QUEUE)?;
+    let mut due = Vec::new();
+    let mut next = None;
+    for entry in queue.range((webhook.0, 0u64, 0u128)..=(webhook.0, u64::MAX, u128::MAX))? {
+        let (key, _) = entry?;
+        let (_, at, id) = key.value();
+        let id = DeliveryId(id);
+        if skip.contains(&id) {
+            continue;
+        }
+        if at > now.as_key() {
+            next = Some(Millis(i64::try_from(at).unwrap_or(i64::MAX)));
+            break;
+        }
+        if due.len() == max {
+            next = Some(now);
+            break;
+        }
+        due.push(id);
+    }
+    Ok(Peek {
+        webhook: record,
+        due,
+        next,
+    })
+}
