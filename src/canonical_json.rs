@@ -90,8 +90,9 @@ pub enum Value {
 }
 
 /// Maximum nesting depth of arrays and objects accepted by [`parse`]. A
-/// top-level `[]` has depth 1; 64 nested containers are fine, 65 are an error.
-pub const MAX_DEPTH: usize = 64;
+/// top-level `[]` has depth 1. An ingest body is the event envelope plus the
+/// payload, so this admits payloads nested 64 levels deep.
+pub const MAX_DEPTH: usize = 65;
 
 /// 2^53 as a decimal digit string. Integer tokens up to this magnitude are
 /// accepted; above it not every integer is a double (2^53 + 1 is not).
@@ -1378,14 +1379,13 @@ mod tests {
 
     #[test]
     fn nesting_beyond_max_depth_is_rejected() {
-        assert_err(
-            &nested(MAX_DEPTH + 1),
-            "nesting deeper than 64 levels at byte 64",
-        );
-        let objects = format!("{}1{}", "{\"a\":".repeat(65), "}".repeat(65));
-        assert_err(&objects, "nesting deeper than 64 levels at byte 320");
-        let mixed = format!("{}{{}}{}", "[".repeat(64), "]".repeat(64));
-        assert_err(&mixed, "nesting deeper than 64 levels at byte 64");
+        let d = MAX_DEPTH;
+        let message = |at: usize| format!("nesting deeper than {d} levels at byte {at}");
+        assert_err(&nested(d + 1), &message(d));
+        let objects = format!("{}1{}", "{\"a\":".repeat(d + 1), "}".repeat(d + 1));
+        assert_err(&objects, &message(d * 5));
+        let mixed = format!("{}{{}}{}", "[".repeat(d), "]".repeat(d));
+        assert_err(&mixed, &message(d));
     }
 
     #[test]

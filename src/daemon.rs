@@ -9,6 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::api::{self, AppState, auth::Auth};
 use crate::config::Config;
+use crate::delivery::Engine;
 use crate::store::Store;
 
 pub fn run(config_path: PathBuf, config: Config) -> Result<(), String> {
@@ -40,8 +41,15 @@ async fn serve(config_path: PathBuf, config: Config) -> Result<(), String> {
     let mut hangup =
         signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
 
+    if config.tokens.is_empty() {
+        tracing::warn!(
+            "no [[tokens]] configured: every API request will be refused (see `hookd token new`)"
+        );
+    }
+    let engine = Engine::start(store.clone(), &config);
     let state = Arc::new(AppState {
         store: store.clone(),
+        delivery: engine.handle.clone(),
         auth: Auth::new(&config.tokens),
         config: Arc::new(config),
     });
@@ -70,6 +78,7 @@ async fn serve(config_path: PathBuf, config: Config) -> Result<(), String> {
         }
     };
     api::serve(listener, state, shutdown).await;
+    engine.shutdown().await;
     tokio::task::spawn_blocking(move || store.shutdown())
         .await
         .map_err(|e| format!("store shutdown failed: {e}"))?;

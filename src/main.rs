@@ -133,7 +133,6 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     match hookd::daemon::run(path, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
             eprintln!("hookd: {e}");
             ExitCode::FAILURE
         }

@@ -1,16 +1,17 @@
 //! `/api/hooks/webhooks/:id/deliveries[/:deliveryId]`: a webhook's delivery log.
 
 use hyper::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, HttpResponse, json};
-use super::request::{Paging, encode_cursor, query_pairs};
+use super::request::{Paging, encode_cursor, parse_json, query_pairs};
 use super::webhooks::parse_id;
-use crate::model::{DeliveryId, DeliveryStatus, WebhookId};
+use crate::model::{DeliveryId, DeliveryStatus, Millis, parse_rfc3339_millis};
+use crate::store::ops::attempts::{self, Requeue};
 use crate::store::ops::{deliveries as ops, webhooks};
-use crate::store::records::{Attempt, DeliveryRecord};
+use crate::store::records::{Attempt, DeliveryRecord, WebhookRecord};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -55,7 +56,9 @@ pub struct DeliveryView<'a> {
 }
 
 impl<'a> DeliveryView<'a> {
-    pub fn of(d: &'a DeliveryRecord) -> Self {
+    /// `paused_until` is the webhook's `Retry-After` pause: a pending delivery goes no
+    /// earlier than that, and its `nextAttemptAt` says so.
+    pub fn of(d: &'a DeliveryRecord, paused_until: Option<Millis>) -> Self {
         DeliveryView {
             id: d.id.to_string(),
             webhook_id: d.webhook_id.to_string(),
@@ -63,7 +66,9 @@ impl<'a> DeliveryView<'a> {
             event_type: d.event_type.as_str(),
             status: d.status.as_str(),
             attempts: d.attempts.iter().map(AttemptView::of).collect(),
-            next_attempt_at: d.next_attempt_at.map(|t| t.to_rfc3339()),
+            next_attempt_at: d
+                .next_attempt_at
+                .map(|t| paused_until.map_or(t, |p| p.max(t)).to_rfc3339()),
             created_at: d.created_at.to_rfc3339(),
         }
     }
@@ -75,13 +80,16 @@ struct DeliveryList<'a> {
     next: Option<String>,
 }
 
-/// The webhook id, if the webhook exists and belongs to the caller.
-pub fn owned_webhook(state: &AppState, who: &Principal, id: &str) -> Result<WebhookId, ApiError> {
+/// The webhook, if it exists and belongs to the caller.
+pub fn owned_webhook(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+) -> Result<WebhookRecord, ApiError> {
     let id = parse_id(id)?;
     state
         .store
         .read(|r| webhooks::get_owned(r, &who.user, id))?
-        .map(|w| w.id)
         .ok_or_else(|| ApiError::not_found("no such webhook"))
 }
 
@@ -100,11 +108,16 @@ pub fn list(
             status = Some(s);
         }
     }
-    let webhook = owned_webhook(state, who, id)?;
+    let hook = owned_webhook(state, who, id)?;
+    let webhook = hook.id;
     let page = state
         .store
         .read(|r| ops::list_for_webhook(r, webhook, status, paging.limit, paging.after))?;
-    let deliveries = page.items.iter().map(DeliveryView::of).collect();
+    let deliveries = page
+        .items
+        .iter()
+        .map(|d| DeliveryView::of(d, hook.paused_until))
+        .collect();
     json(
         StatusCode::OK,
         &DeliveryList {
@@ -120,7 +133,8 @@ pub fn get(
     id: &str,
     delivery: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let webhook = owned_webhook(state, who, id)?;
+    let hook = owned_webhook(state, who, id)?;
+    let webhook = hook.id;
     let delivery: DeliveryId = delivery
         .parse()
         .map_err(|()| ApiError::not_found("no such delivery"))?;
@@ -129,5 +143,102 @@ pub fn get(
         .read(|r| ops::get(r, delivery))?
         .filter(|d| d.webhook_id == webhook)
         .ok_or_else(|| ApiError::not_found("no such delivery"))?;
-    json(StatusCode::OK, &DeliveryView::of(&record))
+    json(
+        StatusCode::OK,
+        &DeliveryView::of(&record, hook.paused_until),
+    )
+}
+
+/// `POST …/deliveries/:deliveryId/retry`: a `failed` delivery starts the schedule again.
+pub async fn retry(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    delivery: &str,
+) -> Result<HttpResponse, ApiError> {
+    let hook = owned_webhook(state, who, id)?;
+    let webhook = hook.id;
+    let delivery: DeliveryId = delivery
+        .parse()
+        .map_err(|()| ApiError::not_found("no such delivery"))?;
+    let user = who.user.clone();
+    let due = state.delivery.policy.first_due(Millis::now());
+    let outcome = state
+        .store
+        .write(move |tx| attempts::retry(tx, &user, webhook, delivery, due))
+        .await?;
+    match outcome {
+        Requeue::Queued(due) => {
+            state.delivery.queued(webhook, due);
+            json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "id": delivery.to_string(), "status": "pending" }),
+            )
+        }
+        other => Err(requeue_error(other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverBody {
+    since: String,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+/// `POST …/recover {"since", "until"?}`: every `failed` delivery created in the window
+/// starts the schedule again.
+pub async fn recover(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let body: RecoverBody = parse_json(body)?;
+    let since = parse_rfc3339_millis(&body.since)
+        .map_err(|e| ApiError::bad_request(format!("`since`: {e}")))?;
+    let until = match &body.until {
+        Some(u) => {
+            parse_rfc3339_millis(u).map_err(|e| ApiError::bad_request(format!("`until`: {e}")))?
+        }
+        None => Millis(i64::MAX),
+    };
+    if until <= since {
+        return Err(ApiError::bad_request("`until` must be later than `since`"));
+    }
+    let hook = owned_webhook(state, who, id)?;
+    let webhook = hook.id;
+    let user = who.user.clone();
+    let due = state.delivery.policy.first_due(Millis::now());
+    let outcome = state
+        .store
+        .write(move |tx| attempts::recover(tx, &user, webhook, since, until, due))
+        .await?;
+    match outcome {
+        Ok(queued) => {
+            if queued > 0 {
+                state.delivery.queued(webhook, due);
+            }
+            json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({ "queued": queued }),
+            )
+        }
+        Err(other) => Err(requeue_error(other)),
+    }
+}
+
+fn requeue_error(outcome: Requeue) -> ApiError {
+    match outcome {
+        Requeue::NotFailed => ApiError::conflict(
+            "delivery_not_failed",
+            "only a failed delivery can be retried; this one is pending, succeeded or cancelled",
+        ),
+        Requeue::WebhookDisabled => ApiError::conflict(
+            "webhook_disabled",
+            "the webhook is disabled; enable it first (PATCH {\"enabled\": true})",
+        ),
+        Requeue::NotFound | Requeue::Queued(_) => ApiError::not_found("no such delivery"),
+    }
 }

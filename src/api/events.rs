@@ -154,20 +154,16 @@ pub async fn ingest(state: &AppState, body: &[u8]) -> Result<HttpResponse, ApiEr
     let received_at = Millis::now();
     let event = parse_ingest(body, received_at)?;
     let id = event.id.clone();
-    let first_delay = state
-        .config
-        .delivery
-        .retry_schedule
-        .first()
-        .copied()
-        .unwrap_or_default();
-    let due = received_at.saturating_add(first_delay);
+    let due = state.delivery.policy.first_due(received_at);
     let outcome = state
         .store
         .write(move |tx| ops::ingest(tx, event, due))
         .await?;
     match outcome {
-        Ingested::Created { deliveries, .. } => {
+        Ingested::Created { deliveries, queued } => {
+            for (webhook, due) in queued {
+                state.delivery.queued(webhook, due);
+            }
             tracing::debug!(event = %id, deliveries, "event ingested");
             json(
                 StatusCode::ACCEPTED,

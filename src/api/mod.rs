@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::{Config, Role};
+use crate::delivery::DeliveryHandle;
 use crate::store::Store;
 use auth::{Auth, Principal};
 use error::{ApiError, HttpResponse};
@@ -50,6 +51,7 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
     pub auth: Auth,
+    pub delivery: DeliveryHandle,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish
@@ -147,6 +149,13 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
         (Route::Webhook(id), _) => webhooks::delete(state, &principal, id).await,
         (Route::Deliveries(id), _) => deliveries::list(state, &principal, id, query),
         (Route::Delivery(id, delivery), _) => deliveries::get(state, &principal, id, delivery),
+        (Route::RetryDelivery(id, delivery), _) => {
+            deliveries::retry(state, &principal, id, delivery).await
+        }
+        (Route::Recover(id), _) => {
+            let body = request::read_json_body(&parts.headers, body, limit, true).await?;
+            deliveries::recover(state, &principal, id, &body).await
+        }
         (Route::Events, &Method::GET) => events::list(state, &principal, query),
         (Route::Events, _) => {
             let body = request::read_json_body(&parts.headers, body, limit, true).await?;

@@ -10,6 +10,8 @@ pub enum Route<'a> {
     Webhook(&'a str),
     Deliveries(&'a str),
     Delivery(&'a str, &'a str),
+    RetryDelivery(&'a str, &'a str),
+    Recover(&'a str),
     Events,
     Event(&'a str),
 }
@@ -22,6 +24,7 @@ impl Route<'_> {
             Route::Webhooks | Route::Events => "GET, POST",
             Route::Webhook(_) => "GET, PATCH, DELETE",
             Route::Event(_) | Route::Deliveries(_) | Route::Delivery(..) => "GET",
+            Route::RetryDelivery(..) | Route::Recover(_) => "POST",
         }
     }
 
@@ -42,6 +45,12 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         ["api", "hooks", "webhooks", id, "deliveries", d] if !id.is_empty() && !d.is_empty() => {
             Route::Delivery(id, d)
         }
+        ["api", "hooks", "webhooks", id, "deliveries", d, "retry"]
+            if !id.is_empty() && !d.is_empty() =>
+        {
+            Route::RetryDelivery(id, d)
+        }
+        ["api", "hooks", "webhooks", id, "recover"] if !id.is_empty() => Route::Recover(id),
         ["api", "hooks", "events"] => Route::Events,
         ["api", "hooks", "events", id] if !id.is_empty() => Route::Event(id),
         _ => return None,

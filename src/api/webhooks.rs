@@ -240,6 +240,10 @@ pub async fn update(
         return Err(ApiError::not_found("no such webhook"));
     }
     let url = url.map(|u| check_url(state, &u)).transpose()?;
+    if enabled == Some(false) {
+        // Before the commit: nothing already dispatched may start sending after our answer.
+        state.delivery.cancel(id);
+    }
 
     let user = who.user.clone();
     let now = Millis::now();
@@ -279,6 +283,7 @@ pub async fn update(
 pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
     let user = who.user.clone();
+    state.delivery.cancel(id);
     if state
         .store
         .write(move |tx| ops::delete(tx, &user, id))

@@ -1,5 +1,132 @@
-//! The delivery engine: where webhooks may point ([`destination`]) and how deliveries are
-//! signed ([`signing`]).
+//! The delivery engine: drains the store's durable queue to the receivers.
+//!
+//! Data flows one way: the API commits deliveries to the store and tells the
+//! [`scheduler`] (a tokio task) that work is queued; the scheduler hands due deliveries to
+//! the [`worker`] threads; a worker makes the attempt ([`http`], body from [`payload`],
+//! signature from [`signing`]), records its outcome in the store ([`retry`] decides the
+//! next attempt), then reports back. [`destination`] guards where requests may go and
+//! [`ratelimit`] how often they may start.
 
 pub mod destination;
+pub mod http;
+pub mod payload;
+pub mod ratelimit;
+pub mod retry;
+pub mod scheduler;
 pub mod signing;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::model::{Millis, WebhookId};
+use crate::store::Store;
+use retry::RetryPolicy;
+
+/// What the scheduler hears about.
+#[derive(Debug)]
+pub enum Message {
+    /// A delivery of this webhook is due at this time (ingest, retry, recover).
+    Queued(WebhookId, Millis),
+    /// A worker finished a job.
+    Done(worker::Done),
+}
+
+/// Per-webhook cancellation epochs. Deleting or disabling a webhook bumps its epoch
+/// *before* committing; a worker compares the epoch its job was dispatched with right
+/// before sending, so nothing is sent for a webhook once its delete has been answered.
+#[derive(Default)]
+pub struct Epochs(Mutex<HashMap<WebhookId, u64>>);
+
+impl Epochs {
+    pub fn get(&self, webhook: WebhookId) -> u64 {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&webhook).copied().unwrap_or(0)
+    }
+
+    pub fn bump(&self, webhook: WebhookId) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(webhook).or_insert(0) += 1;
+    }
+}
+
+/// The API's handle on the engine.
+#[derive(Clone)]
+pub struct DeliveryHandle {
+    inbox: UnboundedSender<Message>,
+    epochs: Arc<Epochs>,
+    pub policy: Arc<RetryPolicy>,
+}
+
+impl DeliveryHandle {
+    /// Tells the scheduler a delivery of `webhook` was committed, due at `due`.
+    pub fn queued(&self, webhook: WebhookId, due: Millis) {
+        // A send error means the engine has stopped; the delivery waits in the store.
+        let _ = self.inbox.send(Message::Queued(webhook, due));
+    }
+
+    /// Stops attempts to `webhook` that were dispatched but have not started sending.
+    pub fn cancel(&self, webhook: WebhookId) {
+        self.epochs.bump(webhook);
+    }
+}
+
+pub struct Engine {
+    pub handle: DeliveryHandle,
+    stop: oneshot::Sender<()>,
+    scheduler: JoinHandle<()>,
+}
+
+impl Engine {
+    /// Starts the worker threads and the scheduler task (call within the runtime).
+    pub fn start(store: Store, config: &Config) -> Engine {
+        let d = &config.delivery;
+        let policy = RetryPolicy {
+            schedule: d.retry_schedule.clone(),
+            disable_after: d.disable_after,
+        };
+        let epochs = Arc::new(Epochs::default());
+        let (inbox_tx, inbox_rx) = unbounded_channel();
+        let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(d.workers);
+        let ctx = Arc::new(worker::WorkerContext {
+            store: store.clone(),
+            http: http::HttpSender::new(d.timeout, d.allow_private_networks, d.workers),
+            policy: policy.clone(),
+            epochs: Arc::clone(&epochs),
+            allow_http: d.allow_http,
+        });
+        // Detached: a worker stuck in a receiver's deadline must not hold up shutdown.
+        let _workers = worker::spawn(d.workers, jobs_rx, ctx, inbox_tx.clone());
+        let limits = scheduler::Limits {
+            workers: d.workers,
+            per_webhook: d.max_in_flight_per_webhook,
+            per_minute: config.limits.events_per_minute_per_webhook,
+        };
+        let drain = (d.timeout + Duration::from_secs(1)).min(Duration::from_secs(20));
+        let (stop, stop_rx) = oneshot::channel();
+        let scheduler =
+            scheduler::Scheduler::new(store, limits, Arc::clone(&epochs), jobs_tx, inbox_rx);
+        let scheduler = tokio::spawn(scheduler.run(stop_rx, drain));
+        Engine {
+            handle: DeliveryHandle {
+                inbox: inbox_tx,
+                epochs,
+                policy: Arc::new(policy),
+            },
+            stop,
+            scheduler,
+        }
+    }
+
+    /// Stops dispatching and waits (bounded) for the attempts under way to be recorded.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        let _ = self.scheduler.await;
+    }
+}

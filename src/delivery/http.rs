@@ -1,0 +1,236 @@
+//! One HTTP attempt, on a blocking ureq agent shared by the worker threads (connections
+//! are pooled and reused per destination).
+//!
+//! Outcome rules (CONTRACT §4, §5.11): the status decides. A 2xx status line and headers
+//! within `timeout` is a success; a redirect is never followed; anything else fails the
+//! attempt. After the headers, at most [`MAX_BODY_READ`] bytes of the body are read within
+//! the same deadline and the connection is dropped if there is more, so an endless or
+//! dripping body costs one bounded attempt. Every address a host resolves to is checked
+//! by the destination guard before connecting ([`GuardedResolver`]).
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use ureq::Agent;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+use super::destination::blocked_reason;
+use super::retry::parse_retry_after;
+use crate::store::ops::attempts::Verdict;
+
+/// How much of a response body is read at most.
+pub const MAX_BODY_READ: u64 = 4096;
+/// How much of it is kept in the delivery log.
+pub const KEPT_BODY_BYTES: usize = 1024;
+/// Response header sections larger than this fail the attempt.
+const MAX_RESPONSE_HEADER_BYTES: usize = 64 * 1024;
+
+/// What one attempt produced, ready to be logged.
+#[derive(Debug)]
+pub struct AttemptOutcome {
+    pub verdict: Verdict,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub duration: Duration,
+}
+
+/// Refusal by the destination guard, carried through ureq as the source of an I/O error.
+#[derive(Debug)]
+pub struct DestinationRefused(pub String);
+
+impl fmt::Display for DestinationRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "destination_not_allowed: {}", self.0)
+    }
+}
+
+impl std::error::Error for DestinationRefused {}
+
+/// Resolves names with `inner` and refuses the connection if any address is blocked.
+/// This is where DNS rebinding is stopped: the check runs on exactly the addresses that
+/// the connector will use, at send time.
+#[derive(Debug)]
+pub struct GuardedResolver<R: Resolver = DefaultResolver> {
+    pub inner: R,
+    pub allow_private_networks: bool,
+}
+
+impl<R: Resolver> Resolver for GuardedResolver<R> {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if !self.allow_private_networks {
+            let refused: Option<(&SocketAddr, &str)> = addrs
+                .iter()
+                .find_map(|a| blocked_reason(a.ip()).map(|why| (a, why)));
+            if let Some((addr, why)) = refused {
+                let refusal = DestinationRefused(format!("{} is a {why} address", addr.ip()));
+                return Err(ureq::Error::Io(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    refusal,
+                )));
+            }
+        }
+        Ok(addrs)
+    }
+}
+
+pub struct HttpSender {
+    agent: Agent,
+    timeout: Duration,
+}
+
+impl HttpSender {
+    pub fn new(timeout: Duration, allow_private_networks: bool, pool_size: usize) -> HttpSender {
+        Self::with_resolver(
+            timeout,
+            pool_size,
+            GuardedResolver {
+                inner: DefaultResolver::default(),
+                allow_private_networks,
+            },
+        )
+    }
+
+    pub fn with_resolver(
+        timeout: Duration,
+        pool_size: usize,
+        resolver: impl Resolver,
+    ) -> HttpSender {
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(timeout))
+            .user_agent(concat!("hookd/", env!("CARGO_PKG_VERSION")))
+            .max_response_header_size(MAX_RESPONSE_HEADER_BYTES)
+            .max_idle_connections(pool_size.max(1))
+            .max_idle_connections_per_host(pool_size.clamp(1, 64))
+            .build();
+        HttpSender {
+            agent: Agent::with_parts(config, DefaultConnector::default(), resolver),
+            timeout,
+        }
+    }
+
+    /// POSTs `body` to `url` with `headers` and classifies the answer.
+    pub fn send(&self, url: &str, headers: &[(&str, String)], body: &[u8]) -> AttemptOutcome {
+        let started = Instant::now();
+        let mut request = self.agent.post(url);
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        let result = request.send(body);
+        let failed = |error: String| AttemptOutcome {
+            verdict: Verdict::Failure { retry_after: None },
+            status_code: None,
+            error: Some(error),
+            response_body: None,
+            duration: started.elapsed(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => return failed(describe_error(&e, self.timeout)),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut kept = Vec::new();
+        let mut reader = response.into_body().into_reader().take(MAX_BODY_READ);
+        // The status already decided the outcome; a body that errors or stalls only
+        // shortens what the log keeps.
+        let _ = reader.read_to_end(&mut kept);
+        let duration = started.elapsed();
+        let (verdict, error) = match status {
+            200..=299 => (Verdict::Success, None),
+            410 => (
+                Verdict::Gone,
+                Some("410 Gone: the receiver asked to stop; webhook disabled".to_owned()),
+            ),
+            300..=399 => (
+                Verdict::Failure { retry_after: None },
+                Some("redirects are not followed".to_owned()),
+            ),
+            429 | 503 => (Verdict::Failure { retry_after }, None),
+            _ => (Verdict::Failure { retry_after: None }, None),
+        };
+        AttemptOutcome {
+            verdict,
+            status_code: Some(status),
+            error,
+            response_body: keep_prefix(&kept),
+            duration,
+        }
+    }
+}
+
+/// The first KiB of a body as text (cut at a character boundary); `None` when empty.
+fn keep_prefix(bytes: &[u8]) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(KEPT_BODY_BYTES)]);
+    let mut end = text.len().min(KEPT_BODY_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(text[..end].to_owned())
+}
+
+/// A short, stable description for the delivery log.
+fn describe_error(e: &ureq::Error, timeout: Duration) -> String {
+    match e {
+        ureq::Error::Timeout(_) => format!(
+            "timeout: no complete answer within {}",
+            crate::config::format_duration(timeout)
+        ),
+        ureq::Error::HostNotFound => "host not found".to_owned(),
+        ureq::Error::Io(io) => {
+            if let Some(refused) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<DestinationRefused>())
+            {
+                return refused.to_string();
+            }
+            match io.kind() {
+                io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof => "connection reset".to_owned(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                    format!(
+                        "timeout: no complete answer within {}",
+                        crate::config::format_duration(timeout)
+                    )
+                }
+                _ => format!("network error: {io}"),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_first_kib_on_a_char_boundary() {
+        assert_eq!(keep_prefix(b""), None);
+        assert_eq!(keep_prefix(b"ok").as_deref(), Some("ok"));
+        let long = "é".repeat(1000);
+        let kept = keep_prefix(long.as_bytes()).unwrap();
+        assert!(kept.len() <= KEPT_BODY_BYTES && kept.chars().all(|c| c == 'é'));
+    }
+}

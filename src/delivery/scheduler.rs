@@ -1,0 +1,284 @@
+//! The scheduler: decides which queued deliveries go to the workers, and when.
+//!
+//! It keeps, per webhook, the time it next needs a look (`wake_at`), and sleeps until the
+//! earliest one or until a message arrives (new deliveries, a finished attempt). A look
+//! at a webhook reads only the head of that webhook's queue. There is no polling and no
+//! full scan.
+//!
+//! Invariants:
+//! - A delivery handed to a worker is *claimed* until the worker reports back; it stays
+//!   in the queue meanwhile (so a crash means a new attempt after restart, never a loss)
+//!   and is skipped by every look, so no delivery is ever attempted twice at once.
+//! - At most `workers` attempts run in total and at most `max_in_flight_per_webhook`
+//!   per webhook, so one slow receiver cannot take the pool from the others.
+//! - At most `events_per_minute_per_webhook` attempts start per webhook in any rolling
+//!   minute; deliveries held back by it are moved in the queue to the time they will
+//!   go, so their `nextAttemptAt` is true.
+//! - A receiver's `Retry-After` (stored on the webhook) holds back all its attempts.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::oneshot;
+
+use super::ratelimit::RateLimiter;
+use super::worker::{Done, Job};
+use super::{Epochs, Message};
+use crate::model::{DeliveryId, Millis, WebhookId};
+use crate::store::Store;
+use crate::store::ops::{attempts, queue};
+
+/// How many rate-limited deliveries one look moves to their future slots.
+const RESCHEDULE_BATCH: usize = 512;
+/// After a store failure, a webhook is looked at again this much later.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+pub struct Limits {
+    pub workers: usize,
+    pub per_webhook: usize,
+    pub per_minute: u32,
+}
+
+#[derive(Debug)]
+struct WebhookState {
+    in_flight: usize,
+    claimed: HashSet<DeliveryId>,
+    limiter: RateLimiter,
+}
+
+pub struct Scheduler {
+    store: Store,
+    limits: Limits,
+    epochs: Arc<Epochs>,
+    jobs: SyncSender<Job>,
+    inbox: UnboundedReceiver<Message>,
+    webhooks: HashMap<WebhookId, WebhookState>,
+    wake_at: BTreeSet<(Millis, WebhookId)>,
+    next_look: HashMap<WebhookId, Millis>,
+    /// Webhooks with due work that only wait for a free worker.
+    waiting_for_worker: HashSet<WebhookId>,
+    in_flight: usize,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Store,
+        limits: Limits,
+        epochs: Arc<Epochs>,
+        jobs: SyncSender<Job>,
+        inbox: UnboundedReceiver<Message>,
+    ) -> Scheduler {
+        Scheduler {
+            store,
+            limits,
+            epochs,
+            jobs,
+            inbox,
+            webhooks: HashMap::new(),
+            wake_at: BTreeSet::new(),
+            next_look: HashMap::new(),
+            waiting_for_worker: HashSet::new(),
+            in_flight: 0,
+        }
+    }
+
+    /// Runs until `stop` fires; then dispatches nothing more and waits up to `drain` for
+    /// the attempts under way. Whatever is still running then is abandoned: its queue
+    /// entry is untouched, so it is attempted again after the restart.
+    pub async fn run(mut self, mut stop: oneshot::Receiver<()>, drain: Duration) {
+        let now = Millis::now();
+        match self.store.read(queue::enabled_webhooks) {
+            Ok(ids) => ids.into_iter().for_each(|id| self.look_at(id, now)),
+            Err(e) => tracing::error!(error = %e, "scheduler cannot list webhooks"),
+        }
+        loop {
+            self.run_due_looks().await;
+            let sleep = self.wake_at.first().map(|(at, _)| {
+                Duration::from_millis(u64::try_from(at.0 - Millis::now().0).unwrap_or(0))
+            });
+            tokio::select! {
+                message = self.inbox.recv() => match message {
+                    Some(m) => self.handle(m),
+                    None => return,
+                },
+                () = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {}
+                _ = &mut stop => break,
+            }
+        }
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.in_flight > 0 {
+            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+                Ok(Some(Message::Done(done))) => self.finished(done),
+                Ok(Some(Message::Queued(..))) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        abandoned = self.in_flight,
+                        "attempts still under way at shutdown; they will be retried after restart"
+                    );
+                    break;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Queued(webhook, due) => self.look_at(webhook, due),
+            Message::Done(done) => self.finished(done),
+        }
+    }
+
+    fn finished(&mut self, done: Done) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(state) = self.webhooks.get_mut(&done.webhook) {
+            state.in_flight = state.in_flight.saturating_sub(1);
+            state.claimed.remove(&done.delivery);
+        }
+        let now = Millis::now();
+        match done.result {
+            Ok(_) => self.look_at(done.webhook, now),
+            Err(e) => {
+                tracing::error!(delivery = %done.delivery, error = %e, "could not record an attempt; will retry");
+                self.look_at(done.webhook, now.saturating_add(STORE_RETRY));
+            }
+        }
+        for webhook in std::mem::take(&mut self.waiting_for_worker) {
+            self.look_at(webhook, now);
+        }
+    }
+
+    /// Asks for a look at `webhook` at `at` (or earlier, if one is already planned).
+    fn look_at(&mut self, webhook: WebhookId, at: Millis) {
+        if let Some(&planned) = self.next_look.get(&webhook) {
+            if planned <= at {
+                return;
+            }
+            self.wake_at.remove(&(planned, webhook));
+        }
+        self.next_look.insert(webhook, at);
+        self.wake_at.insert((at, webhook));
+    }
+
+    async fn run_due_looks(&mut self) {
+        let now = Millis::now();
+        while let Some(&(at, webhook)) = self.wake_at.first() {
+            if at > now {
+                break;
+            }
+            self.wake_at.pop_first();
+            self.next_look.remove(&webhook);
+            if let Err(e) = self.look(webhook, now).await {
+                tracing::error!(webhook = %webhook, error = %e, "scheduler cannot read the queue");
+                self.look_at(webhook, now.saturating_add(STORE_RETRY));
+            }
+        }
+    }
+
+    /// Dispatches what `webhook` may send now and plans its next look.
+    async fn look(
+        &mut self,
+        webhook: WebhookId,
+        now: Millis,
+    ) -> Result<(), crate::store::StoreError> {
+        let per_minute = self.limits.per_minute;
+        let state = self
+            .webhooks
+            .entry(webhook)
+            .or_insert_with(|| WebhookState {
+                in_flight: 0,
+                claimed: HashSet::new(),
+                limiter: RateLimiter::new(per_minute),
+            });
+        let webhook_room = self.limits.per_webhook.saturating_sub(state.in_flight);
+        let pool_room = self.limits.workers.saturating_sub(self.in_flight);
+        if webhook_room == 0 {
+            return Ok(()); // its next finished attempt asks for a look
+        }
+        if pool_room == 0 {
+            self.waiting_for_worker.insert(webhook);
+            return Ok(());
+        }
+        let room = webhook_room.min(pool_room);
+        let claimed = &state.claimed;
+        let peek = self
+            .store
+            .read(|r| queue::peek(r, webhook, now, claimed, room))?;
+        let Some(record) = peek.webhook.filter(|w| w.enabled) else {
+            if state.in_flight == 0 {
+                self.webhooks.remove(&webhook);
+            }
+            return Ok(());
+        };
+        if let Some(paused) = record.paused_until.filter(|p| *p > now) {
+            self.look_at(webhook, paused);
+            return Ok(());
+        }
+        let epoch = self.epochs.get(webhook);
+        let mut rate_limited = false;
+        for delivery in peek.due {
+            if !state.limiter.try_acquire(now) {
+                rate_limited = true;
+                break;
+            }
+            if self
+                .jobs
+                .try_send(Job {
+                    delivery,
+                    webhook,
+                    epoch,
+                })
+                .is_err()
+            {
+                break;
+            }
+            state.claimed.insert(delivery);
+            state.in_flight += 1;
+            self.in_flight += 1;
+        }
+        if rate_limited {
+            return self.hold_back(webhook, now).await;
+        }
+        match peek.next {
+            // More is due than there was room for. If the pool was the tighter limit, ask
+            // for a look when any worker frees up; otherwise this webhook's own finished
+            // attempts ask for it.
+            Some(next) if next <= now && pool_room <= webhook_room => {
+                self.waiting_for_worker.insert(webhook);
+            }
+            Some(next) if next > now => self.look_at(webhook, next),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Moves the webhook's due deliveries to the slots the rate limit will give them.
+    async fn hold_back(
+        &mut self,
+        webhook: WebhookId,
+        now: Millis,
+    ) -> Result<(), crate::store::StoreError> {
+        let Some(state) = self.webhooks.get_mut(&webhook) else {
+            return Ok(());
+        };
+        let claimed = &state.claimed;
+        let peek = self
+            .store
+            .read(|r| queue::peek(r, webhook, now, claimed, RESCHEDULE_BATCH))?;
+        let slots = state.limiter.upcoming_slots(now, peek.due.len());
+        let moves: Vec<(DeliveryId, Millis)> = peek.due.into_iter().zip(slots).collect();
+        let first = moves.first().map(|(_, at)| *at);
+        if !moves.is_empty() {
+            self.store
+                .write(move |tx| attempts::reschedule(tx, webhook, &moves))
+                .await?;
+        }
+        if let Some(at) = first {
+            self.look_at(webhook, at);
+        }
+        Ok(())
+    }
+}

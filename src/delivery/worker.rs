@@ -1,0 +1,158 @@
+//! The worker pool: `delivery.workers` OS threads that make the blocking HTTP attempts
+//! (never on tokio's threads), record each outcome durably, and only then report back to
+//! the scheduler, so the scheduler never sees a delivery whose queue entry is stale.
+
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::http::HttpSender;
+use super::payload::delivery_body;
+use super::retry::RetryPolicy;
+use super::signing::hook_signature;
+use super::{Epochs, Message};
+use crate::model::{DeliveryId, Millis, WebhookId};
+use crate::store::Store;
+use crate::store::ops::attempts::{self, Recorded};
+use crate::store::records::Attempt;
+
+/// One attempt to make, as dispatched by the scheduler.
+#[derive(Debug)]
+pub struct Job {
+    pub delivery: DeliveryId,
+    pub webhook: WebhookId,
+    /// The webhook's cancellation epoch at dispatch; a change means "do not send".
+    pub epoch: u64,
+}
+
+/// What a worker reports when it is done with a job.
+#[derive(Debug)]
+pub struct Done {
+    pub webhook: WebhookId,
+    pub delivery: DeliveryId,
+    /// `Ok(None)`: nothing was sent (cancelled or no longer pending).
+    pub result: Result<Option<Recorded>, String>,
+}
+
+pub struct WorkerContext {
+    pub store: Store,
+    pub http: HttpSender,
+    pub policy: RetryPolicy,
+    pub epochs: Arc<Epochs>,
+    pub allow_http: bool,
+}
+
+pub fn spawn(
+    count: usize,
+    jobs: Receiver<Job>,
+    ctx: Arc<WorkerContext>,
+    inbox: UnboundedSender<Message>,
+) -> Vec<JoinHandle<()>> {
+    let jobs = Arc::new(Mutex::new(jobs));
+    (0..count)
+        .filter_map(|n| {
+            let jobs = Arc::clone(&jobs);
+            let ctx = Arc::clone(&ctx);
+            let inbox = inbox.clone();
+            std::thread::Builder::new()
+                .name(format!("hookd-worker-{n}"))
+                .spawn(move || {
+                    loop {
+                        let job = match jobs.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let result = attempt(&ctx, &job);
+                        let done = Done {
+                            webhook: job.webhook,
+                            delivery: job.delivery,
+                            result,
+                        };
+                        if inbox.send(Message::Done(done)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| tracing::error!(error = %e, "cannot start a delivery worker"))
+                .ok()
+        })
+        .collect()
+}
+
+fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Recorded>, String> {
+    let inputs = ctx
+        .store
+        .read(|r| attempts::load_for_attempt(r, job.delivery))
+        .map_err(|e| e.to_string())?;
+    let Some(inputs) = inputs else {
+        return Ok(None);
+    };
+    let (delivery, webhook, event) = (&inputs.delivery, &inputs.webhook, &inputs.event);
+
+    let number = delivery.attempts.len() + 1;
+    let body = delivery_body(event, webhook);
+    let started = Millis::now();
+    let mut headers: Vec<(&str, String)> = vec![
+        ("Content-Type", "application/json".to_owned()),
+        ("X-Hook-Event", event.event_type.as_str().to_owned()),
+        ("X-Hook-Delivery", delivery.id.to_string()),
+        ("X-Hook-Attempt", number.to_string()),
+        ("X-Hook-Timestamp", (started.0 / 1000).to_string()),
+    ];
+    if let Some(secret) = &webhook.secret {
+        headers.push(("X-Hook-Signature", hook_signature(secret, body.as_bytes())));
+    }
+
+    let outcome = if webhook.url.starts_with("http://") && !ctx.allow_http {
+        super::http::AttemptOutcome {
+            verdict: attempts::Verdict::Failure { retry_after: None },
+            status_code: None,
+            error: Some(
+                "destination_not_allowed: http:// URLs need delivery.allow_http".to_owned(),
+            ),
+            response_body: None,
+            duration: std::time::Duration::ZERO,
+        }
+    } else {
+        // Last look before anything goes on the wire: deleted or disabled since dispatch?
+        if ctx.epochs.get(job.webhook) != job.epoch {
+            return Ok(None);
+        }
+        ctx.http.send(&webhook.url, &headers, body.as_bytes())
+    };
+
+    let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
+    tracing::info!(
+        webhook = %job.webhook,
+        delivery = %job.delivery,
+        event = %event.id,
+        attempt = number,
+        status = outcome.status_code,
+        error = outcome.error.as_deref(),
+        duration_ms,
+        "delivery attempt"
+    );
+    let record = Attempt {
+        number: 0,
+        at: started,
+        status_code: outcome.status_code,
+        duration_ms,
+        error: outcome.error,
+        response_body: outcome.response_body,
+    };
+    let verdict = outcome.verdict;
+    let policy = ctx.policy.clone();
+    let id = job.delivery;
+    let recorded = ctx
+        .store
+        .write_blocking(move |tx| attempts::record(tx, id, verdict, record, &policy, Millis::now()))
+        .map_err(|e| e.to_string())?;
+    if recorded.is_some_and(|r| r.webhook_disabled) {
+        ctx.epochs.bump(job.webhook);
+        tracing::warn!(webhook = %job.webhook, "webhook disabled; its pending deliveries are cancelled");
+    }
+    Ok(recorded)
+}
