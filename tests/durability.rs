@@ -175,3 +175,93 @@ fn a_second_hookd_on_the_same_data_is_refused_clearly() {
     assert!(stderr.contains("hookd.redb"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+fn event_ids(received: &[common::receiver::Received]) -> HashSet<String> {
+    received.iter().map(|r| r.event_id()).collect()
+}
+
+#[test]
+fn kill_9_with_attempts_in_flight_then_everything_arrives_after_restart() {
+    use common::receiver::{Receiver, Reply};
+    let mut hookd = Hookd::start_with(common::Settings {
+        delivery: "workers = 4\nmax_in_flight_per_webhook = 4\ntimeout = \"10s\"".into(),
+        ..Default::default()
+    });
+    // Every attempt hangs: the four in flight are under way when hookd dies.
+    let rx = Receiver::start(|_, _| Reply::Hang(std::time::Duration::from_secs(5)));
+    let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    for i in 0..20 {
+        assert_eq!(
+            hookd
+                .ingest("message:received", "user-123", "{}", Some(&format!("k{i}")))
+                .status,
+            202
+        );
+    }
+    rx.wait_for(4, std::time::Duration::from_secs(20));
+    hookd.kill9();
+
+    rx.set(|_, _| Reply::Status(200));
+    hookd.restart();
+    let want: HashSet<String> = (0..20).map(|i| format!("k{i}")).collect();
+    let got = rx.wait_until(std::time::Duration::from_secs(30), |r| {
+        event_ids(r).is_superset(&want)
+    });
+    assert!(event_ids(&got).is_superset(&want));
+    // Redelivery keeps the delivery id: the in-flight four arrive twice with the same ids.
+    let first_four: Vec<&str> = got[..4]
+        .iter()
+        .map(|r| r.header("x-hook-delivery").unwrap())
+        .collect();
+    for id in first_four {
+        assert!(
+            got[4..]
+                .iter()
+                .any(|r| r.header("x-hook-delivery") == Some(id)),
+            "{id} was attempted again"
+        );
+    }
+    hookd.wait_deliveries(USER, &hook, std::time::Duration::from_secs(30), |d| {
+        d.len() == 20 && d.iter().all(|d| d["status"] == "succeeded")
+    });
+}
+
+#[test]
+fn sigterm_mid_delivery_exits_zero_and_the_rest_follows_after_restart() {
+    use common::receiver::{Receiver, Reply};
+    let mut hookd = Hookd::start_with(common::Settings {
+        delivery: "workers = 2\nmax_in_flight_per_webhook = 2".into(),
+        ..Default::default()
+    });
+    let rx = Receiver::start(|_, _| Reply::Delayed(std::time::Duration::from_millis(300), 200));
+    let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    for i in 0..20 {
+        assert_eq!(
+            hookd
+                .ingest("agent:response", "user-123", "{}", Some(&format!("s{i}")))
+                .status,
+            202
+        );
+    }
+    rx.wait_for(1, std::time::Duration::from_secs(20));
+    let status = hookd.terminate();
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        hookd.log()
+    );
+    let before = rx.received().len();
+    assert!(
+        before < 20,
+        "shutdown did not wait for the whole queue ({before} sent)"
+    );
+
+    hookd.restart();
+    let want: HashSet<String> = (0..20).map(|i| format!("s{i}")).collect();
+    rx.wait_until(std::time::Duration::from_secs(30), |r| {
+        event_ids(r).is_superset(&want)
+    });
+    hookd.wait_deliveries(USER, &hook, std::time::Duration::from_secs(30), |d| {
+        d.len() == 20 && d.iter().all(|d| d["status"] == "succeeded")
+    });
+}

@@ -2,6 +2,8 @@
 //! data dir, and talks to it over plain HTTP/1.1 sockets (so tests control every byte).
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -338,5 +340,44 @@ pub fn parse_response(answer: &[u8]) -> Resp {
         status,
         headers,
         body: body.to_string(),
+    }
+}
+
+impl Hookd {
+    /// Polls the delivery log of `webhook` until `pred` holds for its deliveries (newest
+    /// first), at most `timeout`; returns them.
+    pub fn wait_deliveries(
+        &self,
+        token: &str,
+        webhook: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.get(
+                &format!("/api/hooks/webhooks/{webhook}/deliveries?limit=100"),
+                token,
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            let list = r.json()["deliveries"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if pred(&list) {
+                return list;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deliveries of {webhook} did not reach the expected state within {timeout:?}: {list:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn webhook(&self, token: &str, webhook: &str) -> Value {
+        let r = self.get(&format!("/api/hooks/webhooks/{webhook}"), token);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
     }
 }

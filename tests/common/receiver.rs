@@ -1,0 +1,204 @@
+//! A scriptable webhook receiver on 127.0.0.1 for delivery tests: records every request
+//! (headers, raw body, arrival time) and answers as the test says.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn body_str(&self) -> &str {
+        std::str::from_utf8(&self.body).expect("UTF-8 body")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    pub fn event_id(&self) -> String {
+        self.json()["event"]["id"].as_str().unwrap().to_string()
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Status(u16),
+    /// Status, extra headers, body.
+    Full(u16, Vec<(String, String)>, String),
+    /// Waits this long before answering 200 (or until the client gives up).
+    Hang(Duration),
+    /// Waits this long, then answers with this status.
+    Delayed(Duration, u16),
+    /// Closes the connection without answering.
+    Reset,
+}
+
+type Behaviour = Box<dyn Fn(&Received, usize) -> Reply + Send + Sync>;
+
+struct Shared {
+    received: Mutex<Vec<Received>>,
+    arrived: Condvar,
+    behaviour: Mutex<Arc<Behaviour>>,
+}
+
+pub struct Receiver {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Receiver {
+    /// Starts a receiver that answers every request with `reply(request, index)`.
+    pub fn start(reply: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            received: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
+            behaviour: Mutex::new(Arc::new(Box::new(reply))),
+        });
+        let accept_shared = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let shared = Arc::clone(&accept_shared);
+                std::thread::spawn(move || serve(stream, &shared));
+            }
+        });
+        Receiver { addr, shared }
+    }
+
+    pub fn ok() -> Receiver {
+        Receiver::start(|_, _| Reply::Status(200))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Changes how later requests are answered.
+    pub fn set(&self, reply: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static) {
+        *self.shared.behaviour.lock().unwrap() = Arc::new(Box::new(reply));
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `pred` holds for the requests received so far (at most `timeout`).
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&[Received]) -> bool,
+    ) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        let mut got = self.shared.received.lock().unwrap();
+        while !pred(&got) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "receiver condition not met within {timeout:?}; got {} requests",
+                got.len()
+            );
+            got = self.shared.arrived.wait_timeout(got, left).unwrap().0;
+        }
+        got.clone()
+    }
+
+    /// Waits for at least `n` requests.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_until(timeout, |r| r.len() >= n)
+    }
+}
+
+fn serve(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut writer = stream;
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let request = Received {
+        path,
+        headers,
+        body,
+        at: Instant::now(),
+    };
+    let behaviour = Arc::clone(&shared.behaviour.lock().unwrap());
+    let index = {
+        let mut got = shared.received.lock().unwrap();
+        got.push(request.clone());
+        shared.arrived.notify_all();
+        got.len() - 1
+    };
+    let (status, extra, text) = match behaviour(&request, index) {
+        Reply::Status(s) => (s, Vec::new(), String::new()),
+        Reply::Full(s, h, b) => (s, h, b),
+        Reply::Hang(d) => {
+            std::thread::sleep(d);
+            (200, Vec::new(), String::new())
+        }
+        Reply::Delayed(d, s) => {
+            std::thread::sleep(d);
+            (s, Vec::new(), String::new())
+        }
+        Reply::Reset => {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    };
+    let mut answer = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        text.len()
+    );
+    for (k, v) in extra {
+        answer.push_str(&format!("{k}: {v}\r\n"));
+    }
+    answer.push_str("\r\n");
+    answer.push_str(&text);
+    let _ = writer.write_all(answer.as_bytes());
+}

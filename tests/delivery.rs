@@ -1,0 +1,562 @@
+//! The delivery engine against real receivers on 127.0.0.1: the wire format byte for
+//! byte, signatures, JSON.stringify stability, retries on a fast schedule, failure modes,
+//! isolation between webhooks, cancellation, rate limits, manual retry and recover,
+//! 410 and Retry-After.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::receiver::{Receiver, Reply};
+use common::{Hookd, Settings, USER};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn settings(delivery: &str) -> Settings {
+    Settings {
+        delivery: delivery.into(),
+        ..Settings::default()
+    }
+}
+
+fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[test]
+fn delivers_the_documented_body_and_headers() {
+    let hookd = Hookd::start();
+    let rx = Receiver::ok();
+    let signed = hookd.create_webhook(
+        USER,
+        &rx.url("/signed"),
+        &["app:*"],
+        Some("optional-hmac-secret"),
+    );
+    let unsigned = hookd.create_webhook(USER, &rx.url("/plain"), &["app:health_warning"], None);
+    let payload = r#"{"appType":"whatsapp","status":"degraded","healthStatus":"warning","warningMessage":"Phone appears offline"}"#;
+    let r = hookd.post(
+        "/api/hooks/events",
+        common::PUBLISHER,
+        &format!(r#"{{"id":"evt-guide-1","type":"app:health_warning","timestamp":"2024-01-26T10:30:00Z","userId":"user-123","source":"whatsapp","payload":{payload}}}"#),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let got = rx.wait_for(2, WAIT);
+    let by_path = |p: &str| got.iter().find(|r| r.path == p).unwrap().clone();
+
+    for (req, hook) in [
+        (by_path("/signed"), &signed),
+        (by_path("/plain"), &unsigned),
+    ] {
+        let expected = format!(
+            r#"{{"event":{{"id":"evt-guide-1","type":"app:health_warning","timestamp":"2024-01-26T10:30:00Z","userId":"user-123","source":"whatsapp","payload":{payload}}},"webhook":{{"id":"{hook}","name":"test hook"}}}}"#
+        );
+        assert_eq!(req.body_str(), expected);
+        assert_eq!(req.header("content-type"), Some("application/json"));
+        assert_eq!(
+            req.header("user-agent"),
+            Some(concat!("hookd/", env!("CARGO_PKG_VERSION")))
+        );
+        assert_eq!(req.header("x-hook-event"), Some("app:health_warning"));
+        assert_eq!(req.header("x-hook-attempt"), Some("1"));
+        let delivery = req.header("x-hook-delivery").unwrap();
+        assert!(delivery.starts_with("dlv-"));
+        let ts: i64 = req.header("x-hook-timestamp").unwrap().parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            (now - ts).abs() <= 5,
+            "X-Hook-Timestamp is the attempt time"
+        );
+        // The log shows the same delivery, succeeded.
+        let log = hookd.wait_deliveries(USER, hook, WAIT, |d| {
+            d.first().is_some_and(|d| d["status"] == "succeeded")
+        });
+        assert_eq!(log[0]["id"], delivery);
+        assert_eq!(log[0]["attempts"][0]["attempt"], 1);
+        assert_eq!(log[0]["attempts"][0]["statusCode"], 200);
+        assert!(log[0].get("nextAttemptAt").is_none());
+    }
+    let signed_req = by_path("/signed");
+    assert_eq!(
+        signed_req.header("x-hook-signature").unwrap(),
+        format!(
+            "sha256={}",
+            hmac_hex("optional-hmac-secret", &signed_req.body)
+        )
+    );
+    assert_eq!(
+        by_path("/plain").header("x-hook-signature"),
+        None,
+        "no signature without a secret"
+    );
+    assert_eq!(hookd.webhook(USER, &signed)["status"], "healthy");
+}
+
+#[test]
+fn bodies_match_node_json_stringify_byte_for_byte() {
+    let cases: Value = serde_json::from_str(include_str!("fixtures/stringify/cases.json")).unwrap();
+    let cases = cases.as_array().unwrap();
+    let hookd = Hookd::start();
+    let rx = Receiver::ok();
+    let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], Some("s"));
+    for (i, case) in cases.iter().enumerate() {
+        let body = format!(
+            r#"{{"id":"case-{i}","type":"message:received","timestamp":"2024-01-26T10:30:00Z","userId":"user-123","source":"s","payload":{}}}"#,
+            case["input"].as_str().unwrap()
+        );
+        let r = hookd.post("/api/hooks/events", common::PUBLISHER, &body);
+        assert_eq!(r.status, 202, "{}: {}", case["name"], r.body);
+    }
+    let got = rx.wait_for(cases.len(), WAIT);
+    for (i, case) in cases.iter().enumerate() {
+        let req = got
+            .iter()
+            .find(|r| r.event_id() == format!("case-{i}"))
+            .unwrap();
+        let expected = format!(
+            r#"{{"event":{{"id":"case-{i}","type":"message:received","timestamp":"2024-01-26T10:30:00Z","userId":"user-123","source":"s","payload":{}}},"webhook":{{"id":"{hook}","name":"test hook"}}}}"#,
+            case["expected"].as_str().unwrap()
+        );
+        assert_eq!(req.body_str(), expected, "case {}", case["name"]);
+    }
+
+    // Where Node is installed, run the guide's own verification code on every delivery.
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("node not on PATH: skipping the guide's Node.js verifier");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (i, req) in got.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("{i}.body")), &req.body).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{i}.sig")),
+            req.header("x-hook-signature").unwrap(),
+        )
+        .unwrap();
+    }
+    let script = r#"
+const crypto = require('crypto')
+const fs = require('fs')
+// The guide's verifier, verbatim in substance: it signs JSON.stringify(req.body).
+function verifyWebhookSignature(payload, signature, secret) {
+  const hmac = crypto.createHmac('sha256', secret)
+  hmac.update(JSON.stringify(payload))
+  const expected = `sha256=${hmac.digest('hex')}`
+  return crypto.timingSafeEqual(Buffer.from(signature), Buffer.from(expected))
+}
+const dir = process.argv[2], n = Number(process.argv[3])
+let bad = 0
+for (let i = 0; i < n; i++) {
+  const body = JSON.parse(fs.readFileSync(`${dir}/${i}.body`, 'utf8'))  // what express.json() gives
+  const sig = fs.readFileSync(`${dir}/${i}.sig`, 'utf8')
+  if (!verifyWebhookSignature(body, sig, 's')) { bad++; console.log('invalid', i) }
+}
+console.log(`verified ${n - bad} of ${n}`)
+process.exit(bad ? 1 : 0)
+"#;
+    let out = std::process::Command::new("node")
+        .args([
+            "-e",
+            script,
+            dir.path().to_str().unwrap(),
+            &got.len().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn retries_follow_the_schedule_then_fail_and_recover_health() {
+    let hookd = Hookd::start_with(settings(r#"retry_schedule = ["0s", "300ms", "600ms"]"#));
+    let rx = Receiver::start(|_, _| Reply::Full(500, vec![], "upstream broke".into()));
+    let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    hookd.ingest("agent:error", "user-123", "{}", Some("r1"));
+    let got = rx.wait_for(3, WAIT);
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|r| r.header("x-hook-delivery").unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "same delivery id on every attempt"
+    );
+    let numbers: Vec<&str> = got
+        .iter()
+        .map(|r| r.header("x-hook-attempt").unwrap())
+        .collect();
+    assert_eq!(numbers, ["1", "2", "3"]);
+    let gap1 = got[1].at - got[0].at;
+    let gap2 = got[2].at - got[1].at;
+    assert!(
+        gap1 >= Duration::from_millis(300) && gap1 < Duration::from_millis(900),
+        "{gap1:?}"
+    );
+    assert!(
+        gap2 >= Duration::from_millis(600) && gap2 < Duration::from_millis(1200),
+        "{gap2:?}"
+    );
+
+    let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "failed");
+    let attempts = log[0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert_eq!(attempts[2]["statusCode"], 500);
+    assert_eq!(attempts[2]["responseBody"], "upstream broke");
+    assert!(attempts[0]["durationMs"].is_u64());
+    assert_eq!(hookd.webhook(USER, &hook)["status"], "failing");
+    assert_eq!(rx.received().len(), 3, "no fourth attempt");
+
+    rx.set(|_, _| Reply::Status(204));
+    hookd.ingest("agent:error", "user-123", "{}", Some("r2"));
+    hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "succeeded");
+    assert_eq!(hookd.webhook(USER, &hook)["status"], "healthy");
+}
+
+#[test]
+fn redirects_timeouts_and_resets_fail_the_attempt() {
+    let hookd = Hookd::start_with(settings("timeout = \"500ms\"\nretry_schedule = [\"0s\"]"));
+    let rx = Receiver::start(|req, _| match req.path.as_str() {
+        "/redirect" => Reply::Full(
+            302,
+            vec![("Location".into(), "/elsewhere".into())],
+            String::new(),
+        ),
+        "/hang" => Reply::Hang(Duration::from_secs(3)),
+        "/reset" => Reply::Reset,
+        _ => Reply::Status(200),
+    });
+    let redirect = hookd.create_webhook(USER, &rx.url("/redirect"), &["*"], None);
+    let hang = hookd.create_webhook(USER, &rx.url("/hang"), &["*"], None);
+    let reset = hookd.create_webhook(USER, &rx.url("/reset"), &["*"], None);
+    let refused = hookd.create_webhook(USER, "http://127.0.0.1:1/nothing-listens", &["*"], None);
+    let started = Instant::now();
+    hookd.ingest("message:sent", "user-123", "{}", None);
+    let failed = |hook: &str| {
+        hookd.wait_deliveries(USER, hook, WAIT, |d| {
+            d.first().is_some_and(|d| d["status"] == "failed")
+        })[0]["attempts"][0]
+            .clone()
+    };
+
+    let a = failed(&redirect);
+    assert_eq!(a["statusCode"], 302);
+    assert!(a["error"].as_str().unwrap().contains("redirect"), "{a}");
+    let a = failed(&hang);
+    assert!(a["error"].as_str().unwrap().contains("timeout"), "{a}");
+    assert!(a.get("statusCode").is_none());
+    assert!(
+        a["durationMs"].as_u64().unwrap() < 2000,
+        "the attempt gave up at the timeout: {a}"
+    );
+    let a = failed(&reset);
+    assert!(a["error"].as_str().unwrap().contains("reset"), "{a}");
+    let a = failed(&refused);
+    assert!(a["error"].as_str().unwrap().contains("refused"), "{a}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "all failures were bounded by the timeout"
+    );
+    assert!(
+        !rx.received().iter().any(|r| r.path == "/elsewhere"),
+        "redirect not followed"
+    );
+}
+
+#[test]
+fn a_hanging_receiver_does_not_delay_other_webhooks() {
+    let hookd = Hookd::start_with(settings(
+        "timeout = \"5s\"\nworkers = 4\nmax_in_flight_per_webhook = 2",
+    ));
+    let slow = Receiver::start(|_, _| Reply::Hang(Duration::from_secs(4)));
+    let fast = Receiver::ok();
+    hookd.create_webhook(USER, &slow.url("/slow"), &["app:*"], None);
+    hookd.create_webhook(USER, &fast.url("/fast"), &["message:*"], None);
+    for i in 0..10 {
+        hookd.ingest(
+            "app:connected",
+            "user-123",
+            "{}",
+            Some(&format!("slow-{i}")),
+        );
+    }
+    slow.wait_for(2, WAIT);
+    let sent = Instant::now();
+    hookd.ingest("message:received", "user-123", "{}", Some("fast-1"));
+    fast.wait_for(1, WAIT);
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "healthy webhook waited {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(
+        slow.received().len(),
+        2,
+        "at most max_in_flight_per_webhook attempts to the slow receiver"
+    );
+}
+
+#[test]
+fn delete_and_disable_cancel_pending_deliveries() {
+    let hookd = Hookd::start_with(settings(r#"retry_schedule = ["0s", "500ms", "500ms"]"#));
+    let failing = Receiver::start(|_, _| Reply::Status(500));
+    let sentinel = Receiver::start(|_, _| Reply::Status(500));
+    let doomed = hookd.create_webhook(USER, &failing.url("/doomed"), &["app:*"], None);
+    let paused = hookd.create_webhook(USER, &failing.url("/paused"), &["app:*"], None);
+    hookd.create_webhook(USER, &sentinel.url("/sentinel"), &["app:*"], None);
+    hookd.ingest("app:connected", "user-123", "{}", Some("c1"));
+    failing.wait_for(2, WAIT);
+    // Both now wait for their second attempt; cancel them.
+    assert_eq!(
+        hookd
+            .delete(&format!("/api/hooks/webhooks/{doomed}"), USER)
+            .status,
+        204
+    );
+    let p = hookd.patch(
+        &format!("/api/hooks/webhooks/{paused}"),
+        USER,
+        r#"{"enabled":false}"#,
+    );
+    assert_eq!(p.json()["status"], "disabled");
+    let log = hookd
+        .get(&format!("/api/hooks/webhooks/{paused}/deliveries"), USER)
+        .json();
+    assert_eq!(log["deliveries"][0]["status"], "cancelled");
+    // The sentinel's retries were due at the same times: once it has had all three,
+    // the cancelled ones would have had theirs too.
+    sentinel.wait_for(3, WAIT);
+    assert_eq!(
+        failing.received().len(),
+        2,
+        "nothing sent after the delete/disable answers"
+    );
+    // Events for a disabled webhook are not queued for it.
+    let r = hookd.ingest("app:connected", "user-123", "{}", Some("c2"));
+    assert_eq!(r.json()["deliveries"], 1, "only the sentinel");
+}
+
+#[test]
+fn gone_disables_the_webhook_and_cancels_the_rest() {
+    let hookd = Hookd::start_with(settings("max_in_flight_per_webhook = 1\nworkers = 4"));
+    // Slow enough that all three are queued before the 410 lands.
+    let rx = Receiver::start(|_, _| Reply::Delayed(Duration::from_millis(500), 410));
+    let hook = hookd.create_webhook(USER, &rx.url("/gone"), &["*"], None);
+    for i in 0..3 {
+        hookd.ingest("agent:invoked", "user-123", "{}", Some(&format!("g{i}")));
+    }
+    let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+        d.iter().all(|d| d["status"] != "pending")
+    });
+    let statuses: Vec<&str> = log.iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "failed").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "cancelled").count(),
+        2,
+        "{statuses:?}"
+    );
+    let w = hookd.webhook(USER, &hook);
+    assert_eq!(
+        (w["enabled"].clone(), w["status"].clone()),
+        (Value::Bool(false), Value::from("disabled"))
+    );
+    assert_eq!(rx.received().len(), 1);
+}
+
+#[test]
+fn retry_after_defers_the_whole_webhook() {
+    let hookd = Hookd::start_with(settings(
+        "retry_schedule = [\"0s\", \"100ms\", \"100ms\"]\nmax_in_flight_per_webhook = 1",
+    ));
+    let rx = Receiver::start(|_, i| {
+        if i == 0 {
+            Reply::Full(429, vec![("Retry-After".into(), "2".into())], String::new())
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    hookd.ingest("agent:invoked", "user-123", "{}", Some("ra-1"));
+    rx.wait_for(1, WAIT);
+    // Queued after the pause began: it waits too.
+    hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+        d[0]["attempts"].as_array().is_some_and(|a| a.len() == 1)
+    });
+    hookd.ingest("agent:invoked", "user-123", "{}", Some("ra-2"));
+    let pending = hookd
+        .get(
+            &format!("/api/hooks/webhooks/{hook}/deliveries?status=pending"),
+            USER,
+        )
+        .json();
+    assert!(
+        pending["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["nextAttemptAt"].is_string())
+    );
+    let got = rx.wait_for(3, WAIT);
+    assert!(
+        got[1].at - got[0].at >= Duration::from_millis(1900),
+        "Retry-After honoured: {:?}",
+        got[1].at - got[0].at
+    );
+    assert!(
+        got[2].at - got[0].at >= Duration::from_millis(1900),
+        "for the whole webhook"
+    );
+}
+
+#[test]
+fn manual_retry_and_recover_bring_failed_deliveries_back() {
+    let hookd = Hookd::start_with(settings(r#"retry_schedule = ["0s"]"#));
+    let rx = Receiver::start(|_, _| Reply::Status(503));
+    let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    let since = "2000-01-01T00:00:00Z";
+    for i in 0..3 {
+        hookd.ingest("message:sent", "user-123", "{}", Some(&format!("m{i}")));
+    }
+    let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+        d.len() == 3 && d.iter().all(|d| d["status"] == "failed")
+    });
+    assert_eq!(hookd.webhook(USER, &hook)["status"], "failing");
+    let path = format!("/api/hooks/webhooks/{hook}");
+    let one = log[0]["id"].as_str().unwrap();
+
+    rx.set(|_, _| Reply::Status(200));
+    let r = hookd.request(
+        "POST",
+        &format!("{path}/deliveries/{one}/retry"),
+        Some(USER),
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+        d.iter().any(|d| d["status"] == "succeeded")
+    });
+    let retried = log.iter().find(|d| d["id"] == one).unwrap();
+    let numbers: Vec<u64> = retried["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2], "attempt numbers continue");
+    hookd
+        .request(
+            "POST",
+            &format!("{path}/deliveries/{one}/retry"),
+            Some(USER),
+            None,
+        )
+        .assert_error(409, "delivery_not_failed");
+    hookd
+        .request(
+            "POST",
+            &format!("{path}/deliveries/dlv-nope/retry"),
+            Some(USER),
+            None,
+        )
+        .assert_error(404, "not_found");
+    hookd
+        .request(
+            "POST",
+            &format!("{path}/deliveries/{one}/retry"),
+            Some(common::OTHER_USER),
+            None,
+        )
+        .assert_error(404, "not_found");
+
+    hookd
+        .post(&format!("{path}/recover"), USER, r#"{"since":"nope"}"#)
+        .assert_error(400, "invalid_request");
+    hookd
+        .post(&format!("{path}/recover"), USER, r#"{}"#)
+        .assert_error(400, "invalid_request");
+    let r = hookd.post(
+        &format!("{path}/recover"),
+        USER,
+        &format!(r#"{{"since":"{since}"}}"#),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["queued"], 2);
+    hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+        d.iter().all(|d| d["status"] == "succeeded")
+    });
+    assert_eq!(hookd.webhook(USER, &hook)["status"], "healthy");
+    let events: std::collections::HashSet<String> =
+        rx.received().iter().map(|r| r.event_id()).collect();
+    assert_eq!(events.len(), 3, "every event arrived");
+}
+
+#[test]
+fn rate_limit_delays_without_losing_anything() {
+    let hookd = Hookd::start_with(Settings {
+        limits: "events_per_minute_per_webhook = 3".into(),
+        ..Settings::default()
+    });
+    let rx = Receiver::ok();
+    let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    let started = Instant::now();
+    for i in 0..5 {
+        hookd.ingest(
+            "message:received",
+            "user-123",
+            "{}",
+            Some(&format!("rl{i}")),
+        );
+    }
+    rx.wait_for(3, WAIT);
+    let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+        d.iter().filter(|d| d["status"] == "succeeded").count() == 3
+            && d.iter()
+                .filter(|d| d["status"] == "pending" && d["nextAttemptAt"].is_string())
+                .count()
+                == 2
+    });
+    let first_sent = log
+        .iter()
+        .filter_map(|d| d["attempts"][0]["at"].as_str())
+        .min()
+        .unwrap()
+        .to_string();
+    for d in log.iter().filter(|d| d["status"] == "pending") {
+        assert_eq!(
+            d["attempts"],
+            serde_json::json!([]),
+            "no attempt recorded while delayed"
+        );
+        assert!(d["nextAttemptAt"].as_str().unwrap() > first_sent.as_str());
+    }
+    assert_eq!(rx.received().len(), 3, "three per minute");
+    // The delayed two go once the minute has passed.
+    let got = rx.wait_for(5, Duration::from_secs(90));
+    assert!(
+        got[3].at.duration_since(started) >= Duration::from_secs(59),
+        "{:?}",
+        got[3].at.duration_since(started)
+    );
+    hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+        d.iter().all(|d| d["status"] == "succeeded")
+    });
+}
