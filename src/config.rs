@@ -36,6 +36,7 @@
 //!
 //! Nothing in this module panics on any input.
 
+use crate::delivery::destination::Cidr;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
@@ -88,6 +89,7 @@ const DELIVERY_KEYS: &[&str] = &[
     "max_in_flight_per_webhook",
     "allow_http",
     "allow_private_networks",
+    "allowed_networks",
     "disable_after",
 ];
 const LIMITS_KEYS: &[&str] = &[
@@ -136,6 +138,9 @@ pub struct DeliveryConfig {
     pub allow_http: bool,
     /// Allow targets resolving to loopback / private / link-local addresses.
     pub allow_private_networks: bool,
+    /// Exceptions to the destination guard: addresses in these networks are allowed
+    /// even when they are private (e.g. an internal receiver at 10.1.2.3).
+    pub allowed_networks: Vec<Cidr>,
     /// A webhook failing this long with no success is disabled.
     pub disable_after: Duration,
 }
@@ -216,6 +221,7 @@ impl Default for DeliveryConfig {
             max_in_flight_per_webhook: 8,
             allow_http: false,
             allow_private_networks: false,
+            allowed_networks: Vec::new(),
             disable_after: Duration::from_secs(5 * 86_400),
         }
     }
@@ -878,9 +884,41 @@ impl Checker {
             &mut d.allow_private_networks,
             boolean,
         );
+        if let Some(value) = t.get("allowed_networks") {
+            self.allowed_networks(value, d);
+        }
         self.field(t, P, "disable_after", &mut d.disable_after, |v| {
             positive_duration(v, "5d", None)
         });
+    }
+
+    fn allowed_networks(&mut self, value: &Value, d: &mut DeliveryConfig) {
+        let key = join_key("delivery", "allowed_networks");
+        let Value::Array(items) = value else {
+            self.push(
+                key,
+                format!(
+                    "expected an array of CIDR networks like [\"10.1.0.0/16\", \"fd00::/8\"], found {}",
+                    value.type_str()
+                ),
+            );
+            return;
+        };
+        let mut networks = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let parsed = match item {
+                Value::String(s) => s.parse::<Cidr>(),
+                other => Err(format!(
+                    "expected a CIDR string like \"10.1.0.0/16\", found {}",
+                    other.type_str()
+                )),
+            };
+            match parsed {
+                Ok(net) => networks.push(net),
+                Err(message) => self.push(format!("{key}[{i}]"), message),
+            }
+        }
+        d.allowed_networks = networks;
     }
 
     fn retry_schedule(&mut self, value: &Value, d: &mut DeliveryConfig) {

@@ -147,6 +147,10 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
             webhooks::update(state, &principal, id, &body).await
         }
         (Route::Webhook(id), _) => webhooks::delete(state, &principal, id).await,
+        (Route::RotateSecret(id), _) => {
+            let body = request::read_json_body(&parts.headers, body, limit, false).await?;
+            webhooks::rotate_secret(state, &principal, id, &body).await
+        }
         (Route::Deliveries(id), _) => deliveries::list(state, &principal, id, query),
         (Route::Delivery(id, delivery), _) => deliveries::get(state, &principal, id, delivery),
         (Route::RetryDelivery(id, delivery), _) => {

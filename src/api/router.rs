@@ -8,6 +8,7 @@ pub enum Route<'a> {
     Healthz,
     Webhooks,
     Webhook(&'a str),
+    RotateSecret(&'a str),
     Deliveries(&'a str),
     Delivery(&'a str, &'a str),
     RetryDelivery(&'a str, &'a str),
@@ -24,7 +25,7 @@ impl Route<'_> {
             Route::Webhooks | Route::Events => "GET, POST",
             Route::Webhook(_) => "GET, PATCH, DELETE",
             Route::Event(_) | Route::Deliveries(_) | Route::Delivery(..) => "GET",
-            Route::RetryDelivery(..) | Route::Recover(_) => "POST",
+            Route::RetryDelivery(..) | Route::Recover(_) | Route::RotateSecret(_) => "POST",
         }
     }
 
@@ -51,6 +52,9 @@ pub fn route(path: &str) -> Option<Route<'_>> {
             Route::RetryDelivery(id, d)
         }
         ["api", "hooks", "webhooks", id, "recover"] if !id.is_empty() => Route::Recover(id),
+        ["api", "hooks", "webhooks", id, "rotate-secret"] if !id.is_empty() => {
+            Route::RotateSecret(id)
+        }
         ["api", "hooks", "events"] => Route::Events,
         ["api", "hooks", "events", id] if !id.is_empty() => Route::Event(id),
         _ => return None,

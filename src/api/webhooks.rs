@@ -119,11 +119,8 @@ fn validate_secret(secret: &str) -> Result<String, ApiError> {
 /// URL syntax problems are 400; destinations the policy refuses are 422. The caller
 /// checks the URL after every other field so that 400s win, as the contract orders them.
 fn check_url(state: &AppState, url: &str) -> Result<String, ApiError> {
-    let policy = destination::Policy {
-        allow_http: state.config.delivery.allow_http,
-        allow_private_networks: state.config.delivery.allow_private_networks,
-    };
-    match destination::check_url(url, policy) {
+    let policy = destination::Policy::from_config(&state.config.delivery);
+    match destination::check_url(url, &policy) {
         Ok(_) => Ok(url.to_owned()),
         Err(UrlProblem::Invalid(why)) => Err(ApiError::bad_request(why)),
         Err(UrlProblem::NotAllowed(why)) => Err(ApiError::destination_not_allowed(why)),
@@ -294,4 +291,69 @@ pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<HttpR
     } else {
         Err(ApiError::not_found("no such webhook"))
     }
+}
+
+/// The default grace period during which the old secret still signs.
+pub const DEFAULT_GRACE_SECONDS: u64 = 24 * 3600;
+pub const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RotateBody {
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct RotateAnswer {
+    secret: String,
+}
+
+/// `POST /api/hooks/webhooks/:id/rotate-secret {"secret"?, "graceSeconds"?}`: installs a
+/// new secret (generated when not given) and answers it this once. For the grace period
+/// the old secret signs `webhook-signature` too; `X-Hook-Signature` uses the new one.
+pub async fn rotate_secret(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let body: RotateBody = if body.is_empty() {
+        RotateBody::default()
+    } else {
+        parse_json(body)?
+    };
+    let secret = match body.secret {
+        Some(s) => validate_secret(&s)?,
+        None => crate::delivery::signing::generate_secret().map_err(ApiError::internal)?,
+    };
+    let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+    if grace > MAX_GRACE_SECONDS {
+        return Err(ApiError::bad_request(format!(
+            "`graceSeconds` must be at most {MAX_GRACE_SECONDS} (7 days)"
+        )));
+    }
+    let id = parse_id(id)?;
+    let user = who.user.clone();
+    let now = Millis::now();
+    let new_secret = secret.clone();
+    let updated = state
+        .store
+        .write(move |tx| {
+            ops::update(tx, &user, id, now, |hook| {
+                let grace_end = now.saturating_add(std::time::Duration::from_secs(grace));
+                hook.previous_secret = hook
+                    .secret
+                    .take()
+                    .filter(|_| grace > 0)
+                    .map(|old| (old, grace_end));
+                hook.secret = Some(new_secret);
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such webhook"))?;
+    tracing::info!(webhook = %updated.id, grace_seconds = grace, "webhook secret rotated");
+    json(StatusCode::OK, &RotateAnswer { secret })
 }

@@ -24,10 +24,74 @@ pub enum UrlProblem {
 }
 
 /// Policy knobs from `[delivery]`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Policy {
     pub allow_http: bool,
     pub allow_private_networks: bool,
+    /// Exceptions: addresses in these networks pass even when blocked.
+    pub allowed_networks: Vec<Cidr>,
+}
+
+impl Policy {
+    pub fn from_config(d: &crate::config::DeliveryConfig) -> Policy {
+        Policy {
+            allow_http: d.allow_http,
+            allow_private_networks: d.allow_private_networks,
+            allowed_networks: d.allowed_networks.clone(),
+        }
+    }
+
+    /// Why `ip` may not be connected to under this policy, or `None` when it may.
+    pub fn refusal(&self, ip: IpAddr) -> Option<&'static str> {
+        if self.allow_private_networks || self.allowed_networks.iter().any(|n| n.contains(ip)) {
+            return None;
+        }
+        blocked_reason(ip)
+    }
+}
+
+/// An IP network (`10.1.0.0/16`, `fd00::/8`) for `delivery.allowed_networks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => in_v4(ip, net.octets(), u32::from(self.prefix)),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => in_v6(ip, net.segments(), u32::from(self.prefix)),
+            // An IPv4-mapped IPv6 address is the IPv4 address it carries.
+            (IpAddr::V4(_), IpAddr::V6(ip)) => ip
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+            (IpAddr::V6(_), IpAddr::V4(_)) => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let bad = || {
+            format!(
+                "\"{}\" is not a CIDR network like \"10.1.0.0/16\" or \"fd00::/8\"",
+                s.escape_debug()
+            )
+        };
+        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(format!(
+                "prefix /{prefix} is longer than {max} bits in \"{}\"",
+                s.escape_debug()
+            ));
+        }
+        Ok(Cidr { addr, prefix })
+    }
 }
 
 pub const MAX_URL_LEN: usize = 2048;
@@ -40,7 +104,7 @@ pub enum Host {
 }
 
 /// Validates a webhook URL and returns its host.
-pub fn check_url(url: &str, policy: Policy) -> Result<Host, UrlProblem> {
+pub fn check_url(url: &str, policy: &Policy) -> Result<Host, UrlProblem> {
     let invalid = |why: &str| UrlProblem::Invalid(format!("`url` {why}"));
     if url.len() > MAX_URL_LEN {
         return Err(invalid(&format!("is longer than {MAX_URL_LEN} bytes")));
@@ -71,8 +135,7 @@ pub fn check_url(url: &str, policy: Policy) -> Result<Host, UrlProblem> {
     }
     let host = parse_host(host).map_err(|why| invalid(&why))?;
     if let Host::Ip(ip) = host
-        && !policy.allow_private_networks
-        && let Some(reason) = blocked_reason(ip)
+        && let Some(reason) = policy.refusal(ip)
     {
         return Err(UrlProblem::NotAllowed(format!(
             "`url` points at {ip}, a {reason} address; set delivery.allow_private_networks to allow it"
@@ -213,14 +276,46 @@ fn blocked_v6(ip: Ipv6Addr) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    const STRICT: Policy = Policy {
+    const STRICT: &Policy = &Policy {
         allow_http: false,
         allow_private_networks: false,
+        allowed_networks: Vec::new(),
     };
-    const OPEN: Policy = Policy {
+    const OPEN: &Policy = &Policy {
         allow_http: true,
         allow_private_networks: true,
+        allowed_networks: Vec::new(),
     };
+
+    #[test]
+    fn allowed_networks_are_exceptions() {
+        let policy = Policy {
+            allowed_networks: vec!["10.1.0.0/16".parse().unwrap(), "fd00::/8".parse().unwrap()],
+            ..Policy::default()
+        };
+        assert_eq!(policy.refusal("10.1.2.3".parse().unwrap()), None);
+        assert_eq!(policy.refusal("::ffff:10.1.2.3".parse().unwrap()), None);
+        assert_eq!(policy.refusal("fd12::1".parse().unwrap()), None);
+        assert!(policy.refusal("10.2.0.1".parse().unwrap()).is_some());
+        assert!(policy.refusal("127.0.0.1".parse().unwrap()).is_some());
+        assert!(check_url("https://10.1.9.9/h", &policy).is_ok());
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "::/129",
+            "x/8",
+            "10.0.0.0/-1",
+            "10.0.0.0/",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+    }
 
     fn blocked(s: &str) -> bool {
         blocked_reason(s.parse().unwrap()).is_some()

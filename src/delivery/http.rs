@@ -17,7 +17,7 @@ use ureq::Agent;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use super::destination::blocked_reason;
+use super::destination::Policy;
 use super::retry::parse_retry_after;
 use crate::store::ops::attempts::Verdict;
 
@@ -56,7 +56,7 @@ impl std::error::Error for DestinationRefused {}
 #[derive(Debug)]
 pub struct GuardedResolver<R: Resolver = DefaultResolver> {
     pub inner: R,
-    pub allow_private_networks: bool,
+    pub policy: Policy,
 }
 
 impl<R: Resolver> Resolver for GuardedResolver<R> {
@@ -67,17 +67,15 @@ impl<R: Resolver> Resolver for GuardedResolver<R> {
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
         let addrs = self.inner.resolve(uri, config, timeout)?;
-        if !self.allow_private_networks {
-            let refused: Option<(&SocketAddr, &str)> = addrs
-                .iter()
-                .find_map(|a| blocked_reason(a.ip()).map(|why| (a, why)));
-            if let Some((addr, why)) = refused {
-                let refusal = DestinationRefused(format!("{} is a {why} address", addr.ip()));
-                return Err(ureq::Error::Io(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    refusal,
-                )));
-            }
+        let refused: Option<(&SocketAddr, &str)> = addrs
+            .iter()
+            .find_map(|a| self.policy.refusal(a.ip()).map(|why| (a, why)));
+        if let Some((addr, why)) = refused {
+            let refusal = DestinationRefused(format!("{} is a {why} address", addr.ip()));
+            return Err(ureq::Error::Io(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                refusal,
+            )));
         }
         Ok(addrs)
     }
@@ -89,15 +87,12 @@ pub struct HttpSender {
 }
 
 impl HttpSender {
-    pub fn new(timeout: Duration, allow_private_networks: bool, pool_size: usize) -> HttpSender {
-        Self::with_resolver(
-            timeout,
-            pool_size,
-            GuardedResolver {
-                inner: DefaultResolver::default(),
-                allow_private_networks,
-            },
-        )
+    pub fn new(timeout: Duration, policy: Policy, pool_size: usize) -> HttpSender {
+        let resolver = GuardedResolver {
+            inner: DefaultResolver::default(),
+            policy,
+        };
+        Self::with_resolver(timeout, pool_size, resolver)
     }
 
     pub fn with_resolver(
@@ -224,6 +219,46 @@ fn describe_error(e: &ureq::Error, timeout: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A resolver that answers every name with one fixed address: DNS rebinding in a box.
+    #[derive(Debug)]
+    struct Rebinding(SocketAddr);
+
+    impl Resolver for Rebinding {
+        fn resolve(
+            &self,
+            _uri: &ureq::http::Uri,
+            _config: &ureq::config::Config,
+            _timeout: NextTimeout,
+        ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+            let mut addrs = self.empty();
+            addrs.push(self.0);
+            Ok(addrs)
+        }
+    }
+
+    #[test]
+    fn the_guard_checks_the_addresses_actually_resolved() {
+        for target in [
+            "127.0.0.1:443",
+            "169.254.169.254:80",
+            "[::1]:443",
+            "[::ffff:10.0.0.1]:443",
+        ] {
+            let resolver = GuardedResolver {
+                inner: Rebinding(target.parse().unwrap()),
+                policy: Policy::default(),
+            };
+            let sender = HttpSender::with_resolver(Duration::from_secs(1), 1, resolver);
+            let outcome = sender.send("https://passed-at-create-time.example/hook", &[], b"{}");
+            let error = outcome.error.unwrap();
+            assert!(
+                error.starts_with("destination_not_allowed: "),
+                "{target}: {error}"
+            );
+            assert_eq!(outcome.status_code, None);
+        }
+    }
 
     #[test]
     fn keeps_the_first_kib_on_a_char_boundary() {

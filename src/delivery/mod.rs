@@ -96,10 +96,10 @@ impl Engine {
         let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(d.workers);
         let ctx = Arc::new(worker::WorkerContext {
             store: store.clone(),
-            http: http::HttpSender::new(d.timeout, d.allow_private_networks, d.workers),
+            http: http::HttpSender::new(d.timeout, destination::Policy::from_config(d), d.workers),
             policy: policy.clone(),
             epochs: Arc::clone(&epochs),
-            allow_http: d.allow_http,
+            policy_allows_http: d.allow_http,
         });
         // Detached: a worker stuck in a receiver's deadline must not hold up shutdown.
         let _workers = worker::spawn(d.workers, jobs_rx, ctx, inbox_tx.clone());

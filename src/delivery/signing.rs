@@ -1,8 +1,16 @@
-//! The one place that signs delivery bodies and checks such signatures.
+//! The one place that signs delivery bodies, checks such signatures, and makes secrets.
 //!
-//! `X-Hook-Signature: sha256=<lowercase hex HMAC-SHA256(secret, raw body)>`, keyed with
-//! the secret string's UTF-8 bytes, exactly as the guide's verification code computes it.
+//! Two signatures go with every delivery of a webhook that has a secret:
+//! - `X-Hook-Signature: sha256=<lowercase hex HMAC-SHA256(secret, raw body)>`, keyed with
+//!   the secret string's UTF-8 bytes, exactly as the guide's verification code computes it;
+//! - Standard Webhooks (standardwebhooks.com): `webhook-signature: v1,<base64
+//!   HMAC-SHA256(key, "{webhook-id}.{webhook-timestamp}.{body}")>`, whose signed timestamp
+//!   lets receivers reject replays. The key of a `whsec_<base64>` secret (the form hookd
+//!   generates) is its decoded bytes, so the secret goes straight into the official
+//!   libraries; any other secret is used as its UTF-8 bytes.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -38,9 +46,62 @@ pub fn verify_hook_signature(secret: &str, body: &[u8], signature: &str) -> bool
     mac(secret.as_bytes(), body).verify_slice(&digest).is_ok()
 }
 
+const WHSEC: &str = "whsec_";
+
+/// The HMAC key Standard Webhooks uses for `secret`.
+pub fn standard_key(secret: &str) -> Vec<u8> {
+    secret
+        .strip_prefix(WHSEC)
+        .and_then(|b64| BASE64.decode(b64).ok())
+        .filter(|key| !key.is_empty())
+        .unwrap_or_else(|| secret.as_bytes().to_vec())
+}
+
+/// One `v1,<base64>` entry of `webhook-signature`.
+pub fn standard_signature(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = mac(
+        &standard_key(secret),
+        format!("{msg_id}.{timestamp}.").as_bytes(),
+    );
+    mac.update(body);
+    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+}
+
+/// A fresh secret: `whsec_` + base64 of 32 random bytes.
+pub fn generate_secret() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness available: {e}"))?;
+    Ok(format!("{WHSEC}{}", BASE64.encode(bytes)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_webhooks_reference_vector() {
+        // The example from the Standard Webhooks specification's test suite.
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            standard_signature(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn plain_secrets_are_their_own_bytes() {
+        assert_eq!(standard_key("plain"), b"plain".to_vec());
+        assert_eq!(
+            standard_key("whsec_!!notbase64"),
+            b"whsec_!!notbase64".to_vec()
+        );
+        assert_eq!(standard_key("whsec_AAEC"), vec![0, 1, 2]);
+        let generated = generate_secret().unwrap();
+        assert!(generated.starts_with("whsec_"));
+        assert_eq!(standard_key(&generated).len(), 32);
+        assert_ne!(generated, generate_secret().unwrap());
+    }
 
     #[test]
     fn matches_a_known_hmac_vector() {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::http::HttpSender;
 use super::payload::delivery_body;
 use super::retry::RetryPolicy;
-use super::signing::hook_signature;
+use super::signing::{hook_signature, standard_signature};
 use super::{Epochs, Message};
 use crate::model::{DeliveryId, Millis, WebhookId};
 use crate::store::Store;
@@ -41,7 +41,8 @@ pub struct WorkerContext {
     pub http: HttpSender,
     pub policy: RetryPolicy,
     pub epochs: Arc<Epochs>,
-    pub allow_http: bool,
+    /// `delivery.allow_http` now (it may have changed since the URL was accepted).
+    pub policy_allows_http: bool,
 }
 
 pub fn spawn(
@@ -103,10 +104,28 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Recorded>, String> {
         ("X-Hook-Timestamp", (started.0 / 1000).to_string()),
     ];
     if let Some(secret) = &webhook.secret {
+        let timestamp = started.0 / 1000;
         headers.push(("X-Hook-Signature", hook_signature(secret, body.as_bytes())));
+        let mut standard =
+            standard_signature(secret, event.id.as_str(), timestamp, body.as_bytes());
+        // During a rotation's grace period the old secret signs too.
+        if let Some((old, until)) = &webhook.previous_secret
+            && *until > started
+        {
+            standard.push(' ');
+            standard.push_str(&standard_signature(
+                old,
+                event.id.as_str(),
+                timestamp,
+                body.as_bytes(),
+            ));
+        }
+        headers.push(("webhook-id", event.id.to_string()));
+        headers.push(("webhook-timestamp", timestamp.to_string()));
+        headers.push(("webhook-signature", standard));
     }
 
-    let outcome = if webhook.url.starts_with("http://") && !ctx.allow_http {
+    let outcome = if webhook.url.starts_with("http://") && !ctx.policy_allows_http {
         super::http::AttemptOutcome {
             verdict: attempts::Verdict::Failure { retry_after: None },
             status_code: None,
