@@ -48,6 +48,12 @@ pub enum Reply {
     Delayed(Duration, u16),
     /// Closes the connection without answering.
     Reset,
+    /// 200, then a body that never ends (stops after 30 s or when the client leaves).
+    EndlessBody,
+    /// Sends the status line, then headers one byte every 100 ms, never finishing.
+    DripHeaders,
+    /// 200 with a 1 MiB header.
+    HugeHeader,
 }
 
 type Behaviour = Box<dyn Fn(&Received, usize) -> Reply + Send + Sync>;
@@ -185,6 +191,28 @@ fn serve(stream: TcpStream, shared: &Shared) {
         Reply::Delayed(d, s) => {
             std::thread::sleep(d);
             (s, Vec::new(), String::new())
+        }
+        Reply::EndlessBody => {
+            let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n");
+            let chunk = [b'x'; 16 * 1024];
+            let until = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < until && writer.write_all(&chunk).is_ok() {}
+            return;
+        }
+        Reply::DripHeaders => {
+            let _ = writer.write_all(b"HTTP/1.1 200 OK\r\n");
+            let until = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < until && writer.write_all(b"X").is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            return;
+        }
+        Reply::HugeHeader => {
+            let big = "h".repeat(1024 * 1024);
+            let _ = writer.write_all(
+                format!("HTTP/1.1 200 OK\r\nX-Big: {big}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+            );
+            return;
         }
         Reply::Reset => {
             let _ = writer.shutdown(std::net::Shutdown::Both);
