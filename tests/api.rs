@@ -469,6 +469,15 @@ fn destinations_are_checked_at_create_and_update() {
         "https://[64:ff9b::a9fe:a9fe]/",
         "https://[2001:db8::1]/",
         "https://[ff02::1]/",
+        "https://192.88.99.1/",
+        "https://240.0.0.1/",
+        "https://[100::1]/",
+        "https://[3fff::1]/",
+        "https://[2002:7f00:1::]/",
+        "https://[64:ff9b:1::1]/",
+        "https://[fec0::1]/",
+        "https://[::127.0.0.1]/",
+        "https://[::ffff:0:a00:1]/",
     ] {
         create(url).assert_error(422, "destination_not_allowed");
     }

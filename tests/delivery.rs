@@ -560,3 +560,34 @@ fn rate_limit_delays_without_losing_anything() {
         d.iter().all(|d| d["status"] == "succeeded")
     });
 }
+
+#[test]
+fn failing_for_disable_after_disables_the_webhook() {
+    let hookd = Hookd::start_with(settings(
+        "retry_schedule = [\"0s\", \"400ms\", \"400ms\", \"400ms\", \"400ms\"]\ndisable_after = \"1s\"",
+    ));
+    let rx = Receiver::start(|_, _| Reply::Status(500));
+    let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    hookd.ingest("app:health_check", "user-123", "{}", Some("da-1"));
+    let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "cancelled");
+    let attempts = log[0]["attempts"].as_array().unwrap();
+    assert!(
+        attempts.len() >= 3 && attempts.len() < 5,
+        "disabled after about a second of failures: {attempts:?}"
+    );
+    let w = hookd.webhook(USER, &hook);
+    assert_eq!(
+        (w["enabled"].clone(), w["status"].clone()),
+        (Value::Bool(false), Value::from("disabled"))
+    );
+    // Re-enabling starts afresh.
+    rx.set(|_, _| Reply::Status(200));
+    let r = hookd.patch(
+        &format!("/api/hooks/webhooks/{hook}"),
+        USER,
+        r#"{"enabled":true}"#,
+    );
+    assert_eq!(r.json()["status"], "healthy");
+    hookd.ingest("app:health_check", "user-123", "{}", Some("da-2"));
+    hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "succeeded");
+}
