@@ -1,5 +1,9 @@
 //! Per-webhook rate limit: at most `limit` attempt starts in any rolling 60 s window.
 //! Bursts up to `limit` go at once; retries count like first attempts.
+//!
+//! Deliveries held back are promised a future start time (a *reservation*) so that the
+//! API can show when they will go. Later projections count those promises, so two
+//! hold-backs never promise the same slot twice.
 
 use std::collections::VecDeque;
 
@@ -12,6 +16,8 @@ pub struct RateLimiter {
     limit: usize,
     /// Start times inside the current window, oldest first.
     starts: VecDeque<Millis>,
+    /// Start times promised to held-back deliveries, earliest first.
+    reserved: VecDeque<Millis>,
 }
 
 impl RateLimiter {
@@ -20,6 +26,7 @@ impl RateLimiter {
         RateLimiter {
             limit,
             starts: VecDeque::new(),
+            reserved: VecDeque::new(),
         }
     }
 
@@ -33,10 +40,22 @@ impl RateLimiter {
         }
     }
 
-    /// Records a start at `now` if the window has room.
+    /// Records a start at `now` if the window has room; a start fulfils the earliest
+    /// reservation that has come due.
     pub fn try_acquire(&mut self, now: Millis) -> bool {
         self.expire(now);
+        // Promises older than a window were never used (their delivery went away).
+        while self
+            .reserved
+            .front()
+            .is_some_and(|t| t.0 + WINDOW_MS <= now.0)
+        {
+            self.reserved.pop_front();
+        }
         if self.starts.len() < self.limit {
+            if self.reserved.front().is_some_and(|t| *t <= now) {
+                self.reserved.pop_front();
+            }
             self.starts.push_back(now);
             true
         } else {
@@ -44,11 +63,13 @@ impl RateLimiter {
         }
     }
 
-    /// The start times the next `n` attempts will get if they go as soon as allowed, so
-    /// that delayed deliveries can show when they will be sent.
-    pub fn upcoming_slots(&mut self, now: Millis, n: usize) -> Vec<Millis> {
+    /// Reserves the start times the next `n` held-back attempts will get if they go as
+    /// soon as allowed after everything already promised, so that delayed deliveries
+    /// can show when they will be sent.
+    pub fn reserve_slots(&mut self, now: Millis, n: usize) -> Vec<Millis> {
         self.expire(now);
-        let mut projected: Vec<Millis> = self.starts.iter().copied().collect();
+        let mut projected: Vec<Millis> =
+            self.starts.iter().chain(&self.reserved).copied().collect();
         let mut slots = Vec::with_capacity(n);
         for _ in 0..n {
             let slot = if projected.len() < self.limit {
@@ -59,6 +80,7 @@ impl RateLimiter {
             projected.push(slot);
             slots.push(slot);
         }
+        self.reserved.extend(&slots);
         slots
     }
 }
@@ -84,7 +106,7 @@ mod tests {
         let mut rl = RateLimiter::new(2);
         assert!(rl.try_acquire(Millis(0)));
         assert!(rl.try_acquire(Millis(100)));
-        let slots = rl.upcoming_slots(Millis(500), 5);
+        let slots = rl.reserve_slots(Millis(500), 5);
         assert_eq!(
             slots,
             vec![
@@ -97,8 +119,33 @@ mod tests {
         );
         let mut fresh = RateLimiter::new(2);
         assert_eq!(
-            fresh.upcoming_slots(Millis(7), 3),
+            fresh.reserve_slots(Millis(7), 3),
             vec![Millis(7), Millis(7), Millis(60_007)]
         );
+    }
+
+    #[test]
+    fn a_second_hold_back_queues_behind_the_first() {
+        let mut rl = RateLimiter::new(3);
+        for t in [0, 10, 20] {
+            assert!(rl.try_acquire(Millis(t)));
+        }
+        let first = rl.reserve_slots(Millis(30), 6);
+        assert_eq!(
+            first,
+            [60_000, 60_010, 60_020, 120_000, 120_010, 120_020].map(Millis)
+        );
+        let second = rl.reserve_slots(Millis(40), 2);
+        assert_eq!(
+            second,
+            [180_000, 180_010].map(Millis),
+            "no slot is promised twice"
+        );
+        // The reserved deliveries start on time; each start fulfils its promise.
+        for t in [60_000, 60_010, 60_020] {
+            assert!(rl.try_acquire(Millis(t)));
+        }
+        assert!(!rl.try_acquire(Millis(60_030)));
+        assert_eq!(rl.reserve_slots(Millis(60_030), 1), [Millis(180_020)]);
     }
 }

@@ -94,6 +94,9 @@ impl Scheduler {
             Ok(ids) => ids.into_iter().for_each(|id| self.look_at(id, now)),
             Err(e) => tracing::error!(error = %e, "scheduler cannot list webhooks"),
         }
+        let watchdog = crate::systemd::watchdog_interval();
+        let mut watchdog_tick =
+            tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
         loop {
             self.run_due_looks().await;
             let sleep = self.wake_at.first().map(|(at, _)| {
@@ -105,6 +108,7 @@ impl Scheduler {
                     None => return,
                 },
                 () = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {}
+                _ = watchdog_tick.tick(), if watchdog.is_some() => crate::systemd::notify("WATCHDOG=1"),
                 _ = &mut stop => break,
             }
         }
@@ -268,7 +272,7 @@ impl Scheduler {
         let peek = self
             .store
             .read(|r| queue::peek(r, webhook, now, claimed, RESCHEDULE_BATCH))?;
-        let slots = state.limiter.upcoming_slots(now, peek.due.len());
+        let slots = state.limiter.reserve_slots(now, peek.due.len());
         let moves: Vec<(DeliveryId, Millis)> = peek.due.into_iter().zip(slots).collect();
         let first = moves.first().map(|(_, at)| *at);
         if !moves.is_empty() {
