@@ -197,6 +197,9 @@ fn describe_error(e: &ureq::Error, timeout: Duration) -> String {
             {
                 return refused.to_string();
             }
+            if io.to_string().contains("lookup address") {
+                return "host not found".to_owned();
+            }
             match io.kind() {
                 io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
                 io::ErrorKind::ConnectionReset
