@@ -46,10 +46,12 @@ async fn serve(config_path: PathBuf, config: Config) -> Result<(), String> {
             "no [[tokens]] configured: every API request will be refused (see `hookd token new`)"
         );
     }
-    let engine = Engine::start(store.clone(), &config);
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let engine = Engine::start(store.clone(), &config, Arc::clone(&metrics));
     let state = Arc::new(AppState {
         store: store.clone(),
         delivery: engine.handle.clone(),
+        metrics,
         auth: Auth::new(&config.tokens),
         config: Arc::new(config),
     });
@@ -71,11 +73,13 @@ async fn serve(config_path: PathBuf, config: Config) -> Result<(), String> {
     });
 
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data = %db_path.display(), "hookd listening on {local}");
+    crate::systemd::notify("READY=1");
     let shutdown = async move {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
         }
+        crate::systemd::notify("STOPPING=1");
     };
     api::serve(listener, state, shutdown).await;
     engine.shutdown().await;

@@ -10,5 +10,7 @@ pub mod canonical_json;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
+pub mod metrics;
 pub mod model;
 pub mod store;
+pub mod systemd;

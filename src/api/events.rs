@@ -161,6 +161,7 @@ pub async fn ingest(state: &AppState, body: &[u8]) -> Result<HttpResponse, ApiEr
         .await?;
     match outcome {
         Ingested::Created { deliveries, queued } => {
+            state.metrics.event_ingested();
             for (webhook, due) in queued {
                 state.delivery.queued(webhook, due);
             }

@@ -1,6 +1,7 @@
-//! `GET /healthz`: 200 while the store answers reads.
+//! `GET /healthz` (200 while the store answers reads) and `GET /metrics` (Prometheus).
 
 use hyper::StatusCode;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
 
 use super::AppState;
 use super::error::{ApiError, HttpResponse, json_response};
@@ -17,4 +18,28 @@ pub fn healthz(state: &AppState) -> Result<HttpResponse, ApiError> {
             ))
         }
     }
+}
+
+pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
+    let now = crate::model::Millis::now();
+    let g = state
+        .store
+        .read(|r| crate::store::ops::queue::gauges(r, now))?;
+    let store_bytes = std::fs::metadata(state.config.db_path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let text = state.metrics.render(&crate::metrics::StoreGauges {
+        queue_depth: g.depth,
+        queue_due: g.due,
+        webhooks_healthy: g.healthy,
+        webhooks_failing: g.failing,
+        webhooks_disabled: g.disabled,
+        store_bytes,
+    });
+    let mut response = json_response(StatusCode::OK, text);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
 }

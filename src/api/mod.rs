@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, Role};
 use crate::delivery::DeliveryHandle;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use auth::{Auth, Principal};
 use error::{ApiError, HttpResponse};
@@ -52,6 +53,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub auth: Auth,
     pub delivery: DeliveryHandle,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish
@@ -122,8 +124,10 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
     if !route.allows(method) {
         return Err(ApiError::method_not_allowed(route.allow()));
     }
-    if route == Route::Healthz {
-        return health::healthz(state);
+    match route {
+        Route::Healthz => return health::healthz(state),
+        Route::Metrics => return health::metrics(state),
+        _ => {}
     }
 
     let principal = state.auth.authenticate(&parts.headers)?;
@@ -166,7 +170,7 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
             events::ingest(state, &body).await
         }
         (Route::Event(id), _) => events::get(state, &principal, id),
-        (Route::Healthz, _) => health::healthz(state),
+        (Route::Healthz | Route::Metrics, _) => Err(ApiError::not_found("no such route")),
     }
 }
 

@@ -6,6 +6,7 @@ use hyper::Method;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a> {
     Healthz,
+    Metrics,
     Webhooks,
     Webhook(&'a str),
     RotateSecret(&'a str),
@@ -21,7 +22,7 @@ impl Route<'_> {
     /// The methods this route answers, as the `Allow` header spells them.
     pub fn allow(&self) -> &'static str {
         match self {
-            Route::Healthz => "GET",
+            Route::Healthz | Route::Metrics => "GET",
             Route::Webhooks | Route::Events => "GET, POST",
             Route::Webhook(_) => "GET, PATCH, DELETE",
             Route::Event(_) | Route::Deliveries(_) | Route::Delivery(..) => "GET",
@@ -40,6 +41,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     let segments: Vec<&str> = rest.split('/').collect();
     let route = match segments.as_slice() {
         ["healthz"] => Route::Healthz,
+        ["metrics"] => Route::Metrics,
         ["api", "hooks", "webhooks"] => Route::Webhooks,
         ["api", "hooks", "webhooks", id] if !id.is_empty() => Route::Webhook(id),
         ["api", "hooks", "webhooks", id, "deliveries"] if !id.is_empty() => Route::Deliveries(id),

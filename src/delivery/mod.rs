@@ -85,7 +85,7 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the worker threads and the scheduler task (call within the runtime).
-    pub fn start(store: Store, config: &Config) -> Engine {
+    pub fn start(store: Store, config: &Config, metrics: Arc<crate::metrics::Metrics>) -> Engine {
         let d = &config.delivery;
         let policy = RetryPolicy {
             schedule: d.retry_schedule.clone(),
@@ -99,6 +99,7 @@ impl Engine {
             http: http::HttpSender::new(d.timeout, destination::Policy::from_config(d), d.workers),
             policy: policy.clone(),
             epochs: Arc::clone(&epochs),
+            metrics,
             policy_allows_http: d.allow_http,
         });
         // Detached: a worker stuck in a receiver's deadline must not hold up shutdown.

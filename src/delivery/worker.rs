@@ -41,6 +41,7 @@ pub struct WorkerContext {
     pub http: HttpSender,
     pub policy: RetryPolicy,
     pub epochs: Arc<Epochs>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// `delivery.allow_http` now (it may have changed since the URL was accepted).
     pub policy_allows_http: bool,
 }
@@ -163,12 +164,18 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Recorded>, String> {
         response_body: outcome.response_body,
     };
     let verdict = outcome.verdict;
+    let duration = outcome.duration;
     let policy = ctx.policy.clone();
     let id = job.delivery;
     let recorded = ctx
         .store
         .write_blocking(move |tx| attempts::record(tx, id, verdict, record, &policy, Millis::now()))
         .map_err(|e| e.to_string())?;
+    ctx.metrics.attempt(
+        verdict == attempts::Verdict::Success,
+        duration,
+        recorded.and_then(|r| r.status),
+    );
     if recorded.is_some_and(|r| r.webhook_disabled) {
         ctx.epochs.bump(job.webhook);
         tracing::warn!(webhook = %job.webhook, "webhook disabled; its pending deliveries are cancelled");

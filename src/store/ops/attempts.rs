@@ -36,6 +36,8 @@ pub struct Recorded {
     pub webhook_disabled: bool,
     /// The webhook's attempts are held back until then (`Retry-After`).
     pub paused_until: Option<Millis>,
+    /// The delivery's status after this attempt.
+    pub status: Option<DeliveryStatus>,
 }
 
 /// Everything one attempt needs, read in one snapshot.
@@ -168,6 +170,7 @@ pub fn record(
             }
         }
     }
+    recorded.status = Some(delivery.status);
     save(&mut deliveries, &delivery)?;
     hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
     drop((deliveries, queue, hooks));

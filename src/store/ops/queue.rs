@@ -69,3 +69,40 @@ pub fn peek(
         next,
     })
 }
+
+/// Gauges for `/metrics`: queue depth, due backlog, and webhooks by status.
+pub struct QueueGauges {
+    pub depth: u64,
+    pub due: u64,
+    pub healthy: u64,
+    pub failing: u64,
+    pub disabled: u64,
+}
+
+pub fn gauges(rtx: &ReadTransaction, now: Millis) -> Result<QueueGauges, StoreError> {
+    use crate::model::WebhookStatus;
+    use redb::ReadableTableMetadata;
+    let queue = rtx.open_table(QUEUE)?;
+    let hooks = rtx.open_table(WEBHOOKS)?;
+    let mut g = QueueGauges {
+        depth: queue.len()?,
+        due: 0,
+        healthy: 0,
+        failing: 0,
+        disabled: 0,
+    };
+    for entry in hooks.iter()? {
+        let (id, _) = entry?;
+        let Some(hook) = load::<u128, WebhookRecord>(&hooks, id.value())? else {
+            continue;
+        };
+        match hook.status {
+            WebhookStatus::Healthy => g.healthy += 1,
+            WebhookStatus::Failing => g.failing += 1,
+            WebhookStatus::Disabled => g.disabled += 1,
+        }
+        let due = queue.range((hook.id.0, 0u64, 0u128)..=(hook.id.0, now.as_key(), u128::MAX))?;
+        g.due += due.count() as u64;
+    }
+    Ok(g)
+}

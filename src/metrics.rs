@@ -1,0 +1,205 @@
+//! Counters and the Prometheus text rendering of `GET /metrics`.
+//!
+//! Counters that only the running process knows (events ingested, attempts and their
+//! durations, finished deliveries) live here as atomics and restart from zero with the
+//! process, as Prometheus counters may. Gauges that describe the store (queue depth,
+//! due backlog, webhooks by status, file size) are read from the store at scrape time.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::model::DeliveryStatus;
+
+/// Upper bounds (seconds) of the attempt-duration histogram buckets.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    events_ingested: AtomicU64,
+    attempts_success: AtomicU64,
+    attempts_failure: AtomicU64,
+    deliveries_succeeded: AtomicU64,
+    deliveries_failed: AtomicU64,
+    duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_micros: AtomicU64,
+}
+
+/// What the store says at scrape time.
+pub struct StoreGauges {
+    pub queue_depth: u64,
+    pub queue_due: u64,
+    pub webhooks_healthy: u64,
+    pub webhooks_failing: u64,
+    pub webhooks_disabled: u64,
+    pub store_bytes: u64,
+}
+
+impl Metrics {
+    pub fn event_ingested(&self) {
+        self.events_ingested.fetch_add(1, Relaxed);
+    }
+
+    /// One attempt finished with `success` after `duration`, leaving the delivery in `status`.
+    pub fn attempt(&self, success: bool, duration: Duration, status: Option<DeliveryStatus>) {
+        let counter = if success {
+            &self.attempts_success
+        } else {
+            &self.attempts_failure
+        };
+        counter.fetch_add(1, Relaxed);
+        let secs = duration.as_secs_f64();
+        for (bound, bucket) in DURATION_BUCKETS.iter().zip(&self.duration_buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Relaxed);
+        self.duration_sum_micros.fetch_add(
+            u64::try_from(duration.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+        match status {
+            Some(DeliveryStatus::Succeeded) => self.deliveries_succeeded.fetch_add(1, Relaxed),
+            Some(DeliveryStatus::Failed) => self.deliveries_failed.fetch_add(1, Relaxed),
+            _ => 0,
+        };
+    }
+
+    pub fn render(&self, store: &StoreGauges) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let get = |c: &AtomicU64| c.load(Relaxed) as f64;
+        metric(
+            "hookd_events_ingested_total",
+            "counter",
+            "Events accepted by POST /api/hooks/events (repeats excluded).",
+            &[("", get(&self.events_ingested))],
+        );
+        metric(
+            "hookd_attempts_total",
+            "counter",
+            "Delivery attempts by result.",
+            &[
+                ("{result=\"success\"}", get(&self.attempts_success)),
+                ("{result=\"failure\"}", get(&self.attempts_failure)),
+            ],
+        );
+        metric(
+            "hookd_deliveries_finished_total",
+            "counter",
+            "Deliveries that reached a final state through an attempt.",
+            &[
+                ("{status=\"succeeded\"}", get(&self.deliveries_succeeded)),
+                ("{status=\"failed\"}", get(&self.deliveries_failed)),
+            ],
+        );
+        metric(
+            "hookd_queue_depth",
+            "gauge",
+            "Pending deliveries in the durable queue.",
+            &[("", store.queue_depth as f64)],
+        );
+        metric(
+            "hookd_queue_due",
+            "gauge",
+            "Pending deliveries already due but not yet sent (backlog).",
+            &[("", store.queue_due as f64)],
+        );
+        metric(
+            "hookd_webhooks",
+            "gauge",
+            "Webhooks by status.",
+            &[
+                ("{status=\"healthy\"}", store.webhooks_healthy as f64),
+                ("{status=\"failing\"}", store.webhooks_failing as f64),
+                ("{status=\"disabled\"}", store.webhooks_disabled as f64),
+            ],
+        );
+        metric(
+            "hookd_store_bytes",
+            "gauge",
+            "Size of the redb data file in bytes.",
+            &[("", store.store_bytes as f64)],
+        );
+
+        let _ = writeln!(
+            out,
+            "# HELP hookd_attempt_duration_seconds Duration of delivery attempts.\n# TYPE hookd_attempt_duration_seconds histogram"
+        );
+        for (bound, bucket) in DURATION_BUCKETS.iter().zip(&self.duration_buckets) {
+            let _ = writeln!(
+                out,
+                "hookd_attempt_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Relaxed)
+            );
+        }
+        let count = self.duration_count.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "hookd_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "hookd_attempt_duration_seconds_sum {}",
+            self.duration_sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "hookd_attempt_duration_seconds_count {count}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_cumulative_buckets_and_counters() {
+        let m = Metrics::default();
+        m.event_ingested();
+        m.attempt(
+            true,
+            Duration::from_millis(3),
+            Some(DeliveryStatus::Succeeded),
+        );
+        m.attempt(
+            false,
+            Duration::from_millis(700),
+            Some(DeliveryStatus::Pending),
+        );
+        let text = m.render(&StoreGauges {
+            queue_depth: 4,
+            queue_due: 1,
+            webhooks_healthy: 2,
+            webhooks_failing: 1,
+            webhooks_disabled: 0,
+            store_bytes: 4096,
+        });
+        for line in [
+            "hookd_events_ingested_total 1",
+            "hookd_attempts_total{result=\"success\"} 1",
+            "hookd_attempts_total{result=\"failure\"} 1",
+            "hookd_deliveries_finished_total{status=\"succeeded\"} 1",
+            "hookd_queue_depth 4",
+            "hookd_webhooks{status=\"failing\"} 1",
+            "hookd_attempt_duration_seconds_bucket{le=\"0.005\"} 1",
+            "hookd_attempt_duration_seconds_bucket{le=\"0.5\"} 1",
+            "hookd_attempt_duration_seconds_bucket{le=\"1\"} 2",
+            "hookd_attempt_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "hookd_attempt_duration_seconds_count 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}
