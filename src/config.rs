@@ -77,6 +77,7 @@ const DURATION_FORMS: &str = "a whole number followed by one unit: ms, s, m, h o
 const TOP_KEYS: &[&str] = &[
     "listen",
     "data_dir",
+    "log_format",
     "delivery",
     "limits",
     "retention",
@@ -116,6 +117,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory holding `hookd.redb`; created if missing. May be relative.
     pub data_dir: PathBuf,
+    /// How log lines on stderr are written.
+    pub log_format: LogFormat,
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
     pub retention: RetentionConfig,
@@ -201,6 +204,7 @@ impl Default for Config {
         Config {
             listen: DEFAULT_LISTEN,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            log_format: LogFormat::Text,
             delivery: DeliveryConfig::default(),
             limits: LimitsConfig::default(),
             retention: RetentionConfig::default(),
@@ -631,6 +635,24 @@ fn usize_in(value: &Value, min: usize, max: Option<usize>) -> Result<usize, Stri
     usize::try_from(i).map_err(|_| format!("{i} is too large for this platform"))
 }
 
+/// `log_format`: human-readable lines, or one JSON object per line for log shippers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn log_format(value: &Value) -> Result<LogFormat, String> {
+    match value {
+        Value::String(s) if s == "text" => Ok(LogFormat::Text),
+        Value::String(s) if s == "json" => Ok(LogFormat::Json),
+        other => Err(format!(
+            "expected \"text\" or \"json\", found {}",
+            found(other)
+        )),
+    }
+}
+
 fn boolean(value: &Value) -> Result<bool, String> {
     match value {
         Value::Boolean(b) => Ok(*b),
@@ -828,6 +850,7 @@ impl Checker {
         self.unknown_keys(root, "", "", TOP_KEYS);
         self.field(root, "", "listen", &mut config.listen, socket_addr);
         self.field(root, "", "data_dir", &mut config.data_dir, data_dir);
+        self.field(root, "", "log_format", &mut config.log_format, log_format);
         if let Some(table) = self.section(root, "delivery") {
             self.delivery(table, &mut config.delivery);
         }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use hookd::config::{Config, Role, token_sha256_hex};
+use hookd::config::{Config, LogFormat, Role, token_sha256_hex};
 use hookd::delivery::signing::verify_hook_signature;
 
 const DEFAULT_CONFIG: &str = "config/hookd.toml";
@@ -122,14 +122,16 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+        .with_env_filter(filter);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match hookd::daemon::run(path, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -25,6 +25,10 @@ pub struct Settings {
     pub limits: String,
     /// Replaces the permissive default of allow_http/allow_private_networks = true.
     pub strict_destinations: bool,
+    /// Extra top-level TOML lines (before any section).
+    pub top: String,
+    /// Extra environment variables for the hookd process.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn config_text(data_dir: &Path, s: &Settings) -> String {
@@ -34,11 +38,12 @@ pub fn config_text(data_dir: &Path, s: &Settings) -> String {
         "allow_http = true\nallow_private_networks = true\n"
     };
     format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n\
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n\
          [[tokens]]\nuser = \"user-123\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
          [[tokens]]\nuser = \"user-456\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
          [[tokens]]\nuser = \"openwork\"\nrole = \"publisher\"\nsha256 = \"{}\"\n",
         data_dir.display(),
+        s.top,
         s.delivery,
         s.limits,
         token_sha256_hex(USER),
@@ -53,6 +58,7 @@ pub struct Hookd {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
+    env: Vec<(String, String)>,
 }
 
 impl Hookd {
@@ -69,20 +75,22 @@ impl Hookd {
         )
         .expect("write config");
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (child, addr) = spawn(&config_path, &log);
+        let env = settings.env.clone();
+        let (child, addr) = spawn(&config_path, &log, &env);
         Hookd {
             child: Some(child),
             addr,
             dir,
             config_path,
             log,
+            env,
         }
     }
 
     /// Starts hookd again on the same config and data dir (a new port).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop hookd before restarting it");
-        let (child, addr) = spawn(&self.config_path, &self.log);
+        let (child, addr) = spawn(&self.config_path, &self.log, &self.env);
         self.child = Some(child);
         self.addr = addr;
     }
@@ -107,6 +115,11 @@ impl Hookd {
     /// SIGTERM, then waits (at most 30 s) for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         self.signal("TERM");
+        self.terminate_wait()
+    }
+
+    /// Waits (at most 30 s) for hookd to exit after a signal already sent.
+    pub fn terminate_wait(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -211,12 +224,17 @@ impl Drop for Hookd {
     }
 }
 
-fn spawn(config: &Path, log: &Arc<Mutex<Vec<String>>>) -> (Child, SocketAddr) {
+fn spawn(
+    config: &Path,
+    log: &Arc<Mutex<Vec<String>>>,
+    env: &[(String, String)],
+) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookd"))
         .arg("serve")
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -228,7 +246,11 @@ fn spawn(config: &Path, log: &Arc<Mutex<Vec<String>>>) -> (Child, SocketAddr) {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                // Text or JSON log line: the address is the run of address characters.
+                let addr: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_hexdigit() || ".:[]".contains(*c))
+                    .collect();
                 let _ = tx.send(addr);
             }
             sink.lock().unwrap().push(line);

@@ -1,0 +1,194 @@
+//! Operations: the systemd notify protocol, Prometheus metrics moving with traffic, and
+//! JSON logs.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use common::receiver::{Receiver, Reply};
+use common::{Hookd, Settings, USER};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn notifies_systemd_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut hookd = Hookd::start_with(Settings {
+        env: vec![
+            ("NOTIFY_SOCKET".into(), socket_path.display().to_string()),
+            ("WATCHDOG_USEC".into(), "200000".into()),
+        ],
+        ..Settings::default()
+    });
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    // Pings every 100 ms (half of WATCHDOG_USEC) from the scheduler loop.
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(next(), "WATCHDOG=1");
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    hookd.signal("TERM");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m == "STOPPING=1") {
+        seen.push(next());
+    }
+    assert!(hookd.terminate_wait().success());
+}
+
+#[test]
+fn metrics_move_with_traffic() {
+    let hookd = Hookd::start();
+    let scrape = || {
+        let r = hookd.request("GET", "/metrics", None, None);
+        assert_eq!(r.status, 200);
+        assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+        r.body
+    };
+    let before = scrape();
+    assert_eq!(metric(&before, "hookd_events_ingested_total"), 0.0);
+    assert_eq!(metric(&before, "hookd_queue_depth"), 0.0);
+    assert!(metric(&before, "hookd_store_bytes") > 0.0);
+
+    let ok = Receiver::ok();
+    let failing = Receiver::start(|_, _| Reply::Status(500));
+    hookd.create_webhook(USER, &ok.url("/ok"), &["*"], None);
+    let bad = hookd.create_webhook(USER, &failing.url("/bad"), &["*"], None);
+    for i in 0..3 {
+        hookd.ingest("app:connected", "user-123", "{}", Some(&format!("m{i}")));
+    }
+    ok.wait_for(3, WAIT);
+    failing.wait_for(3, WAIT);
+    hookd.wait_deliveries(USER, &bad, WAIT, |d| {
+        d.iter()
+            .all(|d| d["attempts"].as_array().unwrap().len() == 1)
+    });
+
+    let after = scrape();
+    assert_eq!(metric(&after, "hookd_events_ingested_total"), 3.0);
+    assert_eq!(
+        metric(&after, "hookd_attempts_total{result=\"success\"}"),
+        3.0
+    );
+    assert_eq!(
+        metric(&after, "hookd_attempts_total{result=\"failure\"}"),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &after,
+            "hookd_deliveries_finished_total{status=\"succeeded\"}"
+        ),
+        3.0
+    );
+    assert_eq!(metric(&after, "hookd_attempt_duration_seconds_count"), 6.0);
+    assert_eq!(
+        metric(&after, "hookd_queue_depth"),
+        3.0,
+        "the failing webhook's three wait for their retry"
+    );
+    assert_eq!(
+        metric(&after, "hookd_queue_due"),
+        0.0,
+        "not due for a minute"
+    );
+    assert_eq!(metric(&after, "hookd_webhooks{status=\"healthy\"}"), 2.0);
+    // A repeat is not counted again.
+    hookd.ingest("app:connected", "user-123", "{}", Some("m0"));
+    assert_eq!(metric(&scrape(), "hookd_events_ingested_total"), 3.0);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let hookd = Hookd::start_with(Settings {
+        top: "log_format = \"json\"".into(),
+        ..Settings::default()
+    });
+    let rx = Receiver::ok();
+    hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    hookd.ingest("app:connected", "user-123", "{}", None);
+    rx.wait_for(1, WAIT);
+    assert!(hookd.wait_for_log("delivery attempt", WAIT));
+    let log = hookd.log();
+    let attempt = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+        })
+        .find(|v| v["fields"]["message"] == "delivery attempt")
+        .unwrap();
+    for field in ["webhook", "delivery", "attempt", "status", "duration_ms"] {
+        assert!(
+            attempt["fields"].get(field).is_some(),
+            "{field} missing: {attempt}"
+        );
+    }
+}
+
+#[test]
+fn systemd_unit_is_hardened_and_valid() {
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/hookd.service");
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze not installed: skipping the unit check (.ci/run installs it)");
+        return;
+    }
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let score: f64 = text
+        .lines()
+        .find_map(|l| l.split("exposure level for hookd.service:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
+    assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
+
+    // `verify` needs the ExecStart binary to exist: point it at the one under test.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&unit)
+        .unwrap()
+        .replace("/usr/local/bin/hookd", env!("CARGO_BIN_EXE_hookd"));
+    let copy = dir.path().join("hookd.service");
+    std::fs::write(&copy, text).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
