@@ -333,7 +333,14 @@ pub fn normalize_rfc3339(s: &str) -> Result<String, String> {
             s.escape_debug()
         )
     })?;
-    let utc = t.to_offset(time::UtcOffset::UTC);
+    // `to_offset` panics when the UTC instant leaves years 0000-9999 (e.g.
+    // 9999-12-31T23:59:59-01:00); found by fuzzing.
+    let utc = t.checked_to_offset(time::UtcOffset::UTC).ok_or_else(|| {
+        format!(
+            "\"{}\" is outside the years 0000-9999 in UTC",
+            s.escape_debug()
+        )
+    })?;
     utc.format(&Rfc3339)
         .map_err(|e| format!("timestamp cannot be represented: {e}"))
 }
@@ -406,6 +413,8 @@ mod tests {
             "2024-01-26T10:30:00.5Z"
         );
         assert!(normalize_rfc3339("yesterday").is_err());
+        assert!(normalize_rfc3339("9999-12-31T23:59:59-01:00").is_err());
+        assert!(normalize_rfc3339("0000-01-01T00:00:00+01:00").is_err());
         assert_eq!(Millis(0).to_rfc3339(), "1970-01-01T00:00:00Z");
         assert_eq!(
             Millis(1_706_265_000_123).to_rfc3339(),

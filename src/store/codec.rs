@@ -57,8 +57,21 @@ impl fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
+/// No stored record is larger than this (payloads are capped at 64 MiB).
+const MAX_RECORD_BYTES: usize = 128 << 20;
+
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
+}
+
+/// Decoding checks claimed lengths against a limit *before* allocating, so a corrupt
+/// length prefix is an error rather than a multi-gigabyte allocation (found by fuzzing).
+fn decode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_RECORD_BYTES>,
+> {
+    bincode::config::standard().with_limit::<MAX_RECORD_BYTES>()
 }
 
 pub fn encode<R: Record>(record: &R) -> Vec<u8> {
@@ -82,11 +95,12 @@ pub fn decode<R: Record>(bytes: &[u8]) -> Result<R, CodecError> {
             supported: R::VERSION,
         });
     }
-    let (record, read) =
-        bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Malformed {
+    let (record, read) = bincode::serde::decode_from_slice(body, decode_config()).map_err(|e| {
+        CodecError::Malformed {
             record: R::NAME,
             detail: e.to_string(),
-        })?;
+        }
+    })?;
     if read != body.len() {
         return Err(CodecError::Malformed {
             record: R::NAME,
@@ -163,6 +177,25 @@ mod tests {
             decode::<Sample>(&padded),
             Err(CodecError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn absurd_length_prefixes_are_errors_not_allocations() {
+        use crate::store::records::EventRecord;
+        for hex in [
+            "01fc010107fe",
+            "01fdffffffffffffffff",
+            "01fd0000000000000040",
+        ] {
+            let bytes = hex::decode(hex).unwrap();
+            assert!(
+                matches!(
+                    decode::<EventRecord>(&bytes),
+                    Err(CodecError::Malformed { .. })
+                ),
+                "{hex}"
+            );
+        }
     }
 
     #[test]
