@@ -170,6 +170,8 @@ pub enum Role {
     User,
     /// Publishes events.
     Publisher,
+    /// Operations: online backups.
+    Admin,
 }
 
 /// One `[[tokens]]` entry. Its `Debug` output shows only a prefix of the hash.
@@ -310,6 +312,7 @@ impl Role {
         match self {
             Role::User => "user",
             Role::Publisher => "publisher",
+            Role::Admin => "admin",
         }
     }
 }
@@ -324,13 +327,11 @@ impl FromStr for Role {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Role, String> {
-        const ACCEPTED: &str = "accepted roles: \"user\", \"publisher\"";
+        const ACCEPTED: &str = "accepted roles: \"user\", \"publisher\", \"admin\"";
         match s {
             "user" => Ok(Role::User),
             "publisher" => Ok(Role::Publisher),
-            "admin" => Err(format!(
-                "the \"admin\" role is not supported yet; {ACCEPTED}"
-            )),
+            "admin" => Ok(Role::Admin),
             other => Err(format!("unknown role {other:?}; {ACCEPTED}")),
         }
     }
@@ -1104,7 +1105,7 @@ impl Checker {
 mod tests {
     use super::*;
 
-    const DEV_TOKENS: [(&str, &str, Role); 3] = [
+    const DEV_TOKENS: [(&str, &str, Role); 4] = [
         ("user-123", "dev-user-token-NOT-FOR-PRODUCTION", Role::User),
         (
             "user-456",
@@ -1116,6 +1117,7 @@ mod tests {
             "dev-publisher-token-NOT-FOR-PRODUCTION",
             Role::Publisher,
         ),
+        ("ops", "dev-admin-token-NOT-FOR-PRODUCTION", Role::Admin),
     ];
 
     fn problems(text: &str) -> Vec<Problem> {
@@ -1980,28 +1982,25 @@ events = "7d"
     fn role_parsing() {
         assert_eq!("user".parse::<Role>(), Ok(Role::User));
         assert_eq!("publisher".parse::<Role>(), Ok(Role::Publisher));
-        for role in [Role::User, Role::Publisher] {
+        for role in [Role::User, Role::Publisher, Role::Admin] {
             assert_eq!(role.as_str().parse::<Role>(), Ok(role));
             assert_eq!(role.to_string(), role.as_str());
         }
-        let err = "admin".parse::<Role>().unwrap_err();
-        assert!(err.contains("not supported yet"), "{err}");
-        assert!(err.contains("\"user\", \"publisher\""), "{err}");
         for bad in ["User", "PUBLISHER", "", " user", "root"] {
             let err = bad.parse::<Role>().unwrap_err();
             assert!(err.contains(&format!("{bad:?}")), "{err}");
             assert!(
-                err.contains("accepted roles: \"user\", \"publisher\""),
+                err.contains("accepted roles: \"user\", \"publisher\", \"admin\""),
                 "{err}"
             );
         }
         let text = format!(
-            "[[tokens]]\nuser = \"u\"\nrole = \"admin\"\n{}",
+            "[[tokens]]\nuser = \"u\"\nrole = \"root\"\n{}",
             hash_line("t")
         );
         let msg = problem_at(&text, "tokens[0].role");
         assert!(
-            msg.contains("admin") && msg.contains("not supported yet"),
+            msg.contains("root") && msg.contains("accepted roles"),
             "{msg}"
         );
     }
@@ -2030,7 +2029,7 @@ events = 30
 
 [[tokens]]
 user = ""
-role = "admin"
+role = "root"
 sha256 = "ABC"
 "#;
         let err = Config::from_toml_str(text).unwrap_err();

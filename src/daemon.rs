@@ -81,11 +81,53 @@ async fn serve(config_path: PathBuf, config: Config) -> Result<(), String> {
         }
         crate::systemd::notify("STOPPING=1");
     };
+    let retention = tokio::spawn(prune_forever(store.clone(), state.config.retention.events));
     api::serve(listener, state, shutdown).await;
+    retention.abort();
     engine.shutdown().await;
     tokio::task::spawn_blocking(move || store.shutdown())
         .await
         .map_err(|e| format!("store shutdown failed: {e}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Deletes events and deliveries older than `retention`, in small batches, forever.
+async fn prune_forever(store: Store, retention: std::time::Duration) {
+    use crate::model::Millis;
+    use crate::store::ops::retention::prune;
+    const BATCH: usize = 500;
+    let every = (retention / 4).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(60),
+    );
+    loop {
+        tokio::time::sleep(every).await;
+        let cutoff = Millis(
+            Millis::now()
+                .0
+                .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)),
+        );
+        loop {
+            match store.write(move |tx| prune(tx, cutoff, BATCH)).await {
+                Ok(pruned) => {
+                    if pruned.events + pruned.deliveries > 0 {
+                        tracing::info!(
+                            events = pruned.events,
+                            deliveries = pruned.deliveries,
+                            "retention: pruned"
+                        );
+                    }
+                    if !pruned.more {
+                        break;
+                    }
+                }
+                Err(crate::store::StoreError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention: pruning failed; will try again");
+                    break;
+                }
+            }
+        }
+    }
 }

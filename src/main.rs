@@ -42,6 +42,18 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Ask the running daemon for an online backup of its store (needs an admin token).
+    Backup {
+        /// Config file of the running hookd (for its listen address).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// hookd's base URL instead of the config's listen address, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        url: Option<String>,
+        /// An admin token (default: $HOOKD_TOKEN).
+        #[arg(long, env = "HOOKD_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Check a delivery's X-Hook-Signature over its raw body (exit 0 valid, 1 invalid, 2 error).
     Verify {
         /// The webhook's secret.
@@ -62,7 +74,8 @@ enum TokenAction {
         /// The user the token acts as.
         #[arg(long)]
         user: String,
-        /// `user` manages its own webhooks; `publisher` ingests events for any user.
+        /// `user` manages its own webhooks; `publisher` ingests events for any user;
+        /// `admin` takes online backups.
         #[arg(long, value_enum, default_value_t = RoleArg::User)]
         role: RoleArg,
     },
@@ -72,6 +85,7 @@ enum TokenAction {
 enum RoleArg {
     User,
     Publisher,
+    Admin,
 }
 
 impl From<RoleArg> for Role {
@@ -79,6 +93,7 @@ impl From<RoleArg> for Role {
         match r {
             RoleArg::User => Role::User,
             RoleArg::Publisher => Role::Publisher,
+            RoleArg::Admin => Role::Admin,
         }
     }
 }
@@ -96,6 +111,7 @@ fn main() -> ExitCode {
             signature,
             file,
         } => verify(&secret, &signature, file.as_deref()),
+        Command::Backup { config, url, token } => backup(config, url, &token),
     }
 }
 
@@ -205,5 +221,48 @@ fn verify(secret: &str, signature: &str, file: Option<&Path>) -> ExitCode {
             "invalid: the signature does not match this body and secret (hash the raw body bytes exactly as received)"
         );
         ExitCode::from(1)
+    }
+}
+
+/// `hookd backup`: asks the running daemon (at the config's listen address) to write a
+/// consistent copy of its store, and prints where it is.
+fn backup(config: Option<PathBuf>, url: Option<String>, token: &str) -> ExitCode {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => match load_config(config) {
+            Ok((_, config)) => {
+                let mut addr = config.listen;
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{addr}")
+            }
+            Err(code) => return code,
+        },
+    };
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(3600)))
+        .build()
+        .new_agent();
+    let answer = agent
+        .post(format!("{base}/api/admin/backup"))
+        .header("Authorization", format!("Bearer {token}"))
+        .send_empty();
+    let mut response = match answer {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hookd: cannot reach hookd at {base}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    if status == 200 {
+        println!("{body}");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("hookd: backup refused ({status}): {body}");
+        ExitCode::FAILURE
     }
 }

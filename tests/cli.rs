@@ -105,7 +105,7 @@ fn token_new_prints_a_token_and_its_stanza() {
     assert!(again.contains("role   = \"user\""));
     let bad = hookd(&["token", "new", "--user", "a b"]);
     assert!(!bad.status.success());
-    let bad = hookd(&["token", "new", "--user", "u", "--role", "admin"]);
+    let bad = hookd(&["token", "new", "--user", "u", "--role", "root"]);
     assert!(!bad.status.success());
 }
 

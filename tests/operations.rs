@@ -82,7 +82,19 @@ fn metrics_move_with_traffic() {
             .all(|d| d["attempts"].as_array().unwrap().len() == 1)
     });
 
-    let after = scrape();
+    // Counters move right after each attempt is recorded: wait for all six.
+    let deadline = Instant::now() + WAIT;
+    let after = loop {
+        let text = scrape();
+        if metric(&text, "hookd_attempt_duration_seconds_count") == 6.0 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "attempts never all counted:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(metric(&after, "hookd_events_ingested_total"), 3.0);
     assert_eq!(
         metric(&after, "hookd_attempts_total{result=\"success\"}"),
@@ -190,5 +202,120 @@ fn systemd_unit_is_hardened_and_valid() {
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn retention_prunes_old_records_and_leaves_the_queue_alone() {
+    let hookd = Hookd::start_with(
+        Settings {
+            top: String::new(),
+            ..Settings::default()
+        }
+        .with_retention("2s"),
+    );
+    let ok = Receiver::ok();
+    let down = Receiver::start(|_, _| Reply::Status(503));
+    let delivered = hookd.create_webhook(USER, &ok.url("/ok"), &["app:*"], None);
+    let waiting = hookd.create_webhook(USER, &down.url("/down"), &["message:*"], None);
+    hookd.ingest("app:connected", "user-123", "{}", Some("old-app"));
+    hookd.ingest("message:sent", "user-123", "{}", Some("old-msg"));
+    ok.wait_for(1, WAIT);
+    down.wait_for(1, WAIT);
+
+    // Within a few seconds the old event and its finished delivery are gone.
+    let deadline = Instant::now() + WAIT;
+    while hookd.get("/api/hooks/events/old-app", USER).status != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "old event never pruned; log:\n{}",
+            hookd.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    hookd.wait_deliveries(USER, &delivered, WAIT, |d| d.is_empty());
+    // The pending delivery stays queued (its retry is due in a minute).
+    let pending = hookd.wait_deliveries(USER, &waiting, WAIT, |d| d.len() == 1);
+    assert_eq!(pending[0]["status"], "pending");
+    let metrics = hookd.request("GET", "/metrics", None, None).body;
+    assert_eq!(metric(&metrics, "hookd_queue_depth"), 1.0);
+    // New events are kept.
+    hookd.ingest("app:connected", "user-123", "{}", Some("new-app"));
+    assert_eq!(hookd.get("/api/hooks/events/new-app", USER).status, 200);
+    assert!(hookd.log().contains("retention: pruned"));
+}
+
+#[test]
+fn backup_under_write_load_restores_every_acknowledged_event() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut hookd = Hookd::start();
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (acked, stop, addr) = (Arc::clone(&acked), Arc::clone(&stop), hookd.addr);
+            std::thread::spawn(move || {
+                let auth = format!("Bearer {}", common::PUBLISHER);
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = format!("load-{t}-{i}");
+                    let body = format!(r#"{{"type":"agent:invoked","userId":"user-123","source":"s","payload":{{}},"id":"{id}"}}"#);
+                    let r = common::http(addr, "POST", "/api/hooks/events", &[("Authorization", &auth), ("Content-Type", "application/json")], Some(body.as_bytes()));
+                    assert_eq!(r.status, 202, "{}", r.body);
+                    acked.lock().unwrap().push(id);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    while acked.lock().unwrap().len() < 200 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before: Vec<String> = acked.lock().unwrap().clone();
+    // A user token may not take backups.
+    hookd
+        .request("POST", "/api/admin/backup", Some(USER), None)
+        .assert_error(403, "forbidden");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(["backup", "--url", &format!("http://{}", hookd.addr)])
+        .env("HOOKD_TOKEN", common::ADMIN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let total = acked.lock().unwrap().len();
+    assert!(
+        answer["events"].as_u64().unwrap() >= before.len() as u64,
+        "{answer}"
+    );
+    assert!(answer["bytes"].as_u64().unwrap() > 0);
+
+    // Restore: stop hookd, put the copy in place of the data file, start again.
+    let backup = std::path::PathBuf::from(answer["path"].as_str().unwrap());
+    hookd.kill9();
+    std::fs::copy(&backup, hookd.dir.path().join("data/hookd.redb")).unwrap();
+    hookd.restart();
+    for id in &before {
+        assert_eq!(
+            hookd.get(&format!("/api/hooks/events/{id}"), USER).status,
+            200,
+            "{id} acknowledged before the backup but missing"
+        );
+    }
+    eprintln!(
+        "backup held {} events; {} acknowledged before it began, {total} in all",
+        answer["events"],
+        before.len()
     );
 }

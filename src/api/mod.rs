@@ -10,6 +10,7 @@
 //! [`HEADER_READ_TIMEOUT`] and fit in [`MAX_HEADER_BYTES`], bodies are capped at
 //! `limits.max_payload_bytes` while they stream and must arrive within 30 s.
 
+mod admin;
 pub mod auth;
 mod deliveries;
 pub mod error;
@@ -133,6 +134,7 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
     let principal = state.auth.authenticate(&parts.headers)?;
     let needed = match (&route, method) {
         (Route::Events, &Method::POST) => Role::Publisher,
+        (Route::Backup, _) => Role::Admin,
         _ => Role::User,
     };
     require_role(&principal, needed)?;
@@ -170,6 +172,7 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
             events::ingest(state, &body).await
         }
         (Route::Event(id), _) => events::get(state, &principal, id),
+        (Route::Backup, _) => admin::backup(state).await,
         (Route::Healthz | Route::Metrics, _) => Err(ApiError::not_found("no such route")),
     }
 }

@@ -7,6 +7,7 @@ use hyper::Method;
 pub enum Route<'a> {
     Healthz,
     Metrics,
+    Backup,
     Webhooks,
     Webhook(&'a str),
     RotateSecret(&'a str),
@@ -26,7 +27,10 @@ impl Route<'_> {
             Route::Webhooks | Route::Events => "GET, POST",
             Route::Webhook(_) => "GET, PATCH, DELETE",
             Route::Event(_) | Route::Deliveries(_) | Route::Delivery(..) => "GET",
-            Route::RetryDelivery(..) | Route::Recover(_) | Route::RotateSecret(_) => "POST",
+            Route::RetryDelivery(..)
+            | Route::Recover(_)
+            | Route::RotateSecret(_)
+            | Route::Backup => "POST",
         }
     }
 
@@ -42,6 +46,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
     let route = match segments.as_slice() {
         ["healthz"] => Route::Healthz,
         ["metrics"] => Route::Metrics,
+        ["api", "admin", "backup"] => Route::Backup,
         ["api", "hooks", "webhooks"] => Route::Webhooks,
         ["api", "hooks", "webhooks", id] if !id.is_empty() => Route::Webhook(id),
         ["api", "hooks", "webhooks", id, "deliveries"] if !id.is_empty() => Route::Deliveries(id),

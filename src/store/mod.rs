@@ -7,6 +7,7 @@
 //! fsync. A write's future resolves only after its transaction is durably committed, so
 //! an acknowledgement sent after it survives `kill -9`.
 
+pub mod backup;
 pub mod codec;
 pub mod ops;
 pub mod records;
@@ -109,6 +110,12 @@ impl Store {
     ) -> Result<T, StoreError> {
         let txn = self.db.begin_read()?;
         f(&txn)
+    }
+
+    /// Writes a consistent copy of the whole store to `dest` (blocking; run it off the
+    /// async threads). Returns the number of events in the copy.
+    pub fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
+        backup::write_copy(&self.db, dest)
     }
 
     /// Stops the writer after it has committed everything already submitted.

@@ -10,6 +10,8 @@
 //! | `deliveries`         | delivery id                       | `DeliveryRecord` |
 //! | `webhook_deliveries` | (webhook id, delivery seq)        | delivery id      |
 //! | `queue`              | (webhook id, due ms, delivery id) | ()               |
+//! | `events_by_seq`      | event seq                         | event id         |
+//! | `deliveries_by_seq`  | delivery seq                      | delivery id      |
 //!
 //! Invariants, kept by every write in `store::ops`:
 //! - `user_webhooks` has an entry exactly for each webhook, under its owner.
@@ -19,6 +21,8 @@
 //! - A delivery is `pending` exactly when it has one `queue` entry, whose due time equals
 //!   its `next_attempt_at`. The queue is per webhook so that cancelling a webhook's work is
 //!   one range and a slow webhook's backlog never sits in front of another webhook's work.
+//! - `events_by_seq` and `deliveries_by_seq` index every event and delivery once, in
+//!   ingestion order, so retention prunes the oldest first without a scan.
 //! - Counters in `meta` only grow; a sequence number is never reused.
 
 use redb::TableDefinition;
@@ -32,6 +36,8 @@ pub const DELIVERIES: TableDefinition<u128, &[u8]> = TableDefinition::new("deliv
 pub const WEBHOOK_DELIVERIES: TableDefinition<(u128, u64), u128> =
     TableDefinition::new("webhook_deliveries");
 pub const QUEUE: TableDefinition<(u128, u64, u128), ()> = TableDefinition::new("queue");
+pub const EVENTS_BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("events_by_seq");
+pub const DELIVERIES_BY_SEQ: TableDefinition<u64, u128> = TableDefinition::new("deliveries_by_seq");
 
 pub const EVENT_SEQ: &str = "event_seq";
 pub const DELIVERY_SEQ: &str = "delivery_seq";

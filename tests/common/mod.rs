@@ -17,6 +17,7 @@ use serde_json::Value;
 pub const USER: &str = "dev-user-token-NOT-FOR-PRODUCTION";
 pub const OTHER_USER: &str = "dev-other-user-token-NOT-FOR-PRODUCTION";
 pub const PUBLISHER: &str = "dev-publisher-token-NOT-FOR-PRODUCTION";
+pub const ADMIN: &str = "dev-admin-token-NOT-FOR-PRODUCTION";
 
 /// Extra TOML lines for the `[delivery]` and `[limits]` sections of the test config.
 #[derive(Default, Clone)]
@@ -29,6 +30,16 @@ pub struct Settings {
     pub top: String,
     /// Extra environment variables for the hookd process.
     pub env: Vec<(String, String)>,
+    /// Lines for the `[retention]` section.
+    pub retention: String,
+}
+
+impl Settings {
+    /// Adds a `[retention] events = …` section.
+    pub fn with_retention(mut self, events: &str) -> Settings {
+        self.retention = format!("events = \"{events}\"");
+        self
+    }
 }
 
 pub fn config_text(data_dir: &Path, s: &Settings) -> String {
@@ -38,17 +49,20 @@ pub fn config_text(data_dir: &Path, s: &Settings) -> String {
         "allow_http = true\nallow_private_networks = true\n"
     };
     format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n\
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n[retention]\n{}\n\n\
          [[tokens]]\nuser = \"user-123\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
          [[tokens]]\nuser = \"user-456\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
-         [[tokens]]\nuser = \"openwork\"\nrole = \"publisher\"\nsha256 = \"{}\"\n",
+         [[tokens]]\nuser = \"openwork\"\nrole = \"publisher\"\nsha256 = \"{}\"\n\n\
+         [[tokens]]\nuser = \"ops\"\nrole = \"admin\"\nsha256 = \"{}\"\n",
         data_dir.display(),
         s.top,
         s.delivery,
         s.limits,
+        s.retention,
         token_sha256_hex(USER),
         token_sha256_hex(OTHER_USER),
         token_sha256_hex(PUBLISHER),
+        token_sha256_hex(ADMIN),
     )
 }
 

@@ -70,6 +70,10 @@ pub fn ingest(
     tx.txn
         .open_table(USER_EVENTS)?
         .insert((event.user.as_str(), event.seq), event.id.as_str())?;
+    tx.txn
+        .open_table(EVENTS_BY_SEQ)?
+        .insert(event.seq, event.id.as_str())?;
+    let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
 
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
@@ -90,6 +94,7 @@ pub fn ingest(
         };
         deliveries.insert(delivery.id.0, encode(&delivery).as_slice())?;
         index.insert((webhook_id.0, delivery.seq), delivery.id.0)?;
+        by_seq.insert(delivery.seq, delivery.id.0)?;
         queue.insert(
             (webhook_id.0, first_attempt_due.as_key(), delivery.id.0),
             (),

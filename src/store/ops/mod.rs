@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod deliveries;
 pub mod events;
 pub mod queue;
+pub mod retention;
 pub mod webhooks;
 
 use redb::{Database, ReadableTable};
@@ -25,6 +26,8 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(DELIVERIES)?;
     txn.open_table(WEBHOOK_DELIVERIES)?;
     txn.open_table(QUEUE)?;
+    txn.open_table(EVENTS_BY_SEQ)?;
+    txn.open_table(DELIVERIES_BY_SEQ)?;
     txn.commit()?;
     Ok(())
 }

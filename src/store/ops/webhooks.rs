@@ -123,9 +123,11 @@ pub fn delete(tx: &mut Tx<'_>, user: &str, id: WebhookId) -> Result<bool, StoreE
     })?;
     let mut index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
     for entry in index.extract_from_if((id.0, 0u64)..=(id.0, u64::MAX), |_, _| true)? {
-        let (_, delivery) = entry?;
+        let (key, delivery) = entry?;
         deliveries.remove(delivery.value())?;
+        by_seq.remove(key.value().1)?;
     }
     Ok(true)
 }

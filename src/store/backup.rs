@@ -1,0 +1,59 @@
+//! Online backup: a consistent copy of the store taken while hookd runs.
+//!
+//! redb lets one process open a file, so a backup goes through the running daemon. All
+//! tables are copied from a single read transaction — one snapshot, unaffected by the
+//! writes that continue meanwhile — into a new redb file, which is renamed into place
+//! only when complete. Restoring is replacing `hookd.redb` with the copy while hookd is
+//! stopped.
+
+use std::path::Path;
+
+use redb::{
+    Database, Key, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, Value,
+    WriteTransaction,
+};
+
+use super::StoreError;
+use super::tables::*;
+
+fn copy<K: Key + 'static, V: Value + 'static>(
+    from: &ReadTransaction,
+    to: &WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<u64, StoreError> {
+    let source = from.open_table(table)?;
+    let mut target = to.open_table(table)?;
+    let mut rows = 0;
+    for entry in source.iter()? {
+        let (k, v) = entry?;
+        target.insert(k.value(), v.value())?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
+/// Writes a consistent copy of `db` to `dest` and returns how many events it holds.
+pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
+    let snapshot = db.begin_read()?;
+    let partial = dest.with_extension("partial");
+    let _ = std::fs::remove_file(&partial);
+    let events = {
+        let copy_db = Database::create(&partial)?;
+        let txn = copy_db.begin_write()?;
+        copy(&snapshot, &txn, META)?;
+        copy(&snapshot, &txn, WEBHOOKS)?;
+        copy(&snapshot, &txn, USER_WEBHOOKS)?;
+        let events = copy(&snapshot, &txn, EVENTS)?;
+        copy(&snapshot, &txn, USER_EVENTS)?;
+        copy(&snapshot, &txn, EVENTS_BY_SEQ)?;
+        copy(&snapshot, &txn, DELIVERIES)?;
+        copy(&snapshot, &txn, WEBHOOK_DELIVERIES)?;
+        copy(&snapshot, &txn, DELIVERIES_BY_SEQ)?;
+        copy(&snapshot, &txn, QUEUE)?;
+        txn.commit()?;
+        events
+    };
+    std::fs::rename(&partial, dest)
+        .map_err(|e| StoreError::Storage(format!("cannot move the backup into place: {e}")))?;
+    Ok(events)
+}
