@@ -259,6 +259,27 @@ impl Parser<'_> {
         }
     }
 
+    /// After a member of an array or object: consumes `,` (refusing a trailing comma
+    /// before `close`) and answers `false`, or consumes `close` and answers `true`.
+    fn end_of_container(&mut self, close: u8) -> Result<bool, ParseError> {
+        match self.peek() {
+            Some(b',') => {
+                let comma = self.pos;
+                self.pos += 1;
+                self.skip_whitespace();
+                if self.peek() == Some(close) {
+                    return Err(ParseError::new(ErrorKind::TrailingComma, comma));
+                }
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
     fn unexpected(&self) -> ParseError {
         self.unexpected_at(self.pos)
     }
@@ -302,20 +323,8 @@ impl Parser<'_> {
         loop {
             items.push(self.parse_value(depth)?);
             self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_whitespace();
-                    if self.peek() == Some(b']') {
-                        return Err(ParseError::new(ErrorKind::TrailingComma, comma));
-                    }
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Value::Array(items));
-                }
-                _ => return Err(self.unexpected()),
+            if self.end_of_container(b']')? {
+                return Ok(Value::Array(items));
             }
         }
     }
@@ -352,20 +361,8 @@ impl Parser<'_> {
             let value = self.parse_value(depth)?;
             members.push((key, value));
             self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => {
-                    let comma = self.pos;
-                    self.pos += 1;
-                    self.skip_whitespace();
-                    if self.peek() == Some(b'}') {
-                        return Err(ParseError::new(ErrorKind::TrailingComma, comma));
-                    }
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(members));
-                }
-                _ => return Err(self.unexpected()),
+            if self.end_of_container(b'}')? {
+                return Ok(Value::Object(members));
             }
         }
     }

@@ -80,6 +80,11 @@ struct DeliveryList<'a> {
     next: Option<String>,
 }
 
+fn parse_delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
+    id.parse()
+        .map_err(|()| ApiError::not_found("no such delivery"))
+}
+
 /// The webhook, if it exists and belongs to the caller.
 pub fn owned_webhook(
     state: &AppState,
@@ -135,9 +140,7 @@ pub fn get(
 ) -> Result<HttpResponse, ApiError> {
     let hook = owned_webhook(state, who, id)?;
     let webhook = hook.id;
-    let delivery: DeliveryId = delivery
-        .parse()
-        .map_err(|()| ApiError::not_found("no such delivery"))?;
+    let delivery = parse_delivery_id(delivery)?;
     let record = state
         .store
         .read(|r| ops::get(r, delivery))?
@@ -158,9 +161,7 @@ pub async fn retry(
 ) -> Result<HttpResponse, ApiError> {
     let hook = owned_webhook(state, who, id)?;
     let webhook = hook.id;
-    let delivery: DeliveryId = delivery
-        .parse()
-        .map_err(|()| ApiError::not_found("no such delivery"))?;
+    let delivery = parse_delivery_id(delivery)?;
     let user = who.user.clone();
     let due = state.delivery.policy.first_due(Millis::now());
     let outcome = state
