@@ -557,3 +557,48 @@ fn hostile_requests_get_4xx_not_crashes() {
     // Still healthy.
     assert_eq!(hookd.request("GET", "/healthz", None, None).status, 200);
 }
+
+#[test]
+fn precedence_details_found_by_the_openapi_check() {
+    let hookd = Hookd::start();
+    // A malformed URL is a 400 even when the webhook does not exist (400 before 404).
+    let missing = format!("{HOOKS}/wh-00000000-0000-7000-8000-000000000000");
+    hookd
+        .patch(&missing, USER, r#"{"url":"ftp://x/y"}"#)
+        .assert_error(400, "invalid_request");
+    // Endpoints that take no body still refuse one that is not JSON.
+    let hook = hookd.create_webhook(USER, RECEIVER, &["*"], None);
+    let auth = format!("Bearer {USER}");
+    let r = http(
+        hookd.addr,
+        "DELETE",
+        &format!("{HOOKS}/{hook}"),
+        &[("Authorization", &auth), ("Content-Type", "text/plain")],
+        Some(b"hello"),
+    );
+    r.assert_error(415, "unsupported_media_type");
+    assert_eq!(
+        hookd.get(&format!("{HOOKS}/{hook}"), USER).status,
+        200,
+        "nothing was deleted"
+    );
+    // Percent-encoded event ids are decoded.
+    hookd.ingest("message:sent", "user-123", "{}", Some("msg:1"));
+    assert_eq!(hookd.get(&format!("{EVENTS}/msg%3A1"), USER).status, 200);
+    // Any positive limit is clamped, however many digits it has.
+    assert_eq!(
+        hookd
+            .get(&format!("{EVENTS}?limit=99999999999999999999"), USER)
+            .status,
+        200
+    );
+    let r = hookd.post("/api/admin/backup", USER, "{}");
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs an admin token"),
+        "{}",
+        r.body
+    );
+}

@@ -218,9 +218,12 @@ pub fn list(
 }
 
 pub fn get(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
+    // Clients may percent-encode the id (`msg%3A1` for `msg:1`).
+    let id =
+        super::request::percent_decode(id).map_err(|_| ApiError::not_found("no such event"))?;
     let event = state
         .store
-        .read(|r| ops::get(r, id))?
+        .read(|r| ops::get(r, &id))?
         .filter(|e| e.user == who.user)
         .ok_or_else(|| ApiError::not_found("no such event"))?;
     json(StatusCode::OK, &EventView::of(&event)?)

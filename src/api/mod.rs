@@ -139,6 +139,8 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
     };
     require_role(&principal, needed)?;
 
+    // Endpoints without a body ignore none silently: whatever is sent must be JSON (415).
+    request::refuse_non_json_body(&parts.headers)?;
     let limit = state.config.limits.max_payload_bytes;
     let query = parts.uri.query();
     match (route, method) {
@@ -181,9 +183,12 @@ fn require_role(principal: &Principal, needed: Role) -> Result<(), ApiError> {
     if principal.role == needed {
         return Ok(());
     }
+    let article = |role: Role| if role == Role::Admin { "an" } else { "a" };
     Err(ApiError::forbidden(format!(
-        "this endpoint needs a {} token; yours is a {} token",
+        "this endpoint needs {} {} token; yours is {} {} token",
+        article(needed),
         needed.as_str(),
+        article(principal.role),
         principal.role.as_str()
     )))
 }

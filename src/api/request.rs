@@ -30,6 +30,14 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.eq_ignore_ascii_case("application/json"))
 }
 
+/// 415 for any request that carries a body that is not JSON, whatever the endpoint.
+pub fn refuse_non_json_body(headers: &HeaderMap) -> Result<(), ApiError> {
+    if has_body(headers) && !is_json(headers) {
+        return Err(ApiError::unsupported_media_type());
+    }
+    Ok(())
+}
+
 /// Checks the content type (415) and reads at most `limit` bytes (413) within the body
 /// deadline. `required`: an absent body is a 415 too, since it is not JSON. Returns an
 /// empty buffer for an absent optional body.
@@ -102,7 +110,7 @@ pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiErro
         .collect()
 }
 
-fn percent_decode(s: &str) -> Result<String, ApiError> {
+pub fn percent_decode(s: &str) -> Result<String, ApiError> {
     let bad = || ApiError::bad_request("the query string has an invalid %-escape or is not UTF-8");
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -139,6 +147,14 @@ impl Paging {
         };
         for (key, value) in pairs {
             match key.as_str() {
+                // Any positive integer is clamped to MAX_LIMIT, however many digits.
+                "limit"
+                    if !value.is_empty()
+                        && value.bytes().all(|b| b.is_ascii_digit())
+                        && value.parse::<i64>().is_err() =>
+                {
+                    paging.limit = MAX_LIMIT;
+                }
                 "limit" => {
                     let n: i64 = value.parse().map_err(|_| {
                         ApiError::bad_request(format!(
@@ -196,6 +212,8 @@ mod tests {
         let p = Paging::from_pairs(&[]).unwrap();
         assert_eq!((p.limit, p.after), (50, None));
         let p = Paging::from_pairs(&[("limit".into(), "1000".into())]).unwrap();
+        assert_eq!(p.limit, 100);
+        let p = Paging::from_pairs(&[("limit".into(), "99999999999999999999".into())]).unwrap();
         assert_eq!(p.limit, 100);
         for bad in ["0", "-1", "1.5", "x", ""] {
             assert!(

@@ -223,12 +223,18 @@ pub async fn update(
         None => None,
     };
     let url = match body.url {
-        Some(Some(u)) => Some(u),
+        Some(Some(u)) => Some(check_url(state, &u)),
         Some(None) => return Err(null("url")),
         None => None,
     };
+    // A malformed URL is a 400, which comes before the resource's 404 …
+    if let Some(Err(e)) = &url
+        && e.status == StatusCode::BAD_REQUEST
+    {
+        return Err(ApiError::bad_request(e.message.clone()));
+    }
     let id = parse_id(id)?;
-    // The resource must exist before a destination refusal (404 before 422).
+    // … and a destination refusal (422) after it.
     if state
         .store
         .read(|r| ops::get_owned(r, &who.user, id))?
@@ -236,7 +242,7 @@ pub async fn update(
     {
         return Err(ApiError::not_found("no such webhook"));
     }
-    let url = url.map(|u| check_url(state, &u)).transpose()?;
+    let url = url.transpose()?;
     if enabled == Some(false) {
         // Before the commit: nothing already dispatched may start sending after our answer.
         state.delivery.cancel(id);
