@@ -517,8 +517,17 @@ fn rate_limit_delays_without_losing_anything() {
     });
     let rx = Receiver::ok();
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    let ms = |v: &Value| {
+        hookd::model::parse_rfc3339_millis(v.as_str().unwrap())
+            .unwrap()
+            .0
+    };
+    // Held back = moved at least half a minute past its creation.
+    let held_back = |d: &Value| {
+        d["status"] == "pending" && ms(&d["nextAttemptAt"]) - ms(&d["createdAt"]) > 30_000
+    };
     let started = Instant::now();
-    for i in 0..5 {
+    for i in 0..6 {
         hookd.ingest(
             "message:received",
             "user-123",
@@ -527,38 +536,78 @@ fn rate_limit_delays_without_losing_anything() {
         );
     }
     rx.wait_for(3, WAIT);
-    let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+    hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.iter().filter(|d| d["status"] == "succeeded").count() == 3
-            && d.iter()
-                .filter(|d| d["status"] == "pending" && d["nextAttemptAt"].is_string())
-                .count()
-                == 2
+            && d.iter().filter(|d| held_back(d)).count() == 3
     });
-    let first_sent = log
-        .iter()
-        .filter_map(|d| d["attempts"][0]["at"].as_str())
-        .min()
-        .unwrap()
-        .to_string();
+    // One more once the next minute is fully promised: it must queue a minute further
+    // and must not take, or move, the slots already promised.
+    hookd.ingest("message:received", "user-123", "{}", Some("rl6"));
+    let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+        d.iter().filter(|d| held_back(d)).count() == 4
+    });
     for d in log.iter().filter(|d| d["status"] == "pending") {
         assert_eq!(
             d["attempts"],
             serde_json::json!([]),
             "no attempt recorded while delayed"
         );
-        assert!(d["nextAttemptAt"].as_str().unwrap() > first_sent.as_str());
     }
     assert_eq!(rx.received().len(), 3, "three per minute");
-    // The delayed two go once the minute has passed.
-    let got = rx.wait_for(5, Duration::from_secs(90));
+    let promised: std::collections::HashMap<String, i64> = log
+        .iter()
+        .filter(|d| d["status"] == "pending")
+        .map(|d| {
+            (
+                d["eventId"].as_str().unwrap().to_string(),
+                ms(&d["nextAttemptAt"]),
+            )
+        })
+        .collect();
+    let p = |id: &str| promised[id];
+    assert!(
+        p("rl3") < p("rl4") && p("rl4") < p("rl5"),
+        "distinct slots in order: {promised:?}"
+    );
+    assert!(
+        p("rl5") - p("rl3") < 1_000,
+        "all three in the next minute: {promised:?}"
+    );
+    assert!(
+        p("rl6") >= p("rl3") + 59_000,
+        "the fourth waits another minute: {promised:?}"
+    );
+    // The delayed ones go when they were promised.
+    let got = rx.wait_for(6, Duration::from_secs(90));
     assert!(
         got[3].at.duration_since(started) >= Duration::from_secs(59),
         "{:?}",
         got[3].at.duration_since(started)
     );
+    for r in &got[3..6] {
+        let arrived = r
+            .wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let late = arrived - p(&r.event_id());
+        assert!(
+            (-50..1500).contains(&late),
+            "{} arrived {late} ms after its nextAttemptAt",
+            r.event_id()
+        );
+    }
     hookd.wait_deliveries(USER, &hook, WAIT, |d| {
-        d.iter().all(|d| d["status"] == "succeeded")
+        d.iter().filter(|d| d["status"] == "succeeded").count() == 6
     });
+    let last = hookd
+        .get(
+            &format!("/api/hooks/webhooks/{hook}/deliveries?status=pending"),
+            USER,
+        )
+        .json();
+    assert_eq!(last["deliveries"][0]["eventId"], "rl6");
+    assert_eq!(last["deliveries"][0]["attempts"], serde_json::json!([]));
 }
 
 #[test]

@@ -274,13 +274,22 @@ impl Scheduler {
             .read(|r| queue::peek(r, webhook, now, claimed, RESCHEDULE_BATCH))?;
         let slots = state.limiter.reserve_slots(now, peek.due.len());
         let moves: Vec<(DeliveryId, Millis)> = peek.due.into_iter().zip(slots).collect();
-        let first = moves.first().map(|(_, at)| *at);
         if !moves.is_empty() {
             self.store
                 .write(move |tx| attempts::reschedule(tx, webhook, &moves))
                 .await?;
         }
-        if let Some(at) = first {
+        // The next look is at the webhook's earliest queue entry now: a slot promised
+        // by an earlier hold-back may come before this batch's first one.
+        let claimed = self
+            .webhooks
+            .get(&webhook)
+            .map(|s| s.claimed.clone())
+            .unwrap_or_default();
+        let head = self
+            .store
+            .read(|r| queue::peek(r, webhook, now, &claimed, 0))?;
+        if let Some(at) = head.next {
             self.look_at(webhook, at);
         }
         Ok(())

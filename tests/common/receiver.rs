@@ -13,6 +13,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub at: Instant,
+    /// Wall-clock arrival, to compare with hookd's timestamps.
+    pub wall: std::time::SystemTime,
 }
 
 impl Received {
@@ -173,6 +175,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         headers,
         body,
         at: Instant::now(),
+        wall: std::time::SystemTime::now(),
     };
     let behaviour = Arc::clone(&shared.behaviour.lock().unwrap());
     let index = {
