@@ -319,3 +319,40 @@ fn backup_under_write_load_restores_every_acknowledged_event() {
         before.len()
     );
 }
+
+#[test]
+fn a_pending_delivery_whose_event_was_pruned_is_cancelled_not_spun() {
+    let hookd = Hookd::start_with(
+        Settings {
+            delivery: r#"retry_schedule = ["0s", "3s"]"#.into(),
+            ..Settings::default()
+        }
+        .with_retention("1s"),
+    );
+    let rx = Receiver::start(|_, _| Reply::Status(500));
+    hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
+    hookd.ingest("app:connected", "user-123", "{}", Some("short-lived"));
+    rx.wait_for(1, WAIT);
+    // The event is pruned before the retry is due; the retry then has nothing to send.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = hookd.request("GET", "/metrics", None, None).body;
+        if metric(&metrics, "hookd_queue_depth") == 0.0
+            && hookd.log().contains("delivery cancelled")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned delivery stayed queued:\n{}",
+            hookd.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(rx.received().len(), 1, "nothing more was sent");
+    assert_eq!(
+        hookd.log().matches("delivery cancelled").count(),
+        1,
+        "cancelled once, not dispatched in a loop"
+    );
+}

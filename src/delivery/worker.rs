@@ -90,6 +90,14 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Recorded>, String> {
         .read(|r| attempts::load_for_attempt(r, job.delivery))
         .map_err(|e| e.to_string())?;
     let Some(inputs) = inputs else {
+        let id = job.delivery;
+        let cancelled = ctx
+            .store
+            .write_blocking(move |tx| attempts::cancel_if_unsendable(tx, id))
+            .map_err(|e| e.to_string())?;
+        if cancelled {
+            tracing::warn!(delivery = %job.delivery, "delivery cancelled: its event or webhook is gone");
+        }
         return Ok(None);
     };
     let (delivery, webhook, event) = (&inputs.delivery, &inputs.webhook, &inputs.event);

@@ -80,6 +80,37 @@ pub fn load_for_attempt(
     }))
 }
 
+/// A pending delivery that can no longer be sent — its event was pruned by retention,
+/// or its webhook is gone or disabled without the cancellation having reached it — is
+/// cancelled and leaves the queue, so it is not dispatched again and again. Answers
+/// whether anything changed.
+pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, StoreError> {
+    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
+        return Ok(false);
+    };
+    if d.status != DeliveryStatus::Pending {
+        return Ok(false);
+    }
+    let webhook_ok = load::<u128, WebhookRecord>(&tx.txn.open_table(WEBHOOKS)?, d.webhook_id.0)?
+        .is_some_and(|w| w.enabled);
+    let event_ok = tx
+        .txn
+        .open_table(EVENTS)?
+        .get(d.event_id.as_str())?
+        .is_some();
+    if webhook_ok && event_ok {
+        return Ok(false);
+    }
+    if let Some(key) = queue_key(&d) {
+        tx.txn.open_table(QUEUE)?.remove(key)?;
+    }
+    d.status = DeliveryStatus::Cancelled;
+    d.next_attempt_at = None;
+    save(&mut deliveries, &d)?;
+    Ok(true)
+}
+
 fn queue_key(d: &DeliveryRecord) -> Option<(u128, u64, u128)> {
     d.next_attempt_at
         .map(|due| (d.webhook_id.0, due.as_key(), d.id.0))

@@ -10,6 +10,10 @@ use crate::store::Tx;
 use crate::store::records::{DeliveryRecord, EventRecord};
 use crate::store::tables::*;
 
+/// How many index entries one batch reads at most (old pending deliveries are read and
+/// skipped, so a batch may delete fewer than it reads).
+const MAX_SCAN: usize = 10_000;
+
 /// What one batch removed; `more` when it stopped at the batch size, not at the cutoff.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -29,9 +33,10 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
     let mut looked_at = 0;
     for entry in by_seq.iter()? {
         let (seq, id) = entry?;
+        // Old pending deliveries are skipped, not deleted; bound the scan past them.
         looked_at += 1;
-        if looked_at > batch {
-            pruned.more = true;
+        if doomed.len() == batch || looked_at > MAX_SCAN {
+            pruned.more = doomed.len() == batch;
             break;
         }
         let Some(d) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
@@ -80,4 +85,70 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
         }
     }
     Ok(pruned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+    use crate::store::Store;
+    use crate::store::ops::{events, webhooks};
+    use crate::store::records::WebhookRecord;
+
+    #[test]
+    fn old_pending_deliveries_are_kept_and_do_not_keep_the_job_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let hook = WebhookRecord {
+            id: WebhookId::generate(),
+            user: "u".into(),
+            name: "n".into(),
+            url: "https://example.com/".into(),
+            event_types: vec![EventPattern::All],
+            enabled: true,
+            status: WebhookStatus::Healthy,
+            secret: None,
+            previous_secret: None,
+            created_at: Millis(0),
+            updated_at: Millis(0),
+            failing_since: None,
+            last_success_at: None,
+            paused_until: None,
+        };
+        store
+            .write_blocking(move |tx| webhooks::create(tx, hook, 10))
+            .unwrap();
+        for i in 0..30 {
+            let new = events::NewEvent {
+                id: EventId::parse(&format!("e{i}")).unwrap(),
+                user: "u".into(),
+                event_type: EventType::AppConnected,
+                source: "s".into(),
+                timestamp: "2024-01-01T00:00:00Z".into(),
+                payload: "{}".into(),
+                received_at: Millis(1_000 + i),
+            };
+            store
+                .write_blocking(move |tx| events::ingest(tx, new, Millis(10_000)))
+                .unwrap();
+        }
+        // Batches of 10: the 30 events go in three full batches; the 30 pending
+        // deliveries stay and never make a batch "full".
+        let mut rounds = Vec::new();
+        loop {
+            let pruned = store
+                .write_blocking(|tx| prune(tx, Millis(5_000), 10))
+                .unwrap();
+            rounds.push((pruned.events, pruned.deliveries));
+            if !pruned.more {
+                break;
+            }
+        }
+        assert_eq!(rounds, [(10, 0), (10, 0), (10, 0)]);
+        let left = store
+            .read(|r| Ok(r.open_table(DELIVERIES_BY_SEQ)?.iter()?.count()))
+            .unwrap();
+        assert_eq!(left, 30, "pending deliveries are never pruned");
+        store.shutdown();
+    }
 }
