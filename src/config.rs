@@ -647,6 +647,7 @@ fn log_format(value: &Value) -> Result<LogFormat, String> {
     match value {
         Value::String(s) if s == "text" => Ok(LogFormat::Text),
         Value::String(s) if s == "json" => Ok(LogFormat::Json),
+        Value::String(s) => Err(format!("expected \"text\" or \"json\", found {s:?}")),
         other => Err(format!(
             "expected \"text\" or \"json\", found {}",
             found(other)
