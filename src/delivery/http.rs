@@ -66,7 +66,27 @@ impl<R: Resolver> Resolver for GuardedResolver<R> {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let addrs = self.inner.resolve(uri, config, timeout)?;
+        // An IP literal needs no lookup. (ureq's default resolver runs every lookup on a
+        // fresh thread when a timeout is set, which cost a thread per attempt.)
+        let literal = uri
+            .host()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+        let port = uri
+            .port_u16()
+            .unwrap_or(if uri.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            });
+        let addrs = match literal {
+            Some(ip) => {
+                let mut addrs = self.empty();
+                addrs.push(SocketAddr::new(ip, port));
+                addrs
+            }
+            None => self.inner.resolve(uri, config, timeout)?,
+        };
         let refused: Option<(&SocketAddr, &str)> = addrs
             .iter()
             .find_map(|a| self.policy.refusal(a.ip()).map(|why| (a, why)));
@@ -237,6 +257,26 @@ mod tests {
             let mut addrs = self.empty();
             addrs.push(self.0);
             Ok(addrs)
+        }
+    }
+
+    #[test]
+    fn ip_literals_are_checked_without_a_lookup() {
+        let resolver = GuardedResolver {
+            inner: Rebinding("8.8.8.8:1".parse().unwrap()),
+            policy: Policy::default(),
+        };
+        let sender = HttpSender::with_resolver(Duration::from_secs(1), 1, resolver);
+        for url in [
+            "http://127.0.0.1:9/x",
+            "https://[::1]/x",
+            "https://169.254.169.254/latest",
+        ] {
+            let error = sender.send(url, &[], b"{}").error.unwrap();
+            assert!(
+                error.starts_with("destination_not_allowed: "),
+                "{url}: {error}"
+            );
         }
     }
 

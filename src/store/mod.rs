@@ -66,6 +66,11 @@ storage_error_from!(
     redb::CommitError
 );
 
+/// redb's page cache. Its default (1 GiB) let RSS track the file size; hookd's hot
+/// data (the queue heads, recent events) is small, so a bounded cache keeps memory flat
+/// as the store grows.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// A handle to the open store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -76,7 +81,11 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the data file and starts the writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Arc::new(Database::create(path)?);
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
+        );
         ops::ensure_tables(&db)?;
         let writer = writer::WriterHandle::start(Arc::clone(&db))?;
         Ok(Store { db, writer })
