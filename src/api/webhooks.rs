@@ -158,23 +158,14 @@ pub async fn create(
     let secret = body.secret.as_deref().map(validate_secret).transpose()?;
     let url = check_url(state, &body.url)?;
 
-    let now = Millis::now();
-    let hook = WebhookRecord {
-        id: WebhookId::generate(),
-        user: who.user.clone(),
+    let hook = WebhookRecord::new(
+        who.user.clone(),
         name,
         url,
         event_types,
-        enabled: true,
-        status: WebhookStatus::Healthy,
         secret,
-        previous_secret: None,
-        created_at: now,
-        updated_at: now,
-        failing_since: None,
-        last_success_at: None,
-        paused_until: None,
-    };
+        Millis::now(),
+    );
     let max = state.config.limits.max_webhooks_per_user;
     match state
         .store

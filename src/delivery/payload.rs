@@ -49,22 +49,15 @@ mod tests {
             received_at: Millis(0),
             deliveries: 1,
         };
-        let webhook = WebhookRecord {
-            id: WebhookId(0),
-            user: "user-123".into(),
-            name: "Mon\nitor".into(),
-            url: "https://example.com".into(),
-            event_types: vec![EventPattern::All],
-            enabled: true,
-            status: WebhookStatus::Healthy,
-            secret: None,
-            previous_secret: None,
-            created_at: Millis(0),
-            updated_at: Millis(0),
-            failing_since: None,
-            last_success_at: None,
-            paused_until: None,
-        };
+        let mut webhook = WebhookRecord::new(
+            "user-123".into(),
+            "Mon\nitor".into(),
+            "https://example.com".into(),
+            vec![EventPattern::All],
+            None,
+            Millis(0),
+        );
+        webhook.id = WebhookId(0);
         assert_eq!(
             delivery_body(&event, &webhook),
             r#"{"event":{"id":"evt-1","type":"app:health_warning","timestamp":"2024-01-26T10:30:00Z","userId":"user-123","source":"whats\"app","payload":{"2":1,"a":"é"}},"webhook":{"id":"wh-00000000-0000-0000-0000-000000000000","name":"Mon\nitor"}}"#

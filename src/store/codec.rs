@@ -202,25 +202,19 @@ mod tests {
     fn real_records_round_trip() {
         use crate::model::*;
         use crate::store::records::*;
-        let hook = WebhookRecord {
-            id: WebhookId::generate(),
-            user: "user-123".into(),
-            name: "n".into(),
-            url: "https://example.com/h".into(),
-            event_types: vec![
+        let mut hook = WebhookRecord::new(
+            "user-123".into(),
+            "n".into(),
+            "https://example.com/h".into(),
+            vec![
                 EventPattern::All,
                 EventPattern::Exact(EventType::AgentError),
             ],
-            enabled: true,
-            status: WebhookStatus::Healthy,
-            secret: Some("s".into()),
-            previous_secret: None,
-            created_at: Millis(1),
-            updated_at: Millis(2),
-            failing_since: None,
-            last_success_at: None,
-            paused_until: None,
-        };
+            Some("s".into()),
+            Millis(1),
+        );
+        hook.previous_secret = Some(("old".into(), Millis(9)));
+        hook.paused_until = Some(Millis(3));
         assert_eq!(decode::<WebhookRecord>(&encode(&hook)), Ok(hook));
         let delivery = DeliveryRecord {
             id: DeliveryId::generate(),

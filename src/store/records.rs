@@ -37,6 +37,33 @@ impl Record for WebhookRecord {
 }
 
 impl WebhookRecord {
+    /// A new, enabled, healthy webhook with a fresh id.
+    pub fn new(
+        user: String,
+        name: String,
+        url: String,
+        event_types: Vec<EventPattern>,
+        secret: Option<String>,
+        now: Millis,
+    ) -> WebhookRecord {
+        WebhookRecord {
+            id: WebhookId::generate(),
+            user,
+            name,
+            url,
+            event_types,
+            enabled: true,
+            status: WebhookStatus::Healthy,
+            secret,
+            previous_secret: None,
+            created_at: now,
+            updated_at: now,
+            failing_since: None,
+            last_success_at: None,
+            paused_until: None,
+        }
+    }
+
     pub fn wants(&self, event_type: EventType) -> bool {
         self.enabled && self.event_types.iter().any(|p| p.matches(event_type))
     }

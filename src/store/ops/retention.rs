@@ -99,22 +99,14 @@ mod tests {
     fn old_pending_deliveries_are_kept_and_do_not_keep_the_job_busy() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let hook = WebhookRecord {
-            id: WebhookId::generate(),
-            user: "u".into(),
-            name: "n".into(),
-            url: "https://example.com/".into(),
-            event_types: vec![EventPattern::All],
-            enabled: true,
-            status: WebhookStatus::Healthy,
-            secret: None,
-            previous_secret: None,
-            created_at: Millis(0),
-            updated_at: Millis(0),
-            failing_since: None,
-            last_success_at: None,
-            paused_until: None,
-        };
+        let hook = WebhookRecord::new(
+            "u".into(),
+            "n".into(),
+            "https://example.com/".into(),
+            vec![EventPattern::All],
+            None,
+            Millis(0),
+        );
         store
             .write_blocking(move |tx| webhooks::create(tx, hook, 10))
             .unwrap();
