@@ -80,9 +80,18 @@ struct DeliveryList<'a> {
     next: Option<String>,
 }
 
-fn parse_delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
-    id.parse()
-        .map_err(|()| ApiError::not_found("no such delivery"))
+/// The caller's webhook (404 if not theirs) and the delivery id parsed from the path.
+fn webhook_and_delivery(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    delivery: &str,
+) -> Result<(WebhookRecord, DeliveryId), ApiError> {
+    let hook = owned_webhook(state, who, id)?;
+    let delivery = delivery
+        .parse()
+        .map_err(|()| ApiError::not_found("no such delivery"))?;
+    Ok((hook, delivery))
 }
 
 /// The webhook, if it exists and belongs to the caller.
@@ -138,9 +147,8 @@ pub fn get(
     id: &str,
     delivery: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let hook = owned_webhook(state, who, id)?;
+    let (hook, delivery) = webhook_and_delivery(state, who, id, delivery)?;
     let webhook = hook.id;
-    let delivery = parse_delivery_id(delivery)?;
     let record = state
         .store
         .read(|r| ops::get(r, delivery))?
@@ -159,9 +167,8 @@ pub async fn retry(
     id: &str,
     delivery: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let hook = owned_webhook(state, who, id)?;
+    let (hook, delivery) = webhook_and_delivery(state, who, id, delivery)?;
     let webhook = hook.id;
-    let delivery = parse_delivery_id(delivery)?;
     let user = who.user.clone();
     let due = state.delivery.policy.first_due(Millis::now());
     let outcome = state

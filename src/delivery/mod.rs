@@ -62,6 +62,8 @@ pub struct DeliveryHandle {
     inbox: UnboundedSender<Message>,
     epochs: Arc<Epochs>,
     pub policy: Arc<RetryPolicy>,
+    /// Where webhooks may point; the API checks new URLs against it.
+    pub destination: Arc<destination::Policy>,
 }
 
 impl DeliveryHandle {
@@ -87,20 +89,21 @@ impl Engine {
     /// Starts the worker threads and the scheduler task (call within the runtime).
     pub fn start(store: Store, config: &Config, metrics: Arc<crate::metrics::Metrics>) -> Engine {
         let d = &config.delivery;
-        let policy = RetryPolicy {
+        let policy = Arc::new(RetryPolicy {
             schedule: d.retry_schedule.clone(),
             disable_after: d.disable_after,
-        };
+        });
+        let destination = destination::Policy::from_config(d);
         let epochs = Arc::new(Epochs::default());
         let (inbox_tx, inbox_rx) = unbounded_channel();
         let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(d.workers);
         let ctx = Arc::new(worker::WorkerContext {
             store: store.clone(),
-            http: http::HttpSender::new(d.timeout, destination::Policy::from_config(d), d.workers),
-            policy: policy.clone(),
+            http: http::HttpSender::new(d.timeout, destination.clone(), d.workers),
+            policy: Arc::clone(&policy),
             epochs: Arc::clone(&epochs),
             metrics,
-            policy_allows_http: d.allow_http,
+            destination: destination.clone(),
         });
         // Detached: a worker stuck in a receiver's deadline must not hold up shutdown.
         let _workers = worker::spawn(d.workers, jobs_rx, ctx, inbox_tx.clone());
@@ -118,7 +121,8 @@ impl Engine {
             handle: DeliveryHandle {
                 inbox: inbox_tx,
                 epochs,
-                policy: Arc::new(policy),
+                policy,
+                destination: Arc::new(destination),
             },
             stop,
             scheduler,

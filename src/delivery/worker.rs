@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::destination::{Policy, UrlProblem, check_url};
 use super::http::HttpSender;
 use super::payload::delivery_body;
 use super::retry::RetryPolicy;
@@ -39,11 +40,11 @@ pub struct Done {
 pub struct WorkerContext {
     pub store: Store,
     pub http: HttpSender,
-    pub policy: RetryPolicy,
+    pub policy: Arc<RetryPolicy>,
     pub epochs: Arc<Epochs>,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// `delivery.allow_http` now (it may have changed since the URL was accepted).
-    pub policy_allows_http: bool,
+    /// Where requests may go, as configured now.
+    pub destination: Policy,
 }
 
 pub fn spawn(
@@ -134,13 +135,16 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Recorded>, String> {
         headers.push(("webhook-signature", standard));
     }
 
-    let outcome = if webhook.url.starts_with("http://") && !ctx.policy_allows_http {
+    // The URL was accepted under the policy of its time; the config may have changed
+    // since (the resolver re-checks every address it connects to as well).
+    let outcome = if let Err(problem) = check_url(&webhook.url, &ctx.destination) {
+        let why = match problem {
+            UrlProblem::Invalid(why) | UrlProblem::NotAllowed(why) => why,
+        };
         super::http::AttemptOutcome {
             verdict: attempts::Verdict::Failure { retry_after: None },
             status_code: None,
-            error: Some(
-                "destination_not_allowed: http:// URLs need delivery.allow_http".to_owned(),
-            ),
+            error: Some(format!("destination_not_allowed: {why}")),
             response_body: None,
             duration: std::time::Duration::ZERO,
         }
@@ -173,7 +177,7 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Recorded>, String> {
     };
     let verdict = outcome.verdict;
     let duration = outcome.duration;
-    let policy = ctx.policy.clone();
+    let policy = Arc::clone(&ctx.policy);
     let id = job.delivery;
     let recorded = ctx
         .store

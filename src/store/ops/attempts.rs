@@ -34,8 +34,6 @@ pub enum Verdict {
 pub struct Recorded {
     /// The webhook was disabled (410, or failing for `disable_after`).
     pub webhook_disabled: bool,
-    /// The webhook's attempts are held back until then (`Retry-After`).
-    pub paused_until: Option<Millis>,
     /// The delivery's status after this attempt.
     pub status: Option<DeliveryStatus>,
 }
@@ -175,7 +173,6 @@ pub fn record(
             if let Some(wait) = retry_after {
                 let until = now.saturating_add(wait);
                 webhook.paused_until = Some(webhook.paused_until.map_or(until, |p| p.max(until)));
-                recorded.paused_until = webhook.paused_until;
             }
             let failing_since = *webhook.failing_since.get_or_insert(now);
             let made = delivery
