@@ -34,7 +34,10 @@ use retry::RetryPolicy;
 pub enum Message {
     /// A delivery of this webhook is due at this time (ingest, retry, recover).
     Queued(WebhookId, Millis),
-    /// A worker finished a job.
+    /// A worker is through with a job's HTTP exchange (or found nothing to send): its
+    /// worker and webhook slot are free. The delivery stays claimed until `Done`.
+    Sent(WebhookId),
+    /// A job's outcome is durably recorded (or failed to be): its claim ends.
     Done(worker::Done),
 }
 

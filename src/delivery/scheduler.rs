@@ -6,11 +6,14 @@
 //! full scan.
 //!
 //! Invariants:
-//! - A delivery handed to a worker is *claimed* until the worker reports back; it stays
-//!   in the queue meanwhile (so a crash means a new attempt after restart, never a loss)
-//!   and is skipped by every look, so no delivery is ever attempted twice at once.
-//! - At most `workers` attempts run in total and at most `max_in_flight_per_webhook`
-//!   per webhook, so one slow receiver cannot take the pool from the others.
+//! - A delivery handed to a worker is *claimed* until its outcome is recorded
+//!   ([`Message::Done`]); it stays in the queue meanwhile (so a crash means a new attempt
+//!   after restart, never a loss) and is skipped by every look, so no delivery is ever
+//!   attempted twice at once.
+//! - At most `workers` HTTP exchanges run in total and at most
+//!   `max_in_flight_per_webhook` per webhook ([`Message::Sent`] frees the slot), so one
+//!   slow receiver cannot take the pool from the others. Outcomes waiting for their
+//!   commit are bounded too ([`MAX_UNRECORDED`]).
 //! - At most `events_per_minute_per_webhook` attempts start per webhook in any rolling
 //!   minute; deliveries held back by it are moved in the queue to the time they will
 //!   go, so their `nextAttemptAt` is true.
@@ -33,6 +36,9 @@ use crate::store::ops::{attempts, queue};
 
 /// How many rate-limited deliveries one look moves to their future slots.
 const RESCHEDULE_BATCH: usize = 512;
+/// How many attempts may be over but not yet recorded before dispatch pauses: a bound on
+/// the claims every look skips and on the work a slow disk lets pile up.
+const MAX_UNRECORDED: usize = 1024;
 /// After a store failure, a webhook is looked at again this much later.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -60,7 +66,10 @@ pub struct Scheduler {
     next_look: HashMap<WebhookId, Millis>,
     /// Webhooks with due work that only wait for a free worker.
     waiting_for_worker: HashSet<WebhookId>,
+    /// HTTP exchanges under way.
     in_flight: usize,
+    /// Claimed deliveries: under way, or over and waiting for their outcome's commit.
+    claims: usize,
 }
 
 impl Scheduler {
@@ -82,6 +91,7 @@ impl Scheduler {
             next_look: HashMap::new(),
             waiting_for_worker: HashSet::new(),
             in_flight: 0,
+            claims: 0,
         }
     }
 
@@ -113,14 +123,15 @@ impl Scheduler {
             }
         }
         let deadline = tokio::time::Instant::now() + drain;
-        while self.in_flight > 0 {
+        while self.claims > 0 {
             match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
-                Ok(Some(Message::Done(done))) => self.finished(done),
+                Ok(Some(Message::Done(done))) => self.recorded(done),
+                Ok(Some(Message::Sent(webhook))) => self.sent(webhook),
                 Ok(Some(Message::Queued(..))) => {}
                 Ok(None) => break,
                 Err(_) => {
                     tracing::warn!(
-                        abandoned = self.in_flight,
+                        abandoned = self.claims,
                         "attempts still under way at shutdown; they will be retried after restart"
                     );
                     break;
@@ -132,14 +143,26 @@ impl Scheduler {
     fn handle(&mut self, message: Message) {
         match message {
             Message::Queued(webhook, due) => self.look_at(webhook, due),
-            Message::Done(done) => self.finished(done),
+            Message::Sent(webhook) => self.sent(webhook),
+            Message::Done(done) => self.recorded(done),
         }
     }
 
-    fn finished(&mut self, done: Done) {
+    /// A worker and a slot of `webhook` are free again.
+    fn sent(&mut self, webhook: WebhookId) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        if let Some(state) = self.webhooks.get_mut(&done.webhook) {
+        if let Some(state) = self.webhooks.get_mut(&webhook) {
             state.in_flight = state.in_flight.saturating_sub(1);
+        }
+        let now = Millis::now();
+        self.look_at(webhook, now);
+        self.wake_waiting(now);
+    }
+
+    /// An attempt's outcome is in the store (its retry, if any, is queued): the claim ends.
+    fn recorded(&mut self, done: Done) {
+        self.claims = self.claims.saturating_sub(1);
+        if let Some(state) = self.webhooks.get_mut(&done.webhook) {
             state.claimed.remove(&done.delivery);
         }
         let now = Millis::now();
@@ -150,6 +173,10 @@ impl Scheduler {
                 self.look_at(done.webhook, now.saturating_add(STORE_RETRY));
             }
         }
+        self.wake_waiting(now);
+    }
+
+    fn wake_waiting(&mut self, now: Millis) {
         for webhook in std::mem::take(&mut self.waiting_for_worker) {
             self.look_at(webhook, now);
         }
@@ -198,7 +225,12 @@ impl Scheduler {
                 limiter: RateLimiter::new(per_minute),
             });
         let webhook_room = self.limits.per_webhook.saturating_sub(state.in_flight);
-        let pool_room = self.limits.workers.saturating_sub(self.in_flight);
+        let unrecorded = self.claims.saturating_sub(self.in_flight);
+        let pool_room = self
+            .limits
+            .workers
+            .saturating_sub(self.in_flight)
+            .min(MAX_UNRECORDED.saturating_sub(unrecorded));
         if webhook_room == 0 {
             return Ok(()); // its next finished attempt asks for a look
         }
@@ -212,7 +244,7 @@ impl Scheduler {
             .store
             .read(|r| queue::peek(r, webhook, now, claimed, room))?;
         let Some(record) = peek.webhook.filter(|w| w.enabled) else {
-            if state.in_flight == 0 {
+            if state.claimed.is_empty() {
                 self.webhooks.remove(&webhook);
             }
             return Ok(());
@@ -242,6 +274,7 @@ impl Scheduler {
             state.claimed.insert(delivery);
             state.in_flight += 1;
             self.in_flight += 1;
+            self.claims += 1;
         }
         if rate_limited {
             return self.hold_back(webhook, now).await;

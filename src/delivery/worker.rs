@@ -1,6 +1,13 @@
 //! The worker pool: `delivery.workers` OS threads that make the blocking HTTP attempts
-//! (never on tokio's threads), record each outcome durably, and only then report back to
-//! the scheduler, so the scheduler never sees a delivery whose queue entry is stale.
+//! (never on tokio's threads) and hand each outcome to the store's group commit.
+//!
+//! A job reports twice: [`Message::Sent`] when its worker and webhook slot are free again
+//! (right after a successful exchange; after the commit for any other outcome, which may
+//! disable or pause the webhook), and [`Message::Done`] once the outcome is durably
+//! recorded (the claim on the delivery ends). Workers do not wait for the
+//! commit, so one fsync serves the outcomes of every attempt that finished meanwhile,
+//! and the scheduler never sees a delivery whose queue entry is stale: the delivery stays
+//! claimed until its new state is in the store.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -68,14 +75,8 @@ pub fn spawn(
                             Err(_) => return,
                         };
                         let Ok(job) = job else { return };
-                        let result = attempt(&ctx, &job);
-                        let done = Done {
-                            webhook: job.webhook,
-                            delivery: job.delivery,
-                            result,
-                        };
-                        if inbox.send(Message::Done(done)).is_err() {
-                            return;
+                        if !run_job(&ctx, &job, &inbox) {
+                            return; // the scheduler is gone
                         }
                     }
                 })
@@ -85,7 +86,82 @@ pub fn spawn(
         .collect()
 }
 
-fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Recorded>, String> {
+/// Makes one attempt and reports it (see the module docs). `false` when the scheduler
+/// has gone away.
+fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> bool {
+    let done = |result| {
+        Message::Done(Done {
+            webhook: job.webhook,
+            delivery: job.delivery,
+            result,
+        })
+    };
+    let sent = || inbox.send(Message::Sent(job.webhook)).is_ok();
+    let pending = match attempt(ctx, job) {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return sent() && inbox.send(done(Ok(None))).is_ok(),
+        Err(e) => return sent() && inbox.send(done(Err(e))).is_ok(),
+    };
+    let PendingRecord {
+        verdict,
+        attempt: record,
+        duration,
+    } = pending;
+    // A success frees the slot at once. Any other answer may change the webhook (410
+    // disables it, Retry-After pauses it, a long failure disables it): its slot stays
+    // taken until that is recorded, so no attempt starts against the old state.
+    let frees_early = verdict == attempts::Verdict::Success;
+    if frees_early && !sent() {
+        return false;
+    }
+    let policy = Arc::clone(&ctx.policy);
+    let id = job.delivery;
+    let webhook = job.webhook;
+    let (metrics, epochs, reply) = (
+        Arc::clone(&ctx.metrics),
+        Arc::clone(&ctx.epochs),
+        inbox.clone(),
+    );
+    let on_commit = move |result: Result<Option<Recorded>, crate::store::StoreError>| {
+        if let Ok(recorded) = &result {
+            metrics.attempt(
+                verdict == attempts::Verdict::Success,
+                duration,
+                recorded.and_then(|r| r.status),
+            );
+            if recorded.is_some_and(|r| r.webhook_disabled) {
+                epochs.bump(webhook);
+                tracing::warn!(webhook = %webhook, "webhook disabled; its pending deliveries are cancelled");
+            }
+        }
+        if !frees_early {
+            let _ = reply.send(Message::Sent(webhook));
+        }
+        let _ = reply.send(Message::Done(Done {
+            webhook,
+            delivery: id,
+            result: result.map_err(|e| e.to_string()),
+        }));
+    };
+    let queued = ctx.store.write_then(
+        move |tx| attempts::record(tx, id, verdict, record, &policy, Millis::now()),
+        on_commit,
+    );
+    match queued {
+        Ok(()) => true,
+        Err(e) => (frees_early || sent()) && inbox.send(done(Err(e.to_string()))).is_ok(),
+    }
+}
+
+/// An attempt made, its outcome not yet recorded.
+struct PendingRecord {
+    verdict: attempts::Verdict,
+    attempt: Attempt,
+    duration: std::time::Duration,
+}
+
+/// Makes the attempt; `None` when nothing was to be sent (cancelled, no longer pending).
+fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<PendingRecord>, String> {
     let inputs = ctx
         .store
         .read(|r| attempts::load_for_attempt(r, job.delivery))
@@ -175,22 +251,9 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Recorded>, String> {
         error: outcome.error,
         response_body: outcome.response_body,
     };
-    let verdict = outcome.verdict;
-    let duration = outcome.duration;
-    let policy = Arc::clone(&ctx.policy);
-    let id = job.delivery;
-    let recorded = ctx
-        .store
-        .write_blocking(move |tx| attempts::record(tx, id, verdict, record, &policy, Millis::now()))
-        .map_err(|e| e.to_string())?;
-    ctx.metrics.attempt(
-        verdict == attempts::Verdict::Success,
-        duration,
-        recorded.and_then(|r| r.status),
-    );
-    if recorded.is_some_and(|r| r.webhook_disabled) {
-        ctx.epochs.bump(job.webhook);
-        tracing::warn!(webhook = %job.webhook, "webhook disabled; its pending deliveries are cancelled");
-    }
-    Ok(recorded)
+    Ok(Some(PendingRecord {
+        verdict: outcome.verdict,
+        attempt: record,
+        duration: outcome.duration,
+    }))
 }

@@ -112,6 +112,17 @@ impl Store {
         self.writer.submit_blocking(op)
     }
 
+    /// Runs `op` in the next group commit without waiting for it: `on_commit` runs (on the
+    /// writer thread, so it must be quick) once the commit is durable or has failed.
+    pub fn write_then<T, F, C>(&self, op: F, on_commit: C) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+        C: FnOnce(Result<T, StoreError>) + Send + 'static,
+    {
+        self.writer.submit_then(op, on_commit)
+    }
+
     /// Runs `f` against a consistent snapshot.
     pub fn read<T>(
         &self,

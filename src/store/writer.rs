@@ -77,6 +77,37 @@ where
     }
 }
 
+/// A job whose outcome goes to a callback (run on the writer thread, after the commit)
+/// instead of a waiting requester.
+struct CallbackJob<F, T, C> {
+    op: Option<F>,
+    output: Option<T>,
+    on_commit: C,
+}
+
+impl<F, T, C> Job for CallbackJob<F, T, C>
+where
+    F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send,
+    T: Send,
+    C: FnOnce(Result<T, StoreError>) + Send,
+{
+    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
+        if let Some(op) = self.op.take() {
+            self.output = Some(op(tx)?);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let answer = match (commit, self.output) {
+            (Ok(()), Some(output)) => Ok(output),
+            (Err(e), _) => Err(e),
+            (Ok(()), None) => Err(StoreError::Storage("write job did not run".into())),
+        };
+        (self.on_commit)(answer);
+    }
+}
+
 /// `None` once shutdown has begun.
 type JobSender = Arc<Mutex<Option<Sender<Box<dyn Job>>>>>;
 
@@ -100,21 +131,40 @@ impl WriterHandle {
         })
     }
 
+    fn send(&self, job: Box<dyn Job>) -> Result<(), StoreError> {
+        let guard = self.sender.lock().map_err(|_| StoreError::Closed)?;
+        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+        sender.send(job).map_err(|_| StoreError::Closed)
+    }
+
     fn enqueue<T, F>(&self, op: F) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(OpJob {
+        self.send(Box::new(OpJob {
             op: Some(op),
             output: None,
             reply,
-        });
-        let guard = self.sender.lock().map_err(|_| StoreError::Closed)?;
-        let sender = guard.as_ref().ok_or(StoreError::Closed)?;
-        sender.send(job).map_err(|_| StoreError::Closed)?;
+        }))?;
         Ok(answer)
+    }
+
+    /// Queues `op` without waiting; `on_commit` gets its outcome once the batch is
+    /// durable (or failed). If the store is closed, `on_commit` is not called and the
+    /// error is returned instead.
+    pub fn submit_then<T, F, C>(&self, op: F, on_commit: C) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+        C: FnOnce(Result<T, StoreError>) + Send + 'static,
+    {
+        self.send(Box::new(CallbackJob {
+            op: Some(op),
+            output: None,
+            on_commit,
+        }))
     }
 
     pub async fn submit<T, F>(&self, op: F) -> Result<T, StoreError>
