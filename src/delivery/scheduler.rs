@@ -105,8 +105,11 @@ impl Scheduler {
             Err(e) => tracing::error!(error = %e, "scheduler cannot list webhooks"),
         }
         let watchdog = crate::systemd::watchdog_interval();
+        let period = watchdog.unwrap_or(Duration::from_secs(3600));
+        // The first ping after one period, not at once: READY=1 is sent after the engine
+        // starts, and systemd expects it before any WATCHDOG=1.
         let mut watchdog_tick =
-            tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+            tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             self.run_due_looks().await;
             let sleep = self.wake_at.first().map(|(at, _)| {
@@ -114,7 +117,14 @@ impl Scheduler {
             });
             tokio::select! {
                 message = self.inbox.recv() => match message {
-                    Some(m) => self.handle(m),
+                    Some(m) => {
+                        self.handle(m);
+                        // Take everything else already waiting before looking: under load,
+                        // many messages about one webhook then make one look, not many.
+                        while let Ok(m) = self.inbox.try_recv() {
+                            self.handle(m);
+                        }
+                    }
                     None => return,
                 },
                 () = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {}

@@ -124,11 +124,6 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
     );
     let on_commit = move |result: Result<Option<Recorded>, crate::store::StoreError>| {
         if let Ok(recorded) = &result {
-            metrics.attempt(
-                verdict == attempts::Verdict::Success,
-                duration,
-                recorded.and_then(|r| r.status),
-            );
             if recorded.is_some_and(|r| r.webhook_disabled) {
                 epochs.bump(webhook);
                 tracing::warn!(webhook = %webhook, "webhook disabled; its pending deliveries are cancelled");
@@ -144,7 +139,17 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
         }));
     };
     let queued = ctx.store.write_then(
-        move |tx| attempts::record(tx, id, verdict, record, &policy, Millis::now()),
+        move |tx| {
+            let recorded = attempts::record(tx, id, verdict, record, &policy, Millis::now())?;
+            // Counted before the commit makes the outcome visible, so that whoever sees
+            // the new delivery state in the API also sees it in /metrics.
+            metrics.attempt(
+                verdict == attempts::Verdict::Success,
+                duration,
+                recorded.and_then(|r| r.status),
+            );
+            Ok(recorded)
+        },
         on_commit,
     );
     match queued {

@@ -26,6 +26,7 @@ pub struct WebhookRecord {
     pub updated_at: Millis,
     /// When the current run of failures began (set with `Failing`, cleared by a success).
     pub failing_since: Option<Millis>,
+    /// The latest successful attempt, to the minute (not rewritten on every success).
     pub last_success_at: Option<Millis>,
     /// A receiver's `Retry-After`: no attempt to this webhook starts before this time.
     pub paused_until: Option<Millis>,

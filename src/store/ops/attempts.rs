@@ -19,6 +19,9 @@ use crate::store::codec::encode;
 use crate::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
 use crate::store::tables::*;
 
+/// How stale a webhook's `last_success_at` may get before a success rewrites it.
+const LAST_SUCCESS_RESOLUTION_MS: i64 = 60_000;
+
 /// What an attempt's answer means for the delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -155,10 +158,18 @@ pub fn record(
     };
     let mut recorded = Recorded::default();
     delivery.next_attempt_at = None;
+    let mut webhook_changed = true;
 
     match verdict {
         Verdict::Success => {
             delivery.status = DeliveryStatus::Succeeded;
+            // A run of successes leaves the webhook as it is (`last_success_at` is kept
+            // to the minute), so the steady state rewrites no webhook record.
+            webhook_changed = webhook.failing_since.is_some()
+                || (webhook.enabled && webhook.status != WebhookStatus::Healthy)
+                || webhook
+                    .last_success_at
+                    .is_none_or(|t| now.0.saturating_sub(t.0) >= LAST_SUCCESS_RESOLUTION_MS);
             webhook.failing_since = None;
             webhook.last_success_at = Some(now);
             if webhook.enabled {
@@ -202,7 +213,9 @@ pub fn record(
     }
     recorded.status = Some(delivery.status);
     save(&mut deliveries, &delivery)?;
-    hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
+    if webhook_changed {
+        hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
+    }
     drop((deliveries, queue, hooks));
     if recorded.webhook_disabled {
         cancel_pending(tx, delivery.webhook_id)?;
