@@ -123,11 +123,11 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
         inbox.clone(),
     );
     let on_commit = move |result: Result<Option<Recorded>, crate::store::StoreError>| {
-        if let Ok(recorded) = &result {
-            if recorded.is_some_and(|r| r.webhook_disabled) {
-                epochs.bump(webhook);
-                tracing::warn!(webhook = %webhook, "webhook disabled; its pending deliveries are cancelled");
-            }
+        if let Ok(Some(recorded)) = &result
+            && recorded.webhook_disabled
+        {
+            epochs.bump(webhook);
+            tracing::warn!(webhook = %webhook, "webhook disabled; its pending deliveries are cancelled");
         }
         if !frees_early {
             let _ = reply.send(Message::Sent(webhook));
