@@ -151,6 +151,47 @@ event_catalog! {
     AgentError => "agent:error", Agent;
 }
 
+impl EventType {
+    /// An example payload of this type, for test events: the webhook guide's example where
+    /// the guide gives one, else one in the same style.
+    pub fn sample_payload(self) -> &'static str {
+        match self {
+            EventType::AppConnecting => r#"{"appType":"whatsapp","status":"connecting"}"#,
+            EventType::AppConnected => {
+                r#"{"appType":"whatsapp","status":"connected","metadata":{"phoneNumber":"+1234567890"}}"#
+            }
+            EventType::AppDisconnected => {
+                r#"{"appType":"whatsapp","status":"disconnected","reason":"user_initiated"}"#
+            }
+            EventType::AppHealthWarning => {
+                r#"{"appType":"whatsapp","status":"degraded","healthStatus":"warning","warningMessage":"Phone appears offline","recommendation":"Check your phone connection"}"#
+            }
+            EventType::AppHealthCleared => {
+                r#"{"appType":"whatsapp","status":"connected","healthStatus":"healthy","previousWarning":"Phone appears offline"}"#
+            }
+            EventType::AppHealthCheck => {
+                r#"{"appType":"whatsapp","status":"connected","healthStatus":"healthy"}"#
+            }
+            EventType::MessageReceived => {
+                r#"{"appType":"whatsapp","messageId":"msg-123","from":"+1234567890","text":"Hello!"}"#
+            }
+            EventType::MessageSending => {
+                r#"{"appType":"whatsapp","messageId":"msg-124","to":"+1234567890","text":"Hi there!"}"#
+            }
+            EventType::MessageSent => {
+                r#"{"appType":"whatsapp","messageId":"msg-124","to":"+1234567890","status":"sent"}"#
+            }
+            EventType::AgentInvoked => r#"{"agentId":"agent-1","trigger":"message:received"}"#,
+            EventType::AgentResponse => {
+                r#"{"agentId":"agent-1","response":"Your order has shipped.","durationMs":840}"#
+            }
+            EventType::AgentError => {
+                r#"{"agentId":"agent-1","error":"model timeout","retryable":true}"#
+            }
+        }
+    }
+}
+
 impl FromStr for EventType {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -276,7 +317,9 @@ impl FromStr for DeliveryStatus {
 }
 
 /// Unix time in milliseconds: the one time representation inside hookd.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize,
+)]
 pub struct Millis(pub i64);
 
 impl Millis {

@@ -1340,6 +1340,53 @@ fn session(c: &Checker, hookd: &Hookd, receiver: &Receiver) {
     expect(&r, 202, "recover an empty window");
     assert_eq!(r.json(), json!({"queued": 0}));
 
+    // Test events and statistics.
+    let test_a = format!("{a_path}/test");
+    let r = send(
+        Req::new("POST", &test_a)
+            .token(USER)
+            .json(r#"{"type":"app:health_warning"}"#),
+    );
+    expect(&r, 202, "send a test event");
+    for bad in [r#"{}"#, r#"{"type":"app:*"}"#, r#"{"type":"x","more":1}"#] {
+        expect(
+            &send(Req::new("POST", &test_a).token(USER).json(bad)),
+            400,
+            "test event with a bad body",
+        );
+    }
+    expect(
+        &send(
+            Req::new("POST", &format!("{hooks}/{unknown_wh}/test"))
+                .token(USER)
+                .json(r#"{"type":"app:connected"}"#),
+        ),
+        404,
+        "test event to an unknown webhook",
+    );
+    let stats_a = format!("{a_path}/stats");
+    let r = send(Req::new("GET", &format!("{stats_a}?window=30m")).token(USER));
+    expect(&r, 200, "stats");
+    assert_eq!(r.json()["series"].as_array().map(Vec::len), Some(30));
+    expect(
+        &send(Req::new("GET", &format!("{stats_a}?window=1w")).token(USER)),
+        400,
+        "stats with a bad window",
+    );
+    expect(
+        &send(Req::new("GET", &format!("{hooks}/{unknown_wh}/stats")).token(USER)),
+        404,
+        "stats of an unknown webhook",
+    );
+    let r = send(
+        Req::new(
+            "GET",
+            &format!("{a_path}/deliveries?eventType=app:health_warning"),
+        )
+        .token(USER),
+    );
+    expect(&r, 200, "deliveries by event type");
+
     // PATCH, and retry/recover on a disabled webhook.
     let r = send(
         Req::new("PATCH", &a_path)
@@ -1353,6 +1400,13 @@ fn session(c: &Checker, hookd: &Hookd, receiver: &Receiver) {
     assert_eq!(r.json()["code"], "webhook_disabled");
     let r = send(Req::new("POST", &recover_a).token(USER).json(since));
     expect(&r, 409, "recover on a disabled webhook");
+    assert_eq!(r.json()["code"], "webhook_disabled");
+    let r = send(
+        Req::new("POST", &test_a)
+            .token(USER)
+            .json(r#"{"type":"app:connected"}"#),
+    );
+    expect(&r, 409, "test event to a disabled webhook");
     assert_eq!(r.json()["code"], "webhook_disabled");
     let r = send(
         Req::new("PATCH", &a_path)

@@ -8,9 +8,11 @@ use super::auth::Principal;
 use super::error::{ApiError, HttpResponse, json};
 use super::request::{Paging, encode_cursor, parse_json, query_pairs};
 use super::webhooks::parse_id;
-use crate::model::{DeliveryId, DeliveryStatus, Millis, parse_rfc3339_millis};
+use crate::model::{DeliveryId, EventId, EventType, Millis, parse_rfc3339_millis};
 use crate::store::ops::attempts::{self, Requeue};
-use crate::store::ops::{deliveries as ops, webhooks};
+use crate::store::ops::deliveries::{self as ops, DeliveryFilter};
+use crate::store::ops::events::{self, NewEvent, TestEvent};
+use crate::store::ops::webhooks;
 use crate::store::records::{Attempt, DeliveryRecord, WebhookRecord};
 
 #[derive(Serialize)]
@@ -115,18 +117,24 @@ pub fn list(
 ) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(query)?;
     let paging = Paging::from_pairs(&pairs)?;
-    let mut status = None;
+    let mut filter = DeliveryFilter::default();
     for (key, value) in &pairs {
-        if key == "status" {
-            let s: DeliveryStatus = value.parse().map_err(ApiError::bad_request)?;
-            status = Some(s);
+        match key.as_str() {
+            "status" => filter.status = Some(value.parse().map_err(ApiError::bad_request)?),
+            "eventType" => {
+                let t: EventType = value
+                    .parse()
+                    .map_err(|e: String| ApiError::bad_request(format!("`eventType`: {e}")))?;
+                filter.event_type = Some(t);
+            }
+            _ => {}
         }
     }
     let hook = owned_webhook(state, who, id)?;
     let webhook = hook.id;
     let page = state
         .store
-        .read(|r| ops::list_for_webhook(r, webhook, status, paging.limit, paging.after))?;
+        .read(|r| ops::list_for_webhook(r, webhook, filter, paging.limit, paging.after))?;
     let deliveries = page
         .items
         .iter()
@@ -235,6 +243,64 @@ pub async fn recover(
         }
         Err(other) => Err(requeue_error(other)),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestBody {
+    #[serde(rename = "type")]
+    event_type: String,
+}
+
+/// The source of every test event, so that test events stand out in the event log.
+pub const TEST_EVENT_SOURCE: &str = "hookd-test";
+
+/// `POST …/test {"type"}`: a sample event of that type, delivered to this webhook only
+/// through the normal delivery path (signing, retries, the delivery log).
+pub async fn send_test(
+    state: &AppState,
+    who: &Principal,
+    id: &str,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
+    let body: TestBody = parse_json(body)?;
+    let event_type: EventType = body
+        .event_type
+        .parse()
+        .map_err(|e: String| ApiError::bad_request(format!("`type`: {e}")))?;
+    let hook = owned_webhook(state, who, id)?;
+    let webhook = hook.id;
+    let now = Millis::now();
+    let event = NewEvent {
+        id: EventId::generate(),
+        user: who.user.clone(),
+        event_type,
+        source: TEST_EVENT_SOURCE.to_owned(),
+        timestamp: now.to_rfc3339(),
+        payload: event_type.sample_payload().to_owned(),
+        received_at: now,
+    };
+    let event_id = event.id.clone();
+    let due = state.delivery.policy.first_due(now);
+    let outcome = state
+        .store
+        .write(move |tx| events::ingest_test(tx, event, webhook, due))
+        .await?;
+    let delivery = match outcome {
+        TestEvent::Queued(delivery) => delivery,
+        TestEvent::NoSuchWebhook => return Err(ApiError::not_found("no such webhook")),
+        TestEvent::WebhookDisabled => return Err(requeue_error(Requeue::WebhookDisabled)),
+    };
+    state.metrics.event_ingested();
+    state.delivery.queued(webhook, due);
+    json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({
+            "eventId": event_id.as_str(),
+            "deliveryId": delivery.to_string(),
+            "status": "pending",
+        }),
+    )
 }
 
 fn requeue_error(outcome: Requeue) -> ApiError {

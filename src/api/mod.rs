@@ -18,6 +18,8 @@ mod events;
 mod health;
 pub mod request;
 pub mod router;
+mod stats;
+mod ui;
 mod webhooks;
 
 use std::convert::Infallible;
@@ -128,6 +130,7 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
     match route {
         Route::Healthz => return health::healthz(state),
         Route::Metrics => return health::metrics(state),
+        Route::Ui(asset) => return ui::serve(path, asset),
         _ => {}
     }
 
@@ -168,6 +171,11 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
             let body = request::read_json_body(&parts.headers, body, limit, true).await?;
             deliveries::recover(state, &principal, id, &body).await
         }
+        (Route::SendTest(id), _) => {
+            let body = request::read_json_body(&parts.headers, body, limit, true).await?;
+            deliveries::send_test(state, &principal, id, &body).await
+        }
+        (Route::Stats(id), _) => stats::get(state, &principal, id, query),
         (Route::Events, &Method::GET) => events::list(state, &principal, query),
         (Route::Events, _) => {
             let body = request::read_json_body(&parts.headers, body, limit, true).await?;
@@ -175,7 +183,9 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
         }
         (Route::Event(id), _) => events::get(state, &principal, id),
         (Route::Backup, _) => admin::backup(state).await,
-        (Route::Healthz | Route::Metrics, _) => Err(ApiError::not_found("no such route")),
+        (Route::Healthz | Route::Metrics | Route::Ui(_), _) => {
+            Err(ApiError::not_found("no such route"))
+        }
     }
 }
 

@@ -15,21 +15,26 @@ pub enum Route<'a> {
     Delivery(&'a str, &'a str),
     RetryDelivery(&'a str, &'a str),
     Recover(&'a str),
+    SendTest(&'a str),
+    Stats(&'a str),
     Events,
     Event(&'a str),
+    /// The dashboard's static files (`/ui`, `/ui/`, `/ui/<asset>`); no token needed.
+    Ui(&'a str),
 }
 
 impl Route<'_> {
     /// The methods this route answers, as the `Allow` header spells them.
     pub fn allow(&self) -> &'static str {
         match self {
-            Route::Healthz | Route::Metrics => "GET",
+            Route::Healthz | Route::Metrics | Route::Ui(_) | Route::Stats(_) => "GET",
             Route::Webhooks | Route::Events => "GET, POST",
             Route::Webhook(_) => "GET, PATCH, DELETE",
             Route::Event(_) | Route::Deliveries(_) | Route::Delivery(..) => "GET",
             Route::RetryDelivery(..)
             | Route::Recover(_)
             | Route::RotateSecret(_)
+            | Route::SendTest(_)
             | Route::Backup => "POST",
         }
     }
@@ -62,6 +67,10 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         ["api", "hooks", "webhooks", id, "rotate-secret"] if !id.is_empty() => {
             Route::RotateSecret(id)
         }
+        ["api", "hooks", "webhooks", id, "test"] if !id.is_empty() => Route::SendTest(id),
+        ["api", "hooks", "webhooks", id, "stats"] if !id.is_empty() => Route::Stats(id),
+        ["ui"] => Route::Ui(""),
+        ["ui", asset] => Route::Ui(asset),
         ["api", "hooks", "events"] => Route::Events,
         ["api", "hooks", "events", id] if !id.is_empty() => Route::Event(id),
         _ => return None,

@@ -12,6 +12,7 @@
 //! | `queue`              | (webhook id, due ms, delivery id) | ()               |
 //! | `events_by_seq`      | event seq                         | event id         |
 //! | `deliveries_by_seq`  | delivery seq                      | delivery id      |
+//! | `attempt_stats`      | (webhook id, unix minute)         | `MinuteStats`    |
 //!
 //! Invariants, kept by every write in `store::ops`:
 //! - `user_webhooks` has an entry exactly for each webhook, under its owner.
@@ -23,6 +24,8 @@
 //!   one range and a slow webhook's backlog never sits in front of another webhook's work.
 //! - `events_by_seq` and `deliveries_by_seq` index every event and delivery once, in
 //!   ingestion order, so retention prunes the oldest first without a scan.
+//! - `attempt_stats` counts every recorded attempt once, under its webhook and the
+//!   minute it started; it keeps at most the last day per webhook (`ops::stats`).
 //! - Counters in `meta` only grow; a sequence number is never reused.
 
 use redb::TableDefinition;
@@ -41,3 +44,5 @@ pub const DELIVERIES_BY_SEQ: TableDefinition<u64, u128> = TableDefinition::new("
 
 pub const EVENT_SEQ: &str = "event_seq";
 pub const DELIVERY_SEQ: &str = "delivery_seq";
+pub const ATTEMPT_STATS: TableDefinition<(u128, u64), &[u8]> =
+    TableDefinition::new("attempt_stats");

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use redb::{ReadTransaction, ReadableTable, Table};
 
+use super::stats;
 use super::webhooks::cancel_pending;
 use super::{StoreError, load};
 use crate::delivery::retry::RetryPolicy;
@@ -137,6 +138,7 @@ pub fn record(
         return Ok(None);
     };
     attempt.number = u32::try_from(delivery.attempts.len() + 1).unwrap_or(u32::MAX);
+    stats::count(tx, delivery.webhook_id, &attempt)?;
     delivery.attempts.push(attempt);
     if delivery.status != DeliveryStatus::Pending {
         // Cancelled while the attempt was under way: keep the record of it, nothing more.

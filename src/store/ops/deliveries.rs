@@ -3,7 +3,7 @@
 use redb::ReadTransaction;
 
 use super::{Page, StoreError, load};
-use crate::model::{DeliveryId, DeliveryStatus, WebhookId};
+use crate::model::{DeliveryId, DeliveryStatus, EventType, WebhookId};
 use crate::store::records::DeliveryRecord;
 use crate::store::tables::*;
 
@@ -11,12 +11,26 @@ pub fn get(rtx: &ReadTransaction, id: DeliveryId) -> Result<Option<DeliveryRecor
     load(&rtx.open_table(DELIVERIES)?, id.0)
 }
 
-/// The webhook's deliveries, newest first, optionally only those in `status`, created
-/// before the `before` cursor.
+/// Which deliveries a log listing shows; `None` fields match everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<EventType>,
+}
+
+impl DeliveryFilter {
+    fn matches(&self, d: &DeliveryRecord) -> bool {
+        self.status.is_none_or(|s| s == d.status)
+            && self.event_type.is_none_or(|t| t == d.event_type)
+    }
+}
+
+/// The webhook's deliveries that pass `filter`, newest first, created before the
+/// `before` cursor.
 pub fn list_for_webhook(
     rtx: &ReadTransaction,
     webhook: WebhookId,
-    status: Option<DeliveryStatus>,
+    filter: DeliveryFilter,
     limit: usize,
     before: Option<u64>,
 ) -> Result<Page<DeliveryRecord>, StoreError> {
@@ -30,7 +44,7 @@ pub fn list_for_webhook(
         let Some(delivery) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
             continue;
         };
-        if status.is_some_and(|s| s != delivery.status) {
+        if !filter.matches(&delivery) {
             continue;
         }
         if items.len() == limit {

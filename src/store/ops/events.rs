@@ -1,7 +1,7 @@
 //! The event log and ingestion: storing an event together with one pending delivery (and
 //! its queue entry) per enabled webhook of the event's user that subscribes to its type.
 
-use redb::ReadTransaction;
+use redb::{ReadTransaction, Table};
 
 use super::{Page, StoreError, load, webhooks::user_hooks};
 use crate::model::{
@@ -9,7 +9,7 @@ use crate::model::{
 };
 use crate::store::Tx;
 use crate::store::codec::encode;
-use crate::store::records::{DeliveryRecord, EventRecord};
+use crate::store::records::{DeliveryRecord, EventRecord, WebhookRecord};
 use crate::store::tables::*;
 
 /// An event as validated by the API, before it has a sequence number.
@@ -39,7 +39,7 @@ pub fn ingest(
     new: NewEvent,
     first_attempt_due: Millis,
 ) -> Result<Ingested, StoreError> {
-    let mut events = tx.txn.open_table(EVENTS)?;
+    let events = tx.txn.open_table(EVENTS)?;
     if let Some(existing) = load::<&str, EventRecord>(&events, new.id.as_str())? {
         return Ok(Ingested::Duplicate {
             deliveries: existing.deliveries,
@@ -55,6 +55,61 @@ pub fn ingest(
             .collect()
     };
 
+    let (deliveries, queued) = store_event(tx, events, new, targets, first_attempt_due)?;
+    Ok(Ingested::Created {
+        deliveries,
+        queued: queued.into_iter().map(|q| (q.webhook, q.due)).collect(),
+    })
+}
+
+/// What a test event became: its one delivery, or why there is none.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TestEvent {
+    Queued(DeliveryId),
+    NoSuchWebhook,
+    WebhookDisabled,
+}
+
+/// Stores a test event of the webhook's owner with one delivery, to `webhook` only,
+/// whatever types the webhook subscribes to. The event is a real event in the log: the
+/// delivery goes through the normal path and shows in the webhook's delivery log.
+pub fn ingest_test(
+    tx: &mut Tx<'_>,
+    new: NewEvent,
+    webhook: WebhookId,
+    first_attempt_due: Millis,
+) -> Result<TestEvent, StoreError> {
+    let hook = load::<u128, WebhookRecord>(&tx.txn.open_table(WEBHOOKS)?, webhook.0)?;
+    match hook {
+        Some(h) if h.user != new.user => return Ok(TestEvent::NoSuchWebhook),
+        None => return Ok(TestEvent::NoSuchWebhook),
+        Some(h) if !h.enabled => return Ok(TestEvent::WebhookDisabled),
+        Some(_) => {}
+    }
+    let events = tx.txn.open_table(EVENTS)?;
+    let (_, queued) = store_event(tx, events, new, vec![webhook], first_attempt_due)?;
+    match queued.first() {
+        Some(q) => Ok(TestEvent::Queued(q.delivery)),
+        None => Ok(TestEvent::NoSuchWebhook),
+    }
+}
+
+/// One delivery queued by a new event.
+struct Queued {
+    webhook: WebhookId,
+    delivery: DeliveryId,
+    due: Millis,
+}
+
+/// Writes a new event, its indexes, and one pending delivery per target webhook.
+/// Answers the number of deliveries and the deliveries queued.
+fn store_event(
+    tx: &mut Tx<'_>,
+    mut events: Table<'_, &'static str, &'static [u8]>,
+    new: NewEvent,
+    targets: Vec<WebhookId>,
+    first_attempt_due: Millis,
+) -> Result<(u32, Vec<Queued>), StoreError> {
     let event = EventRecord {
         seq: tx.next_event_seq(),
         deliveries: u32::try_from(targets.len()).unwrap_or(u32::MAX),
@@ -99,12 +154,13 @@ pub fn ingest(
             (webhook_id.0, first_attempt_due.as_key(), delivery.id.0),
             (),
         )?;
-        queued.push((webhook_id, first_attempt_due));
+        queued.push(Queued {
+            webhook: webhook_id,
+            delivery: delivery.id,
+            due: first_attempt_due,
+        });
     }
-    Ok(Ingested::Created {
-        deliveries: event.deliveries,
-        queued,
-    })
+    Ok((event.deliveries, queued))
 }
 
 pub fn get(rtx: &ReadTransaction, id: &str) -> Result<Option<EventRecord>, StoreError> {

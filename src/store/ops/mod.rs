@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod events;
 pub mod queue;
 pub mod retention;
+pub mod stats;
 pub mod webhooks;
 
 use redb::{Database, ReadableTable};
@@ -28,6 +29,7 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(QUEUE)?;
     txn.open_table(EVENTS_BY_SEQ)?;
     txn.open_table(DELIVERIES_BY_SEQ)?;
+    txn.open_table(ATTEMPT_STATS)?;
     txn.commit()?;
     Ok(())
 }

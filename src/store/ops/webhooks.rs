@@ -129,6 +129,8 @@ pub fn delete(tx: &mut Tx<'_>, user: &str, id: WebhookId) -> Result<bool, StoreE
         deliveries.remove(delivery.value())?;
         by_seq.remove(key.value().1)?;
     }
+    drop((index, deliveries, by_seq));
+    super::stats::forget(tx, id)?;
     Ok(true)
 }
 
