@@ -387,7 +387,7 @@
     const latency = stats.latencyMs ? `${stats.latencyMs.p50} ms / ${stats.latencyMs.p99} ms` : '—';
     return h('div', { class: 'stats', 'data-testid': 'stats' },
       h('dl', { class: 'stat-grid' },
-        statTile('Success rate (1 h)', fmtRate(stats.successRate), 'success-rate', stats.attempts ? `${stats.succeeded} of ${stats.attempts} attempts succeeded` : 'No attempts in the last hour'),
+        statTile('Success (1 h)', fmtRate(stats.successRate), 'success-rate', stats.attempts ? `${stats.succeeded} of ${stats.attempts} attempts succeeded` : 'No attempts in the last hour'),
         statTile('Latency p50 / p99', latency, 'latency'),
         statTile('Attempts (1 h)', String(stats.attempts), 'attempt-count', `${stats.succeeded} succeeded, ${stats.failed} failed, ${stats.errored} errored`),
         statTile('Last attempt', timeEl(stats.lastAttemptAt, true), 'last-attempt')),
@@ -1016,10 +1016,11 @@
     async function refreshOne(entry) {
       const fresh = await api('GET', `${hookPath(hook.id)}/deliveries/${enc(entry.delivery.id)}`);
       if (!view.alive || rows.get(fresh.id) !== entry) return;
-      const wasPending = entry.delivery.status === 'pending';
+      const before = entry.delivery.status;
       replaceRow(entry, fresh);
+      // A delivery that settled may have changed the webhook's status and stats.
       if (fresh.status === 'pending') schedulePoll();
-      else if (wasPending) onSettled();
+      else if (fresh.status !== before) onSettled();
     }
 
     let polling = false;
