@@ -604,7 +604,7 @@
       box('*', h('span', {}, h('code', { text: '*' }), ' every event'), 'check-all'),
       h('div', { class: 'event-groups' },
         CATALOG.map((g) => h('div', { class: 'event-group' },
-          box(`${g.group}:*`, h('span', {}, h('code', { text: `${g.group}:*` }), ` all ${g.label.toLowerCase()} events`), 'check-group'),
+          box(`${g.group}:*`, h('span', {}, h('code', { text: `${g.group}:*` }), ` all ${g.group} events`), 'check-group'),
           g.types.map((t) => box(t, h('code', { text: t })))))));
 
     // A wildcard makes the entries under it redundant: show them as included.
@@ -782,13 +782,13 @@
     const subscribed = ALL_TYPES.filter((t) => matches(hook.eventTypes, t));
     const select = h('select', { id: selectId, 'data-testid': 'test-event-type' },
       CATALOG.map((g) => h('optgroup', { label: g.label },
-        g.types.map((t) => h('option', { value: t, text: matches(hook.eventTypes, t) ? t : `${t} (not subscribed)` })))));
+        g.types.map((t) => h('option', { value: t, text: t })))));
     select.value = subscribed[0] || ALL_TYPES[0];
     const result = h('p', { class: 'form-result', role: 'status', 'data-testid': 'test-result' });
     const submit = h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'send-test', text: 'Send test event' });
     const form = h('form', { class: 'card tool', 'aria-labelledby': 'test-title', novalidate: true },
       h('h2', { id: 'test-title', class: 'section-title', text: 'Send a test event' }),
-      h('p', { class: 'help', text: 'Sends the guide’s example payload of that type to this webhook only, signed and logged like any delivery.' }),
+      h('p', { class: 'help', text: 'Sends the guide’s example payload of that type to this webhook only (whatever it subscribes to), signed and logged like any delivery.' }),
       h('div', { class: 'inline-form' },
         h('div', { class: 'field' }, h('label', { for: selectId, text: 'Event type' }), select),
         submit),
@@ -883,7 +883,7 @@
     const empty = h('p', { class: 'muted empty-log', 'data-testid': 'empty-log', hidden: true, text: 'No deliveries match.' });
     const message = h('p', { class: 'form-error', role: 'alert', hidden: true });
     const more = h('button', { type: 'button', class: 'btn', 'data-testid': 'load-more', hidden: true, text: 'Load older deliveries', onclick: () => load(true) });
-    const reloadBtn = h('button', { type: 'button', class: 'btn btn-quiet', 'data-testid': 'reload-log', text: 'Refresh', onclick: () => load(false) });
+    const reloadBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'reload-log', text: 'Refresh', onclick: () => load(false) });
     const table = h('table', { class: 'log', 'aria-labelledby': 'log-title' },
       h('thead', {}, h('tr', {},
         ['Status', 'Event type', 'Delivery', 'Created', 'Attempts', 'Last result', ''].map((c, i) => h('th', { scope: 'col', class: i === 6 ? 'col-actions' : null }, c ? c : h('span', { class: 'visually-hidden', text: 'Actions' }))))),

@@ -265,6 +265,19 @@ try {
   await noHorizontalOverflow(page, 'webhook list at 1280px');
   await screenshot(page, 'webhooks-1280.png');
 
+  // Phone size: the list and the log fit the width.
+  const phone = await newPage(browser, { width: 390, height: 844 });
+  await signIn(phone, USER_TOKEN);
+  await card(phone, flaky.id).getByTestId('success-rate').waitFor();
+  await card(phone, steady.id).getByTestId('success-rate').waitFor();
+  await noHorizontalOverflow(phone, 'webhook list at 390px');
+  await screenshot(phone, 'webhooks-390.png');
+  await card(phone, flaky.id).getByTestId('open-webhook').click();
+  await row(phone, failedDelivery.id).getByTestId('toggle-details').click();
+  await phone.getByTestId('response-body').filter({ hasText: DOWN_BODY }).waitFor();
+  await noHorizontalOverflow(phone, 'delivery log at 390px');
+  ok('at 390×844 the list and the delivery log (attempt expanded) fit the screen width');
+
   // The failing webhook's delivery log, filtered, with the failed attempt's details.
   await flakyCard.getByTestId('open-webhook').click();
   await page.locator(`[data-testid="webhook-detail"][data-webhook-id="${flaky.id}"]`).waitFor();
@@ -346,17 +359,48 @@ try {
   assert(focused.outline !== 'none', 'a visible focus outline');
   ok('keyboard: Tab moves between labelled filters with a visible focus outline');
 
-  // Phone size: the list fits the width.
-  const phone = await newPage(browser, { width: 390, height: 844 });
-  await signIn(phone, USER_TOKEN);
-  await card(phone, flaky.id).getByTestId('success-rate').waitFor();
-  await card(phone, steady.id).getByTestId('success-rate').waitFor();
-  await noHorizontalOverflow(phone, 'webhook list at 390px');
-  await screenshot(phone, 'webhooks-390.png');
-  await card(phone, flaky.id).getByTestId('open-webhook').click();
-  await row(phone, failedDelivery.id).waitFor();
-  await noHorizontalOverflow(phone, 'delivery log at 390px');
-  ok('at 390×844 the list and the delivery log fit the screen width');
+
+  // Create, edit, disable and delete a webhook through the forms.
+  await page.getByTestId('back-link').click();
+  await page.getByTestId('new-webhook').click();
+  await page.getByTestId('name-input').fill('Made in the browser');
+  await page.getByTestId('url-input').fill(`${RECEIVER}/steady/browser`);
+  await page.getByTestId('event-type-message:*').check();
+  await page.getByTestId('save-webhook').click();
+  const secretValue = await page.getByTestId('secret-dialog').getByTestId('secret-value').inputValue();
+  assert(/^whsec_[A-Za-z0-9+/]{43}=$/.test(secretValue), `shown secret ${secretValue}`);
+  await page.getByTestId('secret-done').click();
+  const created = page.locator('[data-testid="webhook-detail"]').filter({ hasText: 'Made in the browser' });
+  await created.waitFor();
+  const createdId = await created.getAttribute('data-webhook-id');
+  const createdHook = await api('GET', `/api/hooks/webhooks/${createdId}`, USER_TOKEN);
+  assertEq(JSON.stringify(createdHook.eventTypes), '["message:*"]', 'eventTypes of the new webhook');
+  ok('New webhook: created from the form with message:*, its whsec_ secret shown once');
+
+  await page.getByTestId('edit-webhook').click();
+  await page.getByTestId('name-input').fill('Renamed in the browser');
+  await page.getByTestId('event-type-*').check();
+  await page.getByTestId('save-webhook').click();
+  await page.locator('[data-testid="webhook-detail"] h1').filter({ hasText: 'Renamed in the browser' }).waitFor();
+  assertEq(JSON.stringify((await api('GET', `/api/hooks/webhooks/${createdId}`, USER_TOKEN)).eventTypes), '["*"]', 'eventTypes after the edit');
+  await page.getByTestId('toggle-enabled').click();
+  await page.locator('[data-testid="webhook-status"][data-status="disabled"]').waitFor();
+  assertEq((await page.getByTestId('webhook-status').textContent()).trim(), 'Disabled', 'badge text');
+  ok('Edit renames and subscribes to *, Disable shows the Disabled badge');
+
+  await page.getByTestId('rotate-secret').click();
+  await page.getByTestId('confirm-rotate').click();
+  const rotated = await page.getByTestId('rotate-dialog').getByTestId('secret-value').inputValue();
+  assert(rotated.startsWith('whsec_') && rotated !== secretValue, 'a new secret is shown');
+  await page.getByTestId('secret-done').click();
+  ok('Rotate secret shows the new secret once');
+
+  await page.getByTestId('delete-webhook').click();
+  await page.getByTestId('confirm-delete').click();
+  await page.getByTestId('webhook-list').waitFor();
+  await card(page, flaky.id).waitFor();
+  assertEq(await card(page, createdId).count(), 0, 'cards of the deleted webhook');
+  ok('Delete asks for confirmation and removes the webhook');
 
   // Sign out forgets the token.
   await page.getByTestId('sign-out').click();
