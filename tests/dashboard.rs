@@ -112,7 +112,9 @@ fn check_prerequisites(ui_dir: &Path) {
         "HOOKD_UI_TEST is set but {CHROMIUM} is missing; install it with `apt-get install -y chromium`"
     );
     assert!(
-        ui_dir.join("node_modules/playwright-core/package.json").exists(),
+        ui_dir
+            .join("node_modules/playwright-core/package.json")
+            .exists(),
         "HOOKD_UI_TEST is set but {}/node_modules has no playwright-core; run `npm ci` there",
         ui_dir.display()
     );
