@@ -289,6 +289,7 @@ impl Bench {
 
         print_ingest(&driven);
         let measured = stats.print(&driven);
+        api.print_stats_cost(expected);
         let stopped = hookd.stop();
         print_rss(&stopped.rss);
         print_store(dir.path(), plan.events);
@@ -422,6 +423,7 @@ impl Bench {
             }
         }
         println!("lost / duplicates {} / {}", stats.lost, stats.duplicates);
+        Api::new(hookd.addr).print_stats_cost(pending);
         let stopped = hookd.stop();
         println!(
             "hookd RSS (drain) peak {:.1} MiB (VmHWM; sampled max {:.1} MiB)",
@@ -740,6 +742,46 @@ impl Api {
         let mut answer = self.agent.get(format!("{}{path}", self.base)).call().ok()?;
         let _ = answer.body_mut().read_to_vec();
         Some(answer.status().as_u16())
+    }
+
+    /// Times `GET …/stats?window=24h` (the dashboard's widest query) on the first
+    /// webhook, `calls` times one after another; answers (p50, p99) in milliseconds.
+    fn time_stats(&self, calls: usize) -> (f64, f64) {
+        let mut list = self
+            .agent
+            .get(format!("{}/api/hooks/webhooks", self.base))
+            .header("Authorization", format!("Bearer {USER_TOKEN}"))
+            .call()
+            .expect("list webhooks");
+        let text = list.body_mut().read_to_string().unwrap_or_default();
+        let hooks: serde_json::Value = serde_json::from_str(&text).expect("webhook list JSON");
+        let id = hooks[0]["id"].as_str().expect("a webhook id").to_owned();
+        let url = format!("{}/api/hooks/webhooks/{id}/stats?window=24h", self.base);
+        let mut took: Vec<u64> = (0..calls)
+            .map(|_| {
+                let started = Instant::now();
+                let mut answer = self
+                    .agent
+                    .get(&url)
+                    .header("Authorization", format!("Bearer {USER_TOKEN}"))
+                    .call()
+                    .expect("stats request");
+                let _ = answer.body_mut().read_to_vec();
+                assert_eq!(answer.status().as_u16(), 200, "stats answered");
+                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+            })
+            .collect();
+        took.sort_unstable();
+        (percentile_ms(&took, 50.0), percentile_ms(&took, 99.0))
+    }
+
+    /// Prints the stats query's cost next to how much the store holds.
+    fn print_stats_cost(&self, deliveries_in_store: usize) {
+        let (p50, p99) = self.time_stats(200);
+        println!(
+            "stats query       GET …/stats?window=24h p50 {p50:.2} ms   p99 {p99:.2} ms \
+             (200 calls; {deliveries_in_store} deliveries in the store)"
+        );
     }
 
     /// Creates `n` webhooks of the bench user, subscribed to everything, pointing at

@@ -108,19 +108,21 @@ pub fn get(
         }
     }
     let hook = owned_webhook(state, who, id)?;
-    let last = ops::minute_of(Millis::now());
+    let now = Millis::now();
+    // The window is `minutes` whole minutes, the current one included.
+    let last = ops::minute_of(now);
     let first = last + 1 - minutes.min(last + 1);
     let (buckets, last_attempt_at) = state.store.read(|r| {
         Ok((
             ops::window(r, hook.id, first, last)?,
-            ops::last_attempt_at(r, hook.id)?,
+            ops::last_attempt_at(r, hook.id, now)?,
         ))
     })?;
 
     let minute_start = |m: u64| Millis(i64::try_from(m * 60_000).unwrap_or(i64::MAX));
     let mut series = Vec::with_capacity(minutes as usize);
     let mut histogram = vec![0u64; latency::BUCKETS];
-    let mut totals = MinuteStats::default();
+    let (mut succeeded, mut failed, mut errored) = (0u64, 0u64, 0u64);
     let mut buckets = buckets.into_iter().peekable();
     for m in first..=last {
         let stats = match buckets.peek() {
@@ -132,9 +134,9 @@ pub fn get(
                 *slot += u64::from(n);
             }
         }
-        totals.succeeded += stats.succeeded;
-        totals.failed += stats.failed;
-        totals.errored += stats.errored;
+        succeeded += u64::from(stats.succeeded);
+        failed += u64::from(stats.failed);
+        errored += u64::from(stats.errored);
         series.push(Minute {
             at: minute_start(m).to_rfc3339(),
             succeeded: stats.succeeded,
@@ -142,7 +144,7 @@ pub fn get(
             errored: stats.errored,
         });
     }
-    let attempts = u64::from(totals.attempts());
+    let attempts = succeeded + failed + errored;
     let counted: u64 = histogram.iter().sum();
     json(
         StatusCode::OK,
@@ -153,10 +155,10 @@ pub fn get(
             from: minute_start(first).to_rfc3339(),
             until: minute_start(last + 1).to_rfc3339(),
             attempts,
-            succeeded: u64::from(totals.succeeded),
-            failed: u64::from(totals.failed),
-            errored: u64::from(totals.errored),
-            success_rate: (attempts > 0).then(|| totals.succeeded as f64 / attempts as f64),
+            succeeded,
+            failed,
+            errored,
+            success_rate: (attempts > 0).then(|| succeeded as f64 / attempts as f64),
             latency_ms: (counted > 0).then(|| Percentiles {
                 p50: percentile(&histogram, counted, 0.50),
                 p99: percentile(&histogram, counted, 0.99),

@@ -95,10 +95,6 @@ impl Record for MinuteStats {
 }
 
 impl MinuteStats {
-    pub fn attempts(&self) -> u32 {
-        self.succeeded + self.failed + self.errored
-    }
-
     fn add(&mut self, attempt: &Attempt) {
         let counter = match Outcome::of(attempt) {
             Outcome::Succeeded => &mut self.succeeded,
@@ -160,14 +156,19 @@ pub fn window(
     Ok(out)
 }
 
-/// When the webhook's latest counted attempt started (within the kept day), if any.
+/// When the webhook's latest attempt in the day up to `now` started, if any. (An idle
+/// webhook's old buckets are only dropped when it opens a new minute, so the range
+/// starts a day back rather than at the table's first key.)
 pub fn last_attempt_at(
     rtx: &ReadTransaction,
     webhook: WebhookId,
+    now: Millis,
 ) -> Result<Option<Millis>, StoreError> {
     let table = rtx.open_table(ATTEMPT_STATS)?;
+    let current = minute_of(now);
+    let first = current.saturating_sub(KEPT_MINUTES);
     let Some(entry) = table
-        .range((webhook.0, 0)..=(webhook.0, u64::MAX))?
+        .range((webhook.0, first)..=(webhook.0, current))?
         .next_back()
     else {
         return Ok(None);
