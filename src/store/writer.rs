@@ -48,37 +48,8 @@ trait Job: Send {
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
-struct OpJob<F, T> {
-    op: Option<F>,
-    output: Option<T>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<F, T> Job for OpJob<F, T>
-where
-    F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send,
-    T: Send,
-{
-    fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError> {
-        if let Some(op) = self.op.take() {
-            self.output = Some(op(tx)?);
-        }
-        Ok(())
-    }
-
-    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
-        let answer = match (commit, self.output) {
-            (Ok(()), Some(output)) => Ok(output),
-            (Err(e), _) => Err(e),
-            (Ok(()), None) => Err(StoreError::Storage("write job did not run".into())),
-        };
-        // The requester may have gone away (client disconnected); the write stands.
-        let _ = self.reply.send(answer);
-    }
-}
-
-/// A job whose outcome goes to a callback (run on the writer thread, after the commit)
-/// instead of a waiting requester.
+/// A write job: `op` runs inside the batch's transaction; `on_commit` gets its output
+/// (or the batch's error) on the writer thread once the commit is durable or failed.
 struct CallbackJob<F, T, C> {
     op: Option<F>,
     output: Option<T>,
@@ -143,11 +114,10 @@ impl WriterHandle {
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        self.send(Box::new(OpJob {
-            op: Some(op),
-            output: None,
-            reply,
-        }))?;
+        // The requester may have gone away (client disconnected); the write stands.
+        self.submit_then(op, move |result| {
+            let _ = reply.send(result);
+        })?;
         Ok(answer)
     }
 
