@@ -3,7 +3,8 @@
 // Rules this file keeps, because the page is served with a strict Content-Security-Policy
 // and shows data that receivers control (response bodies, error texts):
 // - API data reaches the DOM only as text (textContent / text nodes), never as HTML.
-// - No inline styles as attributes; sizes are set through CSSOM (el.style.x) or classes.
+// - No inline styles: no style attributes and no el.style either; looks come from classes
+//   in app.css, and the chart's geometry from SVG attributes (x, y, width, height).
 // - The user token lives in sessionStorage only, is sent only as a bearer header, and
 //   never appears in a URL.
 'use strict';
@@ -119,28 +120,39 @@
       const message = data && typeof data.error === 'string' ? data.error : `HTTP ${res.status}`;
       const err = new ApiError(res.status, data && data.code, message);
       // A token that stops working (removed from the config) ends the session.
-      if (res.status === 401 && !token) {
-        session.clear();
-        flash('error', 'Your token was not accepted any more; please sign in again.');
-        navigate('#/signin');
-      }
+      if (res.status === 401 && !token) sessionRefused(bearer);
       throw err;
     }
     return data;
+  }
+
+  // Ends the session once, however many requests were refused with it: later 401s for the
+  // same token find it gone (or replaced by a new sign-in) and do nothing. The address stays,
+  // so signing in again returns to the page the user was on.
+  function sessionRefused(bearer) {
+    if (!bearer || session.token !== bearer) return;
+    session.clear();
+    flash('error', 'Your token was not accepted any more; please sign in again.');
+    route();
   }
 
   const enc = encodeURIComponent;
   const hookPath = (id) => `/api/hooks/webhooks/${enc(id)}`;
 
   // ---------------------------------------------------------------------------------
-  // Flash messages (one area under the top bar).
+  // Flash messages (one area under the top bar). A message goes away on the next change of
+  // address, unless it announces that very navigation: `keepOnNavigate` lets it survive one.
 
-  function flash(kind, message, testid) {
+  let flashKeep = false;
+
+  function flash(kind, message, options) {
+    const { keepOnNavigate = false } = options || {};
     const area = document.getElementById('flash');
+    flashKeep = keepOnNavigate;
     const box = h('div', {
       class: `flash flash-${kind}`,
       role: kind === 'error' ? 'alert' : 'status',
-      'data-testid': testid || `flash-${kind}`,
+      'data-testid': `flash-${kind}`,
     },
     h('span', { class: 'flash-text', text: message }),
     h('button', { type: 'button', class: 'btn btn-quiet btn-small', 'aria-label': 'Dismiss message', text: 'Dismiss', onclick: () => box.remove() }));
@@ -149,7 +161,13 @@
   }
 
   function clearFlash() {
+    flashKeep = false;
     document.getElementById('flash').replaceChildren();
+  }
+
+  function onNavigate() {
+    if (flashKeep) flashKeep = false;
+    else clearFlash();
   }
 
   function errorText(e) {
@@ -211,33 +229,54 @@
   // and async work checks view.alive before touching the page.
 
   let currentView = null;
+  let nextFocus = null;
 
   function newView() {
     if (currentView) currentView.dispose();
     const timers = new Set();
     const view = {
       alive: true,
+      // A selector to focus after rendering instead of the heading (see rerender).
+      focusHint: nextFocus,
       later(fn, ms) {
         const t = setTimeout(() => { timers.delete(t); if (view.alive) fn(); }, ms);
         timers.add(t);
       },
       dispose() { view.alive = false; timers.forEach(clearTimeout); timers.clear(); },
     };
+    nextFocus = null;
     currentView = view;
     return view;
   }
 
+  // Renders the current page again and then focuses `selector` (the control that asked for
+  // it, say), so that keyboard users keep their place.
+  function rerender(selector) {
+    nextFocus = selector || null;
+    route();
+  }
+
   function navigate(hash) {
-    if (location.hash === hash) route();
-    else location.hash = hash;
+    if (location.hash === hash) {
+      onNavigate(); // no hashchange event will come
+      route();
+    } else {
+      location.hash = hash;
+    }
   }
 
   function route() {
     const hash = location.hash || '#/webhooks';
-    const parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+    let parts;
+    try {
+      parts = hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(decodeURIComponent);
+    } catch (_) {
+      parts = null; // a malformed escape such as %E0: no page has that address
+    }
     const signedIn = Boolean(session.token);
     document.getElementById('session').hidden = !signedIn;
     const view = newView();
+    if (!parts) return signedIn ? renderNotFound(view) : renderSignIn(view);
     if (!signedIn || parts[0] === 'signin') {
       if (signedIn) return navigate('#/webhooks');
       return renderSignIn(view);
@@ -257,9 +296,37 @@
     m.replaceChildren(...children.flat().filter(Boolean));
   }
 
-  function focusMain() {
+  // Focus for a freshly rendered page: the view's focus hint if it is on the page, else the
+  // page's heading. Only for a first render or a user's action, never for a background
+  // refresh.
+  function focusMain(view) {
+    const target = view && view.focusHint && $(view.focusHint, main());
+    if (target) { target.focus(); return; }
     const heading = $('h1', main());
     if (heading) { heading.setAttribute('tabindex', '-1'); heading.focus({ preventScroll: true }); }
+  }
+
+  // Replaces `oldEl` by `newEl`. If focus was inside, it moves to the element with the same
+  // data-testid in the new one, else to its first control, else to `fallback()`.
+  function swapKeepingFocus(oldEl, newEl, fallback) {
+    const active = document.activeElement;
+    const had = active && active !== document.body && oldEl.contains(active);
+    const testid = had && active.getAttribute('data-testid');
+    oldEl.replaceWith(newEl);
+    if (!had) return;
+    const target = (testid && $(`[data-testid="${testid}"]`, newEl)) || $('button:not([disabled]), a[href], [tabindex="0"]', newEl);
+    if (target) target.focus({ preventScroll: true });
+    else if (fallback) fallback();
+  }
+
+  // For async answers of which only the newest counts: `const current = latest();` before
+  // the request, `if (!current()) return;` after it.
+  function latestOnly() {
+    let n = 0;
+    return () => {
+      const mine = ++n;
+      return () => mine === n;
+    };
   }
 
   // ---------------------------------------------------------------------------------
@@ -318,7 +385,7 @@
   function signOut() {
     session.clear();
     clearFlash();
-    flash('info', 'Signed out. The token was removed from this tab.');
+    flash('info', 'Signed out. The token was removed from this tab.', { keepOnNavigate: true });
     navigate('#/signin');
   }
 
@@ -338,10 +405,9 @@
     const slot = W / n;
     const barW = Math.max(slot * 0.72, 1);
     const max = Math.max(1, ...series.map((m) => m.succeeded + m.failed + m.errored));
-    const busiest = series.reduce((a, m) => Math.max(a, m.succeeded + m.failed + m.errored), 0);
     const titleId = uid('chart-title');
     const descId = uid('chart-desc');
-    const summary = `Attempts per minute over the last ${stats.window || 'hour'}: ${stats.attempts} in all, ${stats.succeeded} succeeded, ${stats.failed} failed, ${stats.errored} errored${stats.attempts ? `; busiest minute ${busiest}` : ''}.`;
+    const summary = `Attempts per minute over the last ${stats.window || 'hour'}: ${stats.attempts} in all, ${stats.succeeded} succeeded, ${stats.failed} failed, ${stats.errored} errored${stats.attempts ? `; busiest minute ${max}` : ''}.`;
     const svg = s('svg', { class: 'chart', viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-labelledby': `${titleId} ${descId}`, 'data-testid': 'attempts-chart' },
       s('title', { id: titleId, text: 'Attempts per minute by outcome' }),
       s('desc', { id: descId, text: summary }),
@@ -368,8 +434,7 @@
           h('span', { class: 'legend-item' }, h('span', { class: 'swatch seg-ok', 'aria-hidden': 'true' }), 'succeeded'),
           h('span', { class: 'legend-item' }, h('span', { class: 'swatch seg-failed', 'aria-hidden': 'true' }), 'failed'),
           h('span', { class: 'legend-item' }, h('span', { class: 'swatch seg-errored', 'aria-hidden': 'true' }), 'errored')),
-        h('span', { class: 'chart-axis', text: 'now' })),
-      h('p', { class: 'visually-hidden', text: summary }));
+        h('span', { class: 'chart-axis', text: 'now' })));
   }
 
   function statTile(label, value, testid, title) {
@@ -421,21 +486,29 @@
       flash('success', updated.enabled
         ? `“${updated.name}” is enabled again; new events are delivered to it.`
         : `“${updated.name}” is disabled; its pending deliveries were cancelled.`);
-      onChange();
+      onChange('toggled');
     } catch (e) {
       flash('error', `Could not update “${hook.name}”: ${errorText(e)}`);
       button.disabled = false;
+      button.focus();
     }
   }
 
-  // A modal <dialog>; `build(close)` returns the body; resolves when it closes.
+  // A modal <dialog>; `build(close, lock)` returns the body; resolves when it closes.
+  // `lock()` stops Esc from closing it (for a secret shown once: only its button may close
+  // it). Besides `cancel`, the Esc keydown itself is cancelled, because Chromium lets a
+  // second Esc without a click in between close a dialog whose `cancel` was prevented.
   function openDialog(title, build, testid) {
     return new Promise((resolve) => {
       const titleId = uid('dialog-title');
       const dialog = h('dialog', { class: 'dialog', 'aria-labelledby': titleId, 'data-testid': testid || 'dialog' });
       let result;
+      let locked = false;
       const close = (value) => { result = value; dialog.close(); };
-      dialog.append(h('h2', { id: titleId, text: title }), build(close));
+      const lock = () => { locked = true; };
+      dialog.addEventListener('cancel', (e) => { if (locked) e.preventDefault(); });
+      dialog.addEventListener('keydown', (e) => { if (locked && e.key === 'Escape') e.preventDefault(); });
+      dialog.append(h('h2', { id: titleId, text: title }), build(close, lock));
       dialog.addEventListener('close', () => { dialog.remove(); resolve(result); });
       document.body.append(dialog);
       dialog.showModal();
@@ -465,7 +538,7 @@
   }
 
   function rotateSecretDialog(hook) {
-    return openDialog(`Rotate the secret of “${hook.name}”`, (close) => {
+    return openDialog(`Rotate the secret of “${hook.name}”`, (close, lock) => {
       const selectId = uid('grace');
       const select = h('select', { id: selectId, 'data-testid': 'grace-select' },
         h('option', { value: '0', text: 'None: the old secret stops at once' }),
@@ -486,8 +559,11 @@
         error.hidden = true;
         try {
           const answer = await api('POST', `${hookPath(hook.id)}/rotate-secret`, { graceSeconds: Number(select.value) });
+          lock();
           body.replaceChildren(secretReveal(answer.secret, 'new signing secret'),
             h('div', { class: 'actions actions-end' }, h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'secret-done', text: 'Done', onclick: () => close(true) })));
+          // The button that had focus is gone; the secret is what to act on now.
+          $('[data-testid="secret-value"]', body).focus();
         } catch (e) {
           error.textContent = errorText(e);
           error.hidden = false;
@@ -498,7 +574,7 @@
     }, 'rotate-dialog');
   }
 
-  function deleteDialog(hook, onDeleted) {
+  function deleteDialog(hook, onChange) {
     return openDialog(`Delete “${hook.name}”?`, (close) => {
       const error = h('p', { class: 'form-error', role: 'alert', hidden: true });
       const confirm = h('button', { type: 'button', class: 'btn btn-danger', 'data-testid': 'confirm-delete', text: 'Delete webhook' });
@@ -508,8 +584,8 @@
         try {
           await api('DELETE', hookPath(hook.id));
           close(true);
-          flash('success', `Deleted “${hook.name}”. Its pending deliveries were cancelled.`);
-          onDeleted(true);
+          flash('success', `Deleted “${hook.name}”. Its pending deliveries were cancelled.`, { keepOnNavigate: true });
+          onChange('deleted');
         } catch (e) {
           error.textContent = errorText(e);
           error.hidden = false;
@@ -530,7 +606,7 @@
 
   async function renderWebhookList(view) {
     const list = h('div', { class: 'webhook-list', 'data-testid': 'webhook-list', 'aria-busy': 'true' }, h('p', { class: 'loading', text: 'Loading webhooks…' }));
-    const refresh = h('button', { type: 'button', class: 'btn', 'data-testid': 'refresh', text: 'Refresh', onclick: () => route() });
+    const refresh = h('button', { type: 'button', class: 'btn', 'data-testid': 'refresh', text: 'Refresh', onclick: () => rerender('[data-testid="refresh"]') });
     setPage('Webhooks',
       h('div', { class: 'page-head' },
         h('div', {},
@@ -539,6 +615,7 @@
         h('div', { class: 'actions' }, refresh,
           h('a', { class: 'btn btn-primary', href: '#/webhooks/new', 'data-testid': 'new-webhook', text: 'New webhook' }))),
       list);
+    focusMain(view);
     let hooks;
     try {
       hooks = await api('GET', '/api/hooks/webhooks');
@@ -558,6 +635,7 @@
     }
     const cards = hooks.map((hook) => webhookCard(hook));
     list.replaceChildren(...cards.map((c) => c.el));
+    if (view.focusHint) focusMain(view);
     // Stats load per webhook, in parallel, without holding up the list.
     await Promise.all(cards.map(async (c) => {
       const stats = await fetchStats(c.hook.id);
@@ -576,7 +654,9 @@
         badge(hook.status)),
       eventTypeChips(hook.eventTypes),
       statsSlot,
-      webhookActions(hook, () => route(), true));
+      webhookActions(hook, (what) => (what === 'deleted'
+        ? navigate('#/webhooks')
+        : rerender(`[data-webhook-id="${CSS.escape(hook.id)}"] [data-testid="toggle-enabled"]`)), true));
     return {
       el, hook,
       setStats(stats) {
@@ -626,6 +706,11 @@
       value() { return boxes.filter((b) => b.checked && !b.disabled).map((b) => b.value); },
       focus() { boxes[0].focus(); },
     };
+  }
+
+  function sameSet(a, b) {
+    const sorted = (xs) => JSON.stringify([...xs].sort());
+    return sorted(a) === sorted(b);
   }
 
   // A secret in the format hookd generates itself: whsec_ and 32 random bytes in base64.
@@ -685,25 +770,33 @@
           const changes = {};
           if (body.name !== hook.name) changes.name = body.name;
           if (body.url !== hook.url) changes.url = body.url;
-          if (JSON.stringify(body.eventTypes) !== JSON.stringify(hook.eventTypes)) changes.eventTypes = body.eventTypes;
+          if (!sameSet(body.eventTypes, hook.eventTypes)) changes.eventTypes = body.eventTypes;
           await api('PATCH', hookPath(id), changes);
-          flash('success', `Saved “${body.name}”.`);
-          navigate(`#/webhooks/${enc(id)}`);
+          flash('success', `Saved “${body.name}”.`, { keepOnNavigate: view.alive });
+          if (view.alive) navigate(`#/webhooks/${enc(id)}`);
           return;
         }
         const secret = sign.checked ? generateSecret() : null;
         if (secret) body.secret = secret;
         const created = await api('POST', '/api/hooks/webhooks', body);
-        if (!view.alive) return;
+        // The secret exists only here now: show it even if the user has moved on to another
+        // page meanwhile (the dialog is modal over whatever page is showing).
         if (secret) {
-          await openDialog(`Created “${created.name}”`, (close) => h('div', { class: 'dialog-body' },
-            secretReveal(secret, 'signing secret of this webhook'),
-            h('div', { class: 'actions actions-end' }, h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'secret-done', text: 'I have copied it', onclick: () => close(true) }))), 'secret-dialog');
+          await openDialog(`Created “${created.name}”`, (close, lock) => {
+            lock();
+            return h('div', { class: 'dialog-body' },
+              secretReveal(secret, 'signing secret of this webhook'),
+              h('div', { class: 'actions actions-end' }, h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'secret-done', text: 'I have copied it', onclick: () => close(true) })));
+          }, 'secret-dialog');
         } else {
-          flash('success', `Created “${created.name}”. Its deliveries are not signed.`);
+          flash('success', `Created “${created.name}”. Its deliveries are not signed.`, { keepOnNavigate: view.alive });
         }
-        navigate(`#/webhooks/${enc(created.id)}`);
+        if (view.alive) navigate(`#/webhooks/${enc(created.id)}`);
       } catch (e) {
+        if (!view.alive) {
+          flash('error', `“${body.name}” was not ${editing ? 'saved' : 'created'}: ${errorText(e)}`);
+          return;
+        }
         error.textContent = errorText(e);
         error.hidden = false;
         submit.disabled = false;
@@ -738,43 +831,65 @@
 
     const head = h('div', { class: 'detail-head', 'data-testid': 'webhook-detail', 'data-webhook-id': hook.id });
     const statsSlot = h('section', { class: 'card', 'aria-labelledby': 'stats-title' });
+    const showStats = (content) => statsSlot.replaceChildren(h('h2', { id: 'stats-title', class: 'section-title', text: 'Last hour' }), content);
+    const latestHead = latestOnly();
+    const latestStats = latestOnly();
     const log = deliveryLog(view, hook, () => refreshHead());
 
-    async function refreshHead() {
+    async function loadStats() {
+      const current = latestStats();
+      const stats = await fetchStats(id);
+      if (view.alive && current()) showStats(statsBlock(stats));
+    }
+
+    // Several deliveries may settle in one poll: only the newest answer is shown, so a
+    // slower, older one cannot put back a stale status.
+    let focusAfterHead = null;
+    async function refreshHead(focusSelector) {
+      const current = latestHead();
+      if (focusSelector) focusAfterHead = focusSelector;
+      loadStats();
       try {
         const fresh = await api('GET', hookPath(id));
-        if (!view.alive) return;
+        if (!view.alive || !current()) return;
         hook = fresh;
-        renderHead();
-        const stats = await fetchStats(id);
-        if (view.alive) statsSlot.replaceChildren(h('h2', { id: 'stats-title', class: 'section-title', text: 'Last hour' }), statsBlock(stats));
+        renderHead(focusAfterHead);
+        focusAfterHead = null;
       } catch (_) { /* the log shows its own errors */ }
     }
 
-    function renderHead() {
+    // Focus inside the header stays on the same control across a re-render (or goes to
+    // `focusSelector`, the control that caused it).
+    function renderHead(focusSelector) {
+      const active = document.activeElement;
+      let keep = focusSelector;
+      if (!keep && active && head.contains(active)) {
+        keep = active.dataset.testid ? `[data-testid="${active.dataset.testid}"]` : (active.tagName === 'H1' ? 'h1' : null);
+      }
       head.replaceChildren(
         h('div', { class: 'card-head' },
           h('div', { class: 'card-title' },
-            h('h1', { text: hook.name }),
+            h('h1', { text: hook.name, tabindex: '-1' }),
             h('p', { class: 'url', 'data-testid': 'webhook-url', text: hook.url })),
           badge(hook.status, 'webhook-status')),
         eventTypeChips(hook.eventTypes),
         h('p', { class: 'meta muted' }, 'Id ', h('code', { text: hook.id }), ' · created ', timeEl(hook.createdAt), ' · updated ', timeEl(hook.updatedAt)),
-        webhookActions(hook, (deleted) => (deleted === true ? navigate('#/webhooks') : refreshHead()), false));
+        webhookActions(hook, (what) => (what === 'deleted' ? navigate('#/webhooks') : refreshHead('[data-testid="toggle-enabled"]')), false));
+      const target = keep && $(keep, head);
+      if (target) target.focus({ preventScroll: true });
     }
 
     renderHead();
-    statsSlot.append(h('h2', { id: 'stats-title', class: 'section-title', text: 'Last hour' }), h('p', { class: 'loading', text: 'Loading stats…' }));
+    showStats(h('p', { class: 'loading', text: 'Loading stats…' }));
     setPage(hook.name,
       backLink(),
       h('section', { class: 'card' }, head),
       statsSlot,
       h('div', { class: 'tools' }, testEventForm(view, hook, log), recoverForm(view, hook, log)),
       log.el);
-    focusMain();
+    focusMain(view);
     log.load();
-    const stats = await fetchStats(id);
-    if (view.alive) statsSlot.replaceChildren(h('h2', { id: 'stats-title', class: 'section-title', text: 'Last hour' }), statsBlock(stats));
+    loadStats();
   }
 
   function testEventForm(view, hook, log) {
@@ -805,11 +920,9 @@
         result.dataset.eventId = answer.eventId;
         result.replaceChildren('Queued ', h('code', { text: select.value }), ' as delivery ', h('code', { text: answer.deliveryId }), '.');
         result.classList.add('ok');
-        log.reload();
+        log.load();
       } catch (e) {
-        result.textContent = e.status === 404 && e.code === 'not_found' && !e.message.includes('webhook')
-          ? 'Test events are not available on this server.'
-          : `Not sent: ${errorText(e)}`;
+        result.textContent = `Not sent: ${errorText(e)}`;
         result.classList.add('error');
       } finally {
         submit.disabled = false;
@@ -825,16 +938,17 @@
   function recoverForm(view, hook, log) {
     const sinceId = uid('since');
     const untilId = uid('until');
-    const since = h('input', { id: sinceId, type: 'datetime-local', required: true, value: toLocalInput(new Date(Date.now() - 3600 * 1000)), 'data-testid': 'recover-since' });
-    const until = h('input', { id: untilId, type: 'datetime-local', 'data-testid': 'recover-until' });
+    const hintId = uid('recover-hint');
+    const since = h('input', { id: sinceId, type: 'datetime-local', required: true, value: toLocalInput(new Date(Date.now() - 3600 * 1000)), 'aria-describedby': hintId, 'data-testid': 'recover-since' });
+    const until = h('input', { id: untilId, type: 'datetime-local', 'aria-describedby': hintId, 'data-testid': 'recover-until' });
     const result = h('p', { class: 'form-result', role: 'status', 'data-testid': 'recover-result' });
     const submit = h('button', { type: 'submit', class: 'btn', 'data-testid': 'recover', text: 'Recover failed' });
     const form = h('form', { class: 'card tool', 'aria-labelledby': 'recover-title', novalidate: true },
       h('h2', { id: 'recover-title', class: 'section-title', text: 'Recover failed deliveries' }),
-      h('p', { class: 'help', text: 'Queues every failed delivery created in the window again, with a fresh retry schedule. Times are your local time.' }),
+      h('p', { class: 'help', id: hintId, text: 'Queues failed deliveries again with a fresh retry schedule: those created from the first time up to, not including, the second (empty: now), whenever they failed. Times are your local time.' }),
       h('div', { class: 'inline-form' },
-        h('div', { class: 'field' }, h('label', { for: sinceId, text: 'Failed since' }), since),
-        h('div', { class: 'field' }, h('label', { for: untilId, text: 'Until (optional)' }), until),
+        h('div', { class: 'field' }, h('label', { for: sinceId, text: 'Created from' }), since),
+        h('div', { class: 'field' }, h('label', { for: untilId, text: 'Created before (optional)' }), until),
         submit),
       result);
     form.addEventListener('submit', async (ev) => {
@@ -855,7 +969,7 @@
         if (!view.alive) return;
         result.textContent = answer.queued === 1 ? '1 failed delivery queued again.' : `${answer.queued} failed deliveries queued again.`;
         result.classList.add('ok');
-        if (answer.queued) log.reload();
+        if (answer.queued) log.load();
       } catch (e) {
         result.textContent = `Not recovered: ${errorText(e)}`;
         result.classList.add('error');
@@ -867,101 +981,115 @@
   }
 
   // The delivery log: filters, a table with expandable rows, "load older" paging, and
-  // polling of pending deliveries until they settle.
+  // polling of pending deliveries until they settle. `onSettled` runs when one did.
   function deliveryLog(view, hook, onSettled) {
-    const filters = { status: '', eventType: '' };
     let next = null;
-    let loadSeq = 0;
-    const rows = new Map(); // delivery id -> { delivery, row, detail, expanded }
-    const statusSelect = h('select', { id: 'filter-status', 'data-testid': 'filter-status' },
-      h('option', { value: '', text: 'All statuses' }),
-      DELIVERY_STATUSES.map((st) => h('option', { value: st, text: STATUS_LABEL[st] })));
-    const typeSelect = h('select', { id: 'filter-type', 'data-testid': 'filter-event-type' },
-      h('option', { value: '', text: 'All event types' }),
-      CATALOG.map((g) => h('optgroup', { label: g.label }, g.types.map((t) => h('option', { value: t, text: t })))));
-    const tbody = h('tbody', { 'data-testid': 'delivery-rows' });
+    const latest = latestOnly();
+    const filters = logFilters(() => load(false));
+    const rows = deliveryRows(view, hook, {
+      onPending: () => poller.schedule(),
+      onSettled,
+    });
+    const poller = pendingPoller(view, rows);
     const empty = h('p', { class: 'muted empty-log', 'data-testid': 'empty-log', hidden: true, text: 'No deliveries match.' });
     const message = h('p', { class: 'form-error', role: 'alert', hidden: true });
     const more = h('button', { type: 'button', class: 'btn', 'data-testid': 'load-more', hidden: true, text: 'Load older deliveries', onclick: () => load(true) });
-    const reloadBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'reload-log', text: 'Refresh', onclick: () => load(false) });
-    const table = h('table', { class: 'log', 'aria-labelledby': 'log-title' },
-      h('thead', {}, h('tr', {},
-        ['Status', 'Event type', 'Delivery', 'Created', 'Attempts', 'Last result', ''].map((c, i) => h('th', { scope: 'col', class: i === 6 ? 'col-actions' : null }, c ? c : h('span', { class: 'visually-hidden', text: 'Actions' }))))),
-      tbody);
     const el = h('section', { class: 'card log-card', 'aria-labelledby': 'log-title', 'data-testid': 'delivery-log' },
       h('div', { class: 'log-head' },
         h('h2', { id: 'log-title', class: 'section-title', text: 'Delivery log' }),
-        h('div', { class: 'filters', role: 'group', 'aria-label': 'Filter deliveries' },
-          h('div', { class: 'field' }, h('label', { for: 'filter-status', text: 'Status' }), statusSelect),
-          h('div', { class: 'field' }, h('label', { for: 'filter-type', text: 'Event type' }), typeSelect),
-          reloadBtn)),
+        filters.el),
       message,
-      h('div', { class: 'table-wrap' }, table),
+      h('div', { class: 'table-wrap' }, rows.table),
       empty,
       h('div', { class: 'log-foot' }, more));
 
-    statusSelect.addEventListener('change', () => { filters.status = statusSelect.value; load(false); });
-    typeSelect.addEventListener('change', () => { filters.eventType = typeSelect.value; load(false); });
-
     async function load(append) {
-      const seq = ++loadSeq;
-      const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
-      if (filters.status) q.set('status', filters.status);
-      if (filters.eventType) q.set('eventType', filters.eventType);
+      const current = latest();
+      const q = new URLSearchParams({ limit: String(PAGE_SIZE), ...filters.value() });
       if (append && next) q.set('after', next);
       el.setAttribute('aria-busy', 'true');
       more.disabled = true;
       try {
         const page = await api('GET', `${hookPath(hook.id)}/deliveries?${q}`);
-        if (!view.alive || seq !== loadSeq) return;
+        if (!view.alive || !current()) return;
         message.hidden = true;
-        if (!append) {
-          const expanded = new Set([...rows].filter(([, r]) => r.expanded).map(([k]) => k));
-          rows.clear();
-          tbody.replaceChildren();
-          page.deliveries.forEach((d) => addRow(d, expanded.has(d.id)));
-        } else {
-          page.deliveries.forEach((d) => { if (!rows.has(d.id)) addRow(d, false); });
-        }
+        if (append) rows.append(page.deliveries);
+        else rows.replaceAll(page.deliveries);
         next = page.next;
         more.hidden = !next;
-        empty.hidden = rows.size > 0;
-        table.hidden = rows.size === 0;
-        schedulePoll();
+        empty.hidden = rows.size() > 0;
+        rows.table.hidden = rows.size() === 0;
+        poller.schedule();
       } catch (e) {
-        if (!view.alive || seq !== loadSeq) return;
+        if (!view.alive || !current()) return;
         message.textContent = `Could not load deliveries: ${errorText(e)}`;
         message.hidden = false;
       } finally {
-        if (seq === loadSeq) { el.removeAttribute('aria-busy'); more.disabled = false; }
+        if (current()) { el.removeAttribute('aria-busy'); more.disabled = false; }
       }
     }
 
-    function addRow(delivery, expanded) {
+    return { el, load: () => load(false) };
+  }
+
+  // The log's filters and its Refresh button; `value()` gives the query parameters.
+  function logFilters(onChange) {
+    const statusSelect = h('select', { id: 'filter-status', 'data-testid': 'filter-status', onchange: onChange },
+      h('option', { value: '', text: 'All statuses' }),
+      DELIVERY_STATUSES.map((st) => h('option', { value: st, text: STATUS_LABEL[st] })));
+    const typeSelect = h('select', { id: 'filter-type', 'data-testid': 'filter-event-type', onchange: onChange },
+      h('option', { value: '', text: 'All event types' }),
+      CATALOG.map((g) => h('optgroup', { label: g.label }, g.types.map((t) => h('option', { value: t, text: t })))));
+    const el = h('div', { class: 'filters', role: 'group', 'aria-label': 'Filter deliveries' },
+      h('div', { class: 'field' }, h('label', { for: 'filter-status', text: 'Status' }), statusSelect),
+      h('div', { class: 'field' }, h('label', { for: 'filter-type', text: 'Event type' }), typeSelect),
+      h('button', { type: 'button', class: 'btn', 'data-testid': 'reload-log', text: 'Refresh', onclick: onChange }));
+    return {
+      el,
+      value() {
+        const q = {};
+        if (statusSelect.value) q.status = statusSelect.value;
+        if (typeSelect.value) q.eventType = typeSelect.value;
+        return q;
+      },
+    };
+  }
+
+  // The log's table: one row per delivery, expandable to its attempts. Rows are replaced in
+  // place when a delivery changes, keeping focus and the expanded state.
+  function deliveryRows(view, hook, { onPending, onSettled }) {
+    const entries = new Map(); // delivery id -> { delivery, row, detail, expanded }
+    const tbody = h('tbody', { 'data-testid': 'delivery-rows' });
+    const table = h('table', { class: 'log', 'aria-labelledby': 'log-title' },
+      h('thead', {}, h('tr', {},
+        ['Status', 'Event type', 'Delivery', 'Created', 'Attempts', 'Last result', ''].map((c, i) => h('th', { scope: 'col', class: i === 6 ? 'col-actions' : null }, c ? c : h('span', { class: 'visually-hidden', text: 'Actions' }))))),
+      tbody);
+
+    function add(delivery, expanded) {
       const entry = { delivery, expanded: false, row: null, detail: null };
-      rows.set(delivery.id, entry);
-      entry.row = deliveryRow(entry);
+      entries.set(delivery.id, entry);
+      entry.row = deliveryRow(entry, { toggle, retry });
       tbody.append(entry.row);
       if (expanded) toggle(entry);
     }
 
-    function replaceRow(entry, delivery) {
+    function replace(entry, delivery) {
       entry.delivery = delivery;
-      const row = deliveryRow(entry);
-      entry.row.replaceWith(row);
+      const row = deliveryRow(entry, { toggle, retry });
+      swapKeepingFocus(entry.row, row);
       entry.row = row;
       if (entry.expanded && entry.detail) {
         const detail = detailRow(entry);
-        entry.detail.replaceWith(detail);
+        swapKeepingFocus(entry.detail, detail);
         entry.detail = detail;
       }
     }
 
     function toggle(entry) {
       entry.expanded = !entry.expanded;
-      const btn = entry.row.querySelector('[data-testid="toggle-details"]');
+      const btn = $('[data-testid="toggle-details"]', entry.row);
       btn.setAttribute('aria-expanded', String(entry.expanded));
-      btn.textContent = entry.expanded ? 'Hide' : 'Details';
+      btn.replaceChildren(...toggleLabel(entry));
       entry.row.classList.toggle('expanded', entry.expanded);
       if (entry.expanded) {
         entry.detail = detailRow(entry);
@@ -972,71 +1100,109 @@
       }
     }
 
-    function deliveryRow(entry) {
-      const d = entry.delivery;
-      const last = d.attempts[d.attempts.length - 1];
-      const detailId = `detail-${d.id}`;
-      const cell = (label, ...content) => h('td', { 'data-label': label }, ...content);
-      const actions = h('td', { class: 'col-actions' },
-        h('div', { class: 'row-actions' },
-          h('button', {
-            type: 'button', class: 'btn btn-small', 'data-testid': 'toggle-details',
-            'aria-expanded': String(entry.expanded), 'aria-controls': detailId,
-            'aria-label': `Details of delivery ${d.id}`,
-            text: entry.expanded ? 'Hide' : 'Details', onclick: () => toggle(entry),
-          }),
-          d.status === 'failed' ? h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'retry', 'aria-label': `Retry delivery ${d.id}`, text: 'Retry', onclick: (ev) => retry(entry, ev.currentTarget) }) : null));
-      return h('tr', { class: `delivery-row${entry.expanded ? ' expanded' : ''}`, 'data-testid': 'delivery-row', 'data-delivery-id': d.id, 'data-status': d.status, 'data-event-type': d.eventType },
-        cell('Status', badge(d.status, 'delivery-status')),
-        cell('Event type', h('code', { text: d.eventType })),
-        cell('Delivery', h('a', { class: 'mono id-link', href: `#/webhooks/${enc(d.webhookId)}/deliveries/${enc(d.id)}`, title: d.id, text: shortId(d.id) })),
-        cell('Created', timeEl(d.createdAt)),
-        cell('Attempts', String(d.attempts.length)),
-        cell('Last result', lastResult(d, last)),
-        actions);
-    }
-
-    function detailRow(entry) {
-      return h('tr', { class: 'detail-row', id: `detail-${entry.delivery.id}`, 'data-testid': 'delivery-detail' },
-        h('td', { colspan: 7 }, deliveryDetail(entry.delivery)));
-    }
-
     async function retry(entry, button) {
-      button.disabled = true;
+      if (!(await retryDelivery(hook.id, entry.delivery.id, button))) return;
       try {
-        await api('POST', `${hookPath(hook.id)}/deliveries/${enc(entry.delivery.id)}/retry`);
-        flash('info', `Delivery ${entry.delivery.id} queued again.`);
-        await refreshOne(entry);
+        await refresh(entry);
       } catch (e) {
-        flash('error', `Retry failed: ${errorText(e)}`);
-        button.disabled = false;
+        if (view.alive) flash('error', `Queued again, but the log could not be updated: ${errorText(e)}`);
       }
     }
 
-    async function refreshOne(entry) {
+    // Fetches one delivery again; a settled one may have changed the webhook's status.
+    async function refresh(entry) {
       const fresh = await api('GET', `${hookPath(hook.id)}/deliveries/${enc(entry.delivery.id)}`);
-      if (!view.alive || rows.get(fresh.id) !== entry) return;
+      if (!view.alive || entries.get(fresh.id) !== entry) return;
       const before = entry.delivery.status;
-      replaceRow(entry, fresh);
-      // A delivery that settled may have changed the webhook's status and stats.
-      if (fresh.status === 'pending') schedulePoll();
+      replace(entry, fresh);
+      if (fresh.status === 'pending') onPending();
       else if (fresh.status !== before) onSettled();
     }
 
-    let polling = false;
-    function schedulePoll() {
-      if (polling) return;
-      if (![...rows.values()].some((r) => r.delivery.status === 'pending')) return;
-      polling = true;
+    return {
+      table,
+      size: () => entries.size,
+      pending: () => [...entries.values()].filter((e) => e.delivery.status === 'pending'),
+      refresh,
+      replaceAll(deliveries) {
+        const expanded = new Set([...entries].filter(([, e]) => e.expanded).map(([k]) => k));
+        entries.clear();
+        tbody.replaceChildren();
+        deliveries.forEach((d) => add(d, expanded.has(d.id)));
+      },
+      append(deliveries) {
+        deliveries.forEach((d) => { if (!entries.has(d.id)) add(d, false); });
+      },
+    };
+  }
+
+  // Polls the pending rows every POLL_MS until none is left.
+  function pendingPoller(view, rows) {
+    let scheduled = false;
+    function schedule() {
+      if (scheduled || !rows.pending().length) return;
+      scheduled = true;
       view.later(async () => {
-        polling = false;
-        const pending = [...rows.values()].filter((r) => r.delivery.status === 'pending');
-        await Promise.all(pending.map((r) => refreshOne(r).catch(() => {})));
-        schedulePoll();
+        scheduled = false;
+        await Promise.all(rows.pending().map((e) => rows.refresh(e).catch(() => {})));
+        schedule();
       }, POLL_MS);
     }
+    return { schedule };
+  }
 
-    return { el, load: () => load(false), reload: () => load(false) };
+  // "Details" / "Hide", with the delivery named for screen readers only.
+  function toggleLabel(entry) {
+    const id = entry.delivery.id;
+    return entry.expanded
+      ? ['Hide', h('span', { class: 'visually-hidden', text: ` details of delivery ${id}` })]
+      : ['Details', h('span', { class: 'visually-hidden', text: ` of delivery ${id}` })];
+  }
+
+  function deliveryRow(entry, { toggle, retry }) {
+    const d = entry.delivery;
+    const last = d.attempts[d.attempts.length - 1];
+    const cell = (label, ...content) => h('td', { 'data-label': label }, ...content);
+    const actions = h('td', { class: 'col-actions' },
+      h('div', { class: 'row-actions' },
+        h('button', {
+          type: 'button', class: 'btn btn-small', 'data-testid': 'toggle-details',
+          'aria-expanded': String(entry.expanded), 'aria-controls': `detail-${d.id}`,
+          onclick: () => toggle(entry),
+        }, ...toggleLabel(entry)),
+        d.status === 'failed'
+          ? h('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'retry', onclick: (ev) => retry(entry, ev.currentTarget) },
+            'Retry', h('span', { class: 'visually-hidden', text: ` delivery ${d.id}` }))
+          : null));
+    return h('tr', { class: `delivery-row${entry.expanded ? ' expanded' : ''}`, 'data-testid': 'delivery-row', 'data-delivery-id': d.id, 'data-status': d.status, 'data-event-type': d.eventType },
+      cell('Status', badge(d.status, 'delivery-status')),
+      cell('Event type', h('code', { text: d.eventType })),
+      cell('Delivery', h('a', { class: 'mono id-link', href: `#/webhooks/${enc(d.webhookId)}/deliveries/${enc(d.id)}`, title: d.id, text: shortId(d.id) })),
+      cell('Created', timeEl(d.createdAt)),
+      cell('Attempts', String(d.attempts.length)),
+      cell('Last result', lastResult(d, last)),
+      actions);
+  }
+
+  function detailRow(entry) {
+    return h('tr', { class: 'detail-row', id: `detail-${entry.delivery.id}`, 'data-testid': 'delivery-detail' },
+      h('td', { colspan: 7 }, deliveryDetail(entry.delivery)));
+  }
+
+  // Queues a failed delivery again (the log's and the delivery page's Retry button). The
+  // button stays disabled on success (the caller replaces it) and is enabled again on error.
+  async function retryDelivery(hookId, deliveryId, button) {
+    button.disabled = true;
+    try {
+      await api('POST', `${hookPath(hookId)}/deliveries/${enc(deliveryId)}/retry`);
+      flash('info', `Delivery ${deliveryId} queued again.`);
+      return true;
+    } catch (e) {
+      flash('error', `Retry failed: ${errorText(e)}`);
+      button.disabled = false;
+      button.focus();
+      return false;
+    }
   }
 
   function shortId(id) {
@@ -1084,61 +1250,75 @@
     return h('div', { class: 'delivery-detail' }, facts, attempts);
   }
 
-  // A single delivery as its own page (for links to it).
+  // A single delivery as its own page (for links to it). While it is pending it is fetched
+  // again every 2 s and updated in place, without moving focus.
   async function renderDeliveryPage(view, hookId, deliveryId) {
-    setPage('Delivery', backLink(`#/webhooks/${enc(hookId)}`, 'Delivery log'), h('p', { class: 'loading', text: 'Loading delivery…' }));
+    const back = () => backLink(`#/webhooks/${enc(hookId)}`, 'Delivery log');
+    const path = `${hookPath(hookId)}/deliveries/${enc(deliveryId)}`;
+    setPage('Delivery', back(), h('p', { class: 'loading', text: 'Loading delivery…' }));
     let d;
     try {
-      d = await api('GET', `${hookPath(hookId)}/deliveries/${enc(deliveryId)}`);
+      d = await api('GET', path);
     } catch (e) {
-      if (view.alive) setPage('Delivery not found', backLink(`#/webhooks/${enc(hookId)}`, 'Delivery log'), h('p', { class: 'form-error', role: 'alert', text: errorText(e) }));
+      if (view.alive) setPage('Delivery not found', back(), h('p', { class: 'form-error', role: 'alert', text: errorText(e) }));
       return;
     }
     if (!view.alive) return;
-    const retryBtn = d.status === 'failed'
-      ? h('button', {
-        type: 'button', class: 'btn btn-primary', 'data-testid': 'retry', text: 'Retry',
-        onclick: async (ev) => {
-          ev.currentTarget.disabled = true;
-          try {
-            await api('POST', `${hookPath(hookId)}/deliveries/${enc(deliveryId)}/retry`);
-            flash('info', `Delivery ${deliveryId} queued again.`);
-            route();
-          } catch (e) {
-            flash('error', `Retry failed: ${errorText(e)}`);
-          }
-        },
-      })
-      : null;
-    setPage(`Delivery ${d.id}`,
-      backLink(`#/webhooks/${enc(hookId)}`, 'Delivery log'),
-      h('section', { class: 'card', 'data-testid': 'delivery-page', 'data-delivery-id': d.id, 'data-status': d.status },
-        h('div', { class: 'card-head' },
-          h('h1', { class: 'mono-title', text: d.id }),
-          badge(d.status, 'delivery-status')),
-        deliveryDetail(d),
-        h('div', { class: 'actions' }, retryBtn)));
-    focusMain();
-    if (d.status === 'pending') view.later(() => route(), POLL_MS * 2);
+
+    const parts = { badge: null, detail: null, actions: null };
+    const build = () => ({
+      badge: badge(d.status, 'delivery-status'),
+      detail: deliveryDetail(d),
+      actions: h('div', { class: 'actions' }, d.status === 'failed'
+        ? h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'retry', text: 'Retry', onclick: (ev) => retry(ev.currentTarget) })
+        : null),
+    });
+    Object.assign(parts, build());
+    const section = h('section', { class: 'card', 'data-testid': 'delivery-page', 'data-delivery-id': d.id, 'data-status': d.status },
+      h('div', { class: 'card-head' }, h('h1', { class: 'mono-title', text: d.id }), parts.badge),
+      parts.detail,
+      parts.actions);
+
+    function show(fresh) {
+      if (JSON.stringify(fresh) === JSON.stringify(d)) return;
+      d = fresh;
+      section.dataset.status = d.status;
+      const next = build();
+      for (const key of Object.keys(parts)) {
+        swapKeepingFocus(parts[key], next[key], () => focusMain());
+        parts[key] = next[key];
+      }
+    }
+
+    const latest = latestOnly();
+    async function refresh() {
+      const current = latest();
+      try {
+        const fresh = await api('GET', path);
+        if (view.alive && current()) show(fresh);
+      } catch (_) { /* keep what is shown; the next poll tries again */ }
+      if (view.alive && current() && d.status === 'pending') view.later(refresh, POLL_MS * 2);
+    }
+
+    async function retry(button) {
+      if ((await retryDelivery(hookId, deliveryId, button)) && view.alive) refresh();
+    }
+
+    setPage(`Delivery ${d.id}`, back(), section);
+    focusMain(view);
+    if (d.status === 'pending') view.later(refresh, POLL_MS * 2);
   }
 
-  function renderNotFound() {
+  function renderNotFound(view) {
     setPage('Not found', backLink(), h('h1', { text: 'Nothing here' }), h('p', { class: 'muted', text: 'This address does not name a dashboard page.' }));
+    focusMain(view);
   }
 
   // ---------------------------------------------------------------------------------
   // Start
 
   document.getElementById('sign-out').addEventListener('click', signOut);
-  window.addEventListener('hashchange', () => { clearFlashOnNavigate(); route(); });
-
-  // Messages survive the navigation they announce, then go on the next one.
-  let flashShownAt = 0;
-  const observer = new MutationObserver(() => { flashShownAt = Date.now(); });
-  observer.observe(document.getElementById('flash'), { childList: true });
-  function clearFlashOnNavigate() {
-    if (Date.now() - flashShownAt > 1500) clearFlash();
-  }
+  window.addEventListener('hashchange', () => { onNavigate(); route(); });
 
   route();
 }());
