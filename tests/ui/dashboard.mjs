@@ -6,7 +6,8 @@
 // and loopback destinations. Optional: HOOKD_SCREENSHOTS=<dir> saves PNGs of the main views.
 //
 // Every check prints one line when it passes; the first failure prints why and exits 1.
-// Only loopback traffic: hookd, this script's receiver and the browser.
+// Only loopback traffic: hookd, this script's receiver and the browser (Chromium is told
+// that no other host name resolves). Failure messages never print the user token.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -23,6 +24,10 @@ const WAIT_MS = 20_000;
 const EXPECTED_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
   "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const DOWN_BODY = 'receiver down for maintenance';
+// Receiver-controlled text that would run if the page ever treated it as HTML.
+const XSS_NAME = '<img src=x onerror=alert(1)>';
+const XSS_BODY = '<script>window.__pwned=1</script>';
+const TIME_ZONE = 'America/New_York';
 
 function requireEnv(name) {
   const v = process.env[name];
@@ -90,7 +95,10 @@ const receiver = http.createServer((req, res) => {
   req.on('end', () => {
     const body = Buffer.concat(chunks).toString('utf8');
     received.push({ method: req.method, path: req.url, headers: req.headers, body });
-    if (req.url.startsWith('/steady') || flakyHealthy) {
+    if (req.url.startsWith('/xss')) {
+      res.writeHead(500, { 'Content-Type': 'text/html' });
+      res.end(XSS_BODY);
+    } else if (req.url.startsWith('/steady') || flakyHealthy) {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.end('{"received":true}');
     } else {
@@ -117,14 +125,24 @@ function standardSignature(secret, id, ts, body) {
   return `v1,${crypto.createHmac('sha256', key).update(`${id}.${ts}.${body}`).digest('base64')}`;
 }
 
+// The value a datetime-local input shows for `date` in `timeZone` (minutes precision).
+function localInput(date, timeZone) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-US', {
+    timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit',
+  }).formatToParts(date).map((p) => [p.type, p.value]));
+  return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}`;
+}
+
 // ------------------------------------------------------------------------------------
 // Browser helpers
 
 const consoleErrors = [];
 const pageErrors = [];
+const dialogs = [];
+const hasToken = (s) => s.includes(USER_TOKEN) || s.includes(encodeURIComponent(USER_TOKEN));
 
-async function newPage(browser, viewport) {
-  const context = await browser.newContext({ viewport, deviceScaleFactor: 1 });
+async function newPage(browser, viewport, timezoneId) {
+  const context = await browser.newContext({ viewport, deviceScaleFactor: 1, timezoneId });
   // Record CSP violations from inside the page (CDP-injected, so not itself subject to CSP).
   await context.addInitScript(() => {
     window.__cspViolations = [];
@@ -140,10 +158,13 @@ async function newPage(browser, viewport) {
     }
   });
   page.on('pageerror', (e) => pageErrors.push(`[${viewport.width}px] ${e.message}`));
-  // Everything the page loads must come from hookd itself.
+  // alert(), confirm() and the like: the page never opens one, injected markup would.
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  // Everything the page loads must come from hookd itself, and no URL carries the token.
   page.on('request', (r) => {
     const u = r.url();
-    if (!u.startsWith(BASE + '/') && !u.startsWith('data:')) pageErrors.push(`request off the origin: ${u}`);
+    if (hasToken(u)) pageErrors.push(`a ${r.method()} request URL contains the user token (URL not printed)`);
+    else if (!u.startsWith(BASE + '/') && !u.startsWith('data:')) pageErrors.push(`request off the origin: ${u}`);
   });
   return page;
 }
@@ -162,6 +183,16 @@ async function signIn(page, token) {
   await page.getByTestId('sign-in').click();
 }
 
+const focusedTestId = (page) => page.evaluate(() => document.activeElement && document.activeElement.getAttribute('data-testid'));
+const dialogOpen = (page, testid) => page.evaluate((t) => Boolean(document.querySelector(`[data-testid="${t}"]`)?.open), testid);
+
+// Chromium logs each 401 answer as a failed resource load; drop those it was meant to get.
+function forgetExpected401s() {
+  for (let i = consoleErrors.length - 1; i >= 0; i -= 1) {
+    if (/status of 401/.test(consoleErrors[i])) consoleErrors.splice(i, 1);
+  }
+}
+
 const card = (page, id) => page.locator(`[data-testid="webhook-card"][data-webhook-id="${id}"]`);
 const row = (page, id) => page.locator(`[data-testid="delivery-row"][data-delivery-id="${id}"]`);
 
@@ -176,6 +207,8 @@ async function noHorizontalOverflow(page, what) {
 let browser;
 let exitCode = 0;
 try {
+  assertEq(new URL(BASE).hostname, '127.0.0.1', 'host of HOOKD_URL');
+
   // -- the page's files and their headers -------------------------------------------
   for (const file of ['', 'app.js', 'app.css', 'favicon.svg']) {
     const res = await fetch(`${BASE}/ui/${file}`);
@@ -219,9 +252,12 @@ try {
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
   });
-  const page = await newPage(browser, { width: 1280, height: 800 });
+  // Not the machine's zone (normally UTC): the recover form must convert local times.
+  const page = await newPage(browser, { width: 1280, height: 800 }, TIME_ZONE);
+  assertEq(await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone), TIME_ZONE, 'time zone of the page');
 
   // Sign-in with a wrong token shows the error and stores nothing.
   await signIn(page, 'not-a-real-token');
@@ -239,7 +275,7 @@ try {
   await page.getByTestId('webhook-list').waitFor();
   await card(page, flaky.id).waitFor();
   const stored = await page.evaluate(() => ({ session: sessionStorage.getItem('hookd.userToken'), local: localStorage.length, url: location.href }));
-  assertEq(stored.session, USER_TOKEN, 'token in sessionStorage');
+  assert(stored.session === USER_TOKEN, 'sessionStorage does not hold the token that was typed (value not printed)');
   assertEq(stored.local, 0, 'localStorage entries');
   assert(!stored.url.includes(USER_TOKEN), 'the token is not in the URL');
   ok('signed in; the token is in sessionStorage only, not in localStorage or the URL');
@@ -342,11 +378,20 @@ try {
   await page.locator(`[data-testid="delivery-row"][data-delivery-id="${testDelivery}"][data-status="succeeded"]`).waitFor();
   ok('the test delivery appears in the log as Succeeded');
 
-  // Recover the other failed delivery.
+  // Recover the other failed delivery; the start typed in New York time is sent as UTC.
+  const sinceInstant = new Date(Date.now() - 3600_000);
+  sinceInstant.setUTCSeconds(0, 0);
+  const sinceTyped = localInput(sinceInstant, TIME_ZONE);
+  await page.getByTestId('recover-since').fill(sinceTyped);
+  const recoverRequest = page.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith(`/webhooks/${flaky.id}/recover`));
   await page.getByTestId('recover').click();
+  const recoverBody = JSON.parse((await recoverRequest).postData());
+  assertEq(recoverBody.since, sinceInstant.toISOString(), `"since" sent for ${sinceTyped} typed in ${TIME_ZONE}`);
+  assertEq(recoverBody.until, undefined, '"until" sent when left empty');
+  ok(`recover: ${sinceTyped} typed in ${TIME_ZONE} is sent as ${recoverBody.since}`);
   await page.getByTestId('recover-result').filter({ hasText: '1 failed delivery queued again.' }).waitFor();
   await page.locator(`[data-testid="delivery-row"][data-delivery-id="${otherFailed.id}"][data-status="succeeded"]`).waitFor();
-  ok('Recover failed since an hour ago queues the other failed delivery, which then succeeds');
+  ok('Recover failed created since an hour ago queues the other failed delivery, which then succeeds');
 
   // Keyboard: the delivery log's controls are reachable with Tab and show a focus ring.
   await page.getByTestId('filter-status').focus();
@@ -358,6 +403,32 @@ try {
   assertEq(focused.id, 'filter-type', 'the control after the status filter');
   assert(focused.outline !== 'none', 'a visible focus outline');
   ok('keyboard: Tab moves between labelled filters with a visible focus outline');
+
+  // Text that receivers and users control is shown as text, never run as markup.
+  const xss = await api('POST', '/api/hooks/webhooks', USER_TOKEN, { name: XSS_NAME, url: `${RECEIVER}/xss`, eventTypes: ['*'] });
+  const xssTest = await api('POST', `/api/hooks/webhooks/${xss.id}/test`, USER_TOKEN, { type: 'app:connected' });
+  await waitFor('the delivery to the /xss receiver to fail', async () =>
+    (await api('GET', `/api/hooks/webhooks/${xss.id}/deliveries/${xssTest.deliveryId}`, USER_TOKEN)).status === 'failed');
+  await page.getByTestId('back-link').click();
+  const xssCard = card(page, xss.id);
+  await xssCard.waitFor();
+  assertEq(await xssCard.getByTestId('webhook-name').textContent(), XSS_NAME, 'name in the list');
+  await xssCard.getByTestId('open-webhook').click();
+  await page.locator(`[data-testid="webhook-detail"][data-webhook-id="${xss.id}"]`).waitFor();
+  assertEq(await page.locator('[data-testid="webhook-detail"] h1').textContent(), XSS_NAME, 'name as the heading');
+  await row(page, xssTest.deliveryId).getByTestId('toggle-details').click();
+  assertEq(await page.getByTestId('response-body').first().textContent(), XSS_BODY, 'response body shown');
+  const dom = await page.evaluate(() => ({
+    pwned: typeof window.__pwned,
+    imgs: document.querySelectorAll('main img').length,
+    scripts: [...document.scripts].map((el) => el.getAttribute('src')),
+  }));
+  assertEq(dom.pwned, 'undefined', 'typeof window.__pwned');
+  assertEq(dom.imgs, 0, 'images in <main>');
+  assertEq(JSON.stringify(dom.scripts), '["app.js"]', 'scripts in the document');
+  assertEq(dialogs.length, 0, 'JavaScript dialogs opened');
+  await api('DELETE', `/api/hooks/webhooks/${xss.id}`, USER_TOKEN);
+  ok('a webhook named <img onerror> and a <script> response body render as literal text; nothing ran');
 
 
   // Create, edit, disable and delete a webhook through the forms.
@@ -386,14 +457,20 @@ try {
   await page.getByTestId('toggle-enabled').click();
   await page.locator('[data-testid="webhook-status"][data-status="disabled"]').waitFor();
   assertEq((await page.getByTestId('webhook-status').textContent()).trim(), 'Disabled', 'badge text');
-  ok('Edit renames and subscribes to *, Disable shows the Disabled badge');
+  await waitFor('focus back on the Enable button', async () => (await focusedTestId(page)) === 'toggle-enabled');
+  ok('Edit renames and subscribes to *, Disable shows the Disabled badge and keeps focus on the button');
 
   await page.getByTestId('rotate-secret').click();
   await page.getByTestId('confirm-rotate').click();
   const rotated = await page.getByTestId('rotate-dialog').getByTestId('secret-value').inputValue();
   assert(rotated.startsWith('whsec_') && rotated !== secretValue, 'a new secret is shown');
+  assertEq(await focusedTestId(page), 'secret-value', 'focus after rotating');
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Escape');
+  assertEq(await dialogOpen(page, 'rotate-dialog'), true, 'rotate dialog open after Esc twice');
   await page.getByTestId('secret-done').click();
-  ok('Rotate secret shows the new secret once');
+  await page.getByTestId('rotate-dialog').waitFor({ state: 'detached' });
+  ok('Rotate secret shows the new secret once, focused; Esc does not close it, Done does');
 
   await page.getByTestId('delete-webhook').click();
   await page.getByTestId('confirm-delete').click();
@@ -401,6 +478,85 @@ try {
   await card(page, flaky.id).waitFor();
   assertEq(await card(page, createdId).count(), 0, 'cards of the deleted webhook');
   ok('Delete asks for confirmation and removes the webhook');
+
+  // On the list, Disable keeps focus on that card's button after the list is drawn again.
+  await card(page, steady.id).getByTestId('toggle-enabled').click();
+  await card(page, steady.id).locator('[data-testid="status-badge"][data-status="disabled"]').waitFor();
+  await waitFor('focus on the card\'s Enable button', () => page.evaluate((id) => {
+    const el = document.activeElement;
+    return el && el.dataset.testid === 'toggle-enabled' && el.closest('[data-testid="webhook-card"]').dataset.webhookId === id;
+  }, steady.id));
+  assertEq((await card(page, steady.id).getByTestId('toggle-enabled').textContent()), 'Enable', 'button text');
+  ok('list: Disable redraws the card as Disabled with focus on its Enable button');
+
+  // Leaving the form while the create request runs: the one-time secret is still shown,
+  // Esc does not close it, and the page the user went to stays.
+  await page.getByTestId('new-webhook').click();
+  await page.getByTestId('name-input').fill('Left while saving');
+  await page.getByTestId('url-input').fill(`${RECEIVER}/steady/left`);
+  await page.getByTestId('event-type-agent:*').check();
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  const createUrl = `${BASE}/api/hooks/webhooks`;
+  const hold = async (r) => { if (r.request().method() === 'POST') await held; await r.continue(); };
+  await page.route(createUrl, hold);
+  const createRequest = page.waitForRequest((r) => r.method() === 'POST' && r.url() === createUrl);
+  await page.getByTestId('save-webhook').click();
+  await createRequest;
+  await page.evaluate(() => { location.hash = '#/webhooks'; });
+  await card(page, flaky.id).waitFor();
+  release();
+  const leftDialog = page.getByTestId('secret-dialog');
+  await leftDialog.waitFor();
+  assert(/^whsec_/.test(await leftDialog.getByTestId('secret-value').inputValue()), 'secret shown after leaving the form');
+  await page.keyboard.press('Escape');
+  await page.keyboard.press('Escape');
+  assertEq(await dialogOpen(page, 'secret-dialog'), true, 'secret dialog open after Esc twice');
+  await leftDialog.getByTestId('secret-done').click();
+  await leftDialog.waitFor({ state: 'detached' });
+  assertEq(await page.evaluate(() => location.hash), '#/webhooks', 'address after closing the dialog');
+  await page.unroute(createUrl, hold);
+  const left = (await api('GET', '/api/hooks/webhooks', USER_TOKEN)).find((w) => w.name === 'Left while saving');
+  assert(left, 'the webhook created while away exists');
+  await api('DELETE', `/api/hooks/webhooks/${left.id}`, USER_TOKEN);
+  ok('create, then leave the form: the secret dialog still opens, ignores Esc, and the list stays');
+
+  // A token that stops working: the two requests refused at once end the session once, and
+  // the address stays, so signing in again returns to the same page.
+  const hookHash = `#/webhooks/${flaky.id}`;
+  const refuse = (r) => r.fulfill({ status: 401, contentType: 'application/json', body: '{"error":"token not accepted","code":"unauthorized"}' });
+  const refusedUrls = (u) => /\/stats\?|\/deliveries\?/.test(u.pathname + u.search);
+  await page.route(refusedUrls, refuse);
+  await page.evaluate(() => {
+    window.__flashes = 0;
+    new MutationObserver((ms) => { for (const m of ms) window.__flashes += m.addedNodes.length; })
+      .observe(document.getElementById('flash'), { childList: true });
+  });
+  const refusedBoth = Promise.all([
+    page.waitForResponse((r) => r.status() === 401 && r.url().includes('/stats?')),
+    page.waitForResponse((r) => r.status() === 401 && r.url().includes('/deliveries?')),
+  ]);
+  await page.evaluate((hash) => { location.hash = hash; }, hookHash);
+  await refusedBoth;
+  await page.getByTestId('token-input').waitFor();
+  await page.getByTestId('flash-error').waitFor();
+  const after401 = await page.evaluate(() => ({ hash: location.hash, flashes: window.__flashes, token: sessionStorage.getItem('hookd.userToken') }));
+  assertEq(after401.hash, hookHash, 'address after the 401s');
+  assertEq(after401.flashes, 1, 'messages shown for two 401s');
+  assertEq(after401.token, null, 'token after the 401s');
+  await page.unroute(refusedUrls, refuse);
+  forgetExpected401s();
+  await page.getByTestId('token-input').fill(USER_TOKEN);
+  await page.getByTestId('sign-in').click();
+  await page.locator(`[data-testid="webhook-detail"][data-webhook-id="${flaky.id}"]`).waitFor();
+  await page.getByTestId('stats').waitFor();
+  ok('two 401s at once: one message, sign-in on the same address, and back to that page after it');
+
+  // A malformed address shows the not-found page instead of throwing.
+  await page.evaluate(() => { location.hash = '#/webhooks/%E0'; });
+  await page.locator('h1').filter({ hasText: 'Nothing here' }).waitFor();
+  assertEq(await page.evaluate(() => document.activeElement.textContent), 'Nothing here', 'focus on the not-found page');
+  ok('#/webhooks/%E0 shows the not-found page, its heading focused');
 
   // Sign out forgets the token.
   await page.getByTestId('sign-out').click();
@@ -414,7 +570,8 @@ try {
   assert(violations.length === 0, `CSP violations: ${violations.join('; ')}`);
   assert(consoleErrors.length === 0, `console errors: ${consoleErrors.join('; ')}`);
   assert(pageErrors.length === 0, `page errors: ${pageErrors.join('; ')}`);
-  ok('no console errors, no uncaught exceptions and no CSP violations');
+  assertEq(dialogs.length, 0, 'JavaScript dialogs opened');
+  ok('no console errors, uncaught exceptions, CSP violations, JavaScript dialogs or off-origin requests');
 
   console.log(`all ${passed} checks passed`);
 } catch (e) {
