@@ -152,6 +152,13 @@ fn sigterm_exits_zero_and_keeps_everything() {
         hookd.log()
     );
     assert!(hookd.log().contains("SIGTERM"));
+    // Every user of the store let go before exit, so the file was closed cleanly and the
+    // next start needs no repair.
+    assert!(
+        !hookd.log().contains("store still in use"),
+        "{}",
+        hookd.log()
+    );
     hookd.restart();
     assert_eq!(all_event_ids(&hookd).len(), 20);
     assert_eq!(

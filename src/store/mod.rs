@@ -138,8 +138,27 @@ impl Store {
         backup::write_copy(&self.db, dest)
     }
 
-    /// Stops the writer after it has committed everything already submitted.
-    pub fn shutdown(&self) {
+    /// Stops the writer after it has committed everything already submitted, then closes
+    /// the file once this is its last handle, waiting up to `wait` for the others (worker
+    /// threads finishing) to go.
+    ///
+    /// redb marks a file that was not closed as needing repair, and repairing walks the
+    /// whole file on the next open: at a million pending deliveries that turned a 50 ms
+    /// restart into more than a second. Nothing is lost either way; only the restart is
+    /// slower.
+    pub fn close(self, wait: std::time::Duration) {
         self.writer.shutdown();
+        let deadline = std::time::Instant::now() + wait;
+        while Arc::strong_count(&self.db) > 1 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let others = Arc::strong_count(&self.db) - 1;
+        if others > 0 {
+            tracing::warn!(
+                others,
+                "store still in use at exit; it will be checked (and repaired) on the next start"
+            );
+        }
+        drop(self);
     }
 }

@@ -141,6 +141,6 @@ mod tests {
             .read(|r| Ok(r.open_table(DELIVERIES_BY_SEQ)?.iter()?.count()))
             .unwrap();
         assert_eq!(left, 30, "pending deliveries are never pruned");
-        store.shutdown();
+        store.close(std::time::Duration::ZERO);
     }
 }
