@@ -50,10 +50,42 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, WEBHOOK_DELIVERIES)?;
         copy(&snapshot, &txn, DELIVERIES_BY_SEQ)?;
         copy(&snapshot, &txn, QUEUE)?;
+        copy(&snapshot, &txn, ATTEMPT_STATS)?;
         txn.commit()?;
         events
     };
     std::fs::rename(&partial, dest)
         .map_err(|e| StoreError::Storage(format!("cannot move the backup into place: {e}")))?;
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::{ReadableDatabase, TableHandle};
+
+    use super::*;
+    use crate::store::ops::ensure_tables;
+
+    fn table_names(db: &Database) -> Vec<String> {
+        let txn = db.begin_read().expect("read");
+        let mut names: Vec<String> = txn
+            .list_tables()
+            .expect("list tables")
+            .map(|t| t.name().to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_copy_has_every_table_of_the_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::create(dir.path().join("hookd.redb")).expect("create");
+        ensure_tables(&db).expect("tables");
+        let dest = dir.path().join("copy.redb");
+        write_copy(&db, &dest).expect("backup");
+        let copy = Database::open(&dest).expect("open the copy");
+        assert_eq!(table_names(&copy), table_names(&db));
+        assert!(table_names(&db).contains(&"attempt_stats".to_owned()));
+    }
 }
