@@ -82,11 +82,18 @@ fn metrics_move_with_traffic() {
             .all(|d| d["attempts"].as_array().unwrap().len() == 1)
     });
 
-    // Counters move right after each attempt is recorded: wait for all six.
+    // Counters move right after each attempt is committed (a moment after the API shows
+    // it): wait until all six attempts and both finished deliveries are counted.
     let deadline = Instant::now() + WAIT;
     let after = loop {
         let text = scrape();
-        if metric(&text, "hookd_attempt_duration_seconds_count") == 6.0 {
+        if metric(&text, "hookd_attempt_duration_seconds_count") == 6.0
+            && metric(
+                &text,
+                "hookd_deliveries_finished_total{status=\"succeeded\"}",
+            ) == 3.0
+            && metric(&text, "hookd_attempts_total{result=\"failure\"}") == 3.0
+        {
             break text;
         }
         assert!(

@@ -3,8 +3,9 @@
 //! Data flows one way: the API commits deliveries to the store and tells the
 //! [`scheduler`] (a tokio task) that work is queued; the scheduler hands due deliveries to
 //! the [`worker`] threads; a worker makes the attempt ([`http`], body from [`payload`],
-//! signature from [`signing`]), records its outcome in the store ([`retry`] decides the
-//! next attempt), then reports back. [`destination`] guards where requests may go and
+//! signature from [`signing`]) and hands its outcome to the store's group commit
+//! ([`retry`] decides the next attempt); the scheduler hears when the slot is free and
+//! again when the outcome is durable. [`destination`] guards where requests may go and
 //! [`ratelimit`] how often they may start.
 
 pub mod destination;

@@ -39,6 +39,8 @@ const RESCHEDULE_BATCH: usize = 512;
 /// How many attempts may be over but not yet recorded before dispatch pauses: a bound on
 /// the claims every look skips and on the work a slow disk lets pile up.
 const MAX_UNRECORDED: usize = 1024;
+/// How many waiting messages one pass takes before it looks (and lets the watchdog tick).
+const MAX_MESSAGES_PER_PASS: usize = 4096;
 /// After a store failure, a webhook is looked at again this much later.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -52,7 +54,24 @@ pub struct Limits {
 struct WebhookState {
     in_flight: usize,
     claimed: HashSet<DeliveryId>,
+    /// Deliveries whose outcome could not be recorded: still claimed (so not sent again
+    /// at once, the receiver is spared a tight loop while the disk fails) until this time.
+    cooling: Vec<(Millis, DeliveryId)>,
     limiter: RateLimiter,
+}
+
+impl WebhookState {
+    /// Ends the claims whose cooling-off time has come.
+    fn release_cooled(&mut self, now: Millis) {
+        let claimed = &mut self.claimed;
+        self.cooling.retain(|&(until, delivery)| {
+            let done = until <= now;
+            if done {
+                claimed.remove(&delivery);
+            }
+            !done
+        });
+    }
 }
 
 pub struct Scheduler {
@@ -121,7 +140,8 @@ impl Scheduler {
                         self.handle(m);
                         // Take everything else already waiting before looking: under load,
                         // many messages about one webhook then make one look, not many.
-                        while let Ok(m) = self.inbox.try_recv() {
+                        for _ in 0..MAX_MESSAGES_PER_PASS {
+                            let Ok(m) = self.inbox.try_recv() else { break };
                             self.handle(m);
                         }
                     }
@@ -172,15 +192,22 @@ impl Scheduler {
     /// An attempt's outcome is in the store (its retry, if any, is queued): the claim ends.
     fn recorded(&mut self, done: Done) {
         self.claims = self.claims.saturating_sub(1);
-        if let Some(state) = self.webhooks.get_mut(&done.webhook) {
-            state.claimed.remove(&done.delivery);
-        }
         let now = Millis::now();
+        let state = self.webhooks.get_mut(&done.webhook);
         match done.result {
-            Ok(_) => self.look_at(done.webhook, now),
+            Ok(_) => {
+                if let Some(state) = state {
+                    state.claimed.remove(&done.delivery);
+                }
+                self.look_at(done.webhook, now);
+            }
             Err(e) => {
                 tracing::error!(delivery = %done.delivery, error = %e, "could not record an attempt; will retry");
-                self.look_at(done.webhook, now.saturating_add(STORE_RETRY));
+                let until = now.saturating_add(STORE_RETRY);
+                if let Some(state) = state {
+                    state.cooling.push((until, done.delivery));
+                }
+                self.look_at(done.webhook, until);
             }
         }
         self.wake_waiting(now);
@@ -232,8 +259,10 @@ impl Scheduler {
             .or_insert_with(|| WebhookState {
                 in_flight: 0,
                 claimed: HashSet::new(),
+                cooling: Vec::new(),
                 limiter: RateLimiter::new(per_minute),
             });
+        state.release_cooled(now);
         let webhook_room = self.limits.per_webhook.saturating_sub(state.in_flight);
         let unrecorded = self.claims.saturating_sub(self.in_flight);
         let pool_room = self

@@ -35,7 +35,8 @@ pub struct Job {
     pub epoch: u64,
 }
 
-/// What a worker reports when it is done with a job.
+/// The end of a job, sent once its outcome is committed (by the writer thread) or when
+/// there was nothing to record (by the worker).
 #[derive(Debug)]
 pub struct Done {
     pub webhook: WebhookId,
@@ -111,9 +112,8 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
     // disables it, Retry-After pauses it, a long failure disables it): its slot stays
     // taken until that is recorded, so no attempt starts against the old state.
     let frees_early = verdict == attempts::Verdict::Success;
-    if frees_early && !sent() {
-        return false;
-    }
+    // Even with the scheduler gone (shutdown), the outcome is still recorded.
+    let scheduler_alive = !frees_early || sent();
     let policy = Arc::clone(&ctx.policy);
     let id = job.delivery;
     let webhook = job.webhook;
@@ -123,6 +123,15 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
         inbox.clone(),
     );
     let on_commit = move |result: Result<Option<Recorded>, crate::store::StoreError>| {
+        // Counted once committed: a failed batch is attempted again and must not count
+        // twice. (The API can show the outcome a moment before /metrics counts it.)
+        if let Ok(recorded) = &result {
+            metrics.attempt(
+                verdict == attempts::Verdict::Success,
+                duration,
+                recorded.and_then(|r| r.status),
+            );
+        }
         if let Ok(Some(recorded)) = &result
             && recorded.webhook_disabled
         {
@@ -138,24 +147,13 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
             result: result.map_err(|e| e.to_string()),
         }));
     };
-    let queued = ctx.store.write_then(
-        move |tx| {
-            let recorded = attempts::record(tx, id, verdict, record, &policy, Millis::now())?;
-            // Counted before the commit makes the outcome visible, so that whoever sees
-            // the new delivery state in the API also sees it in /metrics.
-            metrics.attempt(
-                verdict == attempts::Verdict::Success,
-                duration,
-                recorded.and_then(|r| r.status),
-            );
-            Ok(recorded)
-        },
+    // If the store is closed, the job still answers through `on_commit` (with an error),
+    // so the scheduler hears of this attempt exactly once either way.
+    let _ = ctx.store.write_then(
+        move |tx| attempts::record(tx, id, verdict, record, &policy, Millis::now()),
         on_commit,
     );
-    match queued {
-        Ok(()) => true,
-        Err(e) => (frees_early || sent()) && inbox.send(done(Err(e.to_string()))).is_ok(),
-    }
+    scheduler_alive
 }
 
 /// An attempt made, its outcome not yet recorded.

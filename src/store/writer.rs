@@ -50,10 +50,15 @@ trait Job: Send {
 
 /// A write job: `op` runs inside the batch's transaction; `on_commit` gets its output
 /// (or the batch's error) on the writer thread once the commit is durable or failed.
-struct CallbackJob<F, T, C> {
+/// A job dropped without finishing (the writer gone) still answers: `Closed`, so no
+/// caller waits forever on a callback that never comes.
+struct CallbackJob<F, T, C>
+where
+    C: FnOnce(Result<T, StoreError>),
+{
     op: Option<F>,
     output: Option<T>,
-    on_commit: C,
+    on_commit: Option<C>,
 }
 
 impl<F, T, C> Job for CallbackJob<F, T, C>
@@ -69,13 +74,26 @@ where
         Ok(())
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
-        let answer = match (commit, self.output) {
+    fn finish(mut self: Box<Self>, commit: Result<(), StoreError>) {
+        let answer = match (commit, self.output.take()) {
             (Ok(()), Some(output)) => Ok(output),
             (Err(e), _) => Err(e),
             (Ok(()), None) => Err(StoreError::Storage("write job did not run".into())),
         };
-        (self.on_commit)(answer);
+        if let Some(on_commit) = self.on_commit.take() {
+            on_commit(answer);
+        }
+    }
+}
+
+impl<F, T, C> Drop for CallbackJob<F, T, C>
+where
+    C: FnOnce(Result<T, StoreError>),
+{
+    fn drop(&mut self) {
+        if let Some(on_commit) = self.on_commit.take() {
+            on_commit(Err(StoreError::Closed));
+        }
     }
 }
 
@@ -122,8 +140,8 @@ impl WriterHandle {
     }
 
     /// Queues `op` without waiting; `on_commit` gets its outcome once the batch is
-    /// durable (or failed). If the store is closed, `on_commit` is not called and the
-    /// error is returned instead.
+    /// durable (or failed). If the store is already closed, `on_commit` gets `Closed`
+    /// and so does the caller.
     pub fn submit_then<T, F, C>(&self, op: F, on_commit: C) -> Result<(), StoreError>
     where
         T: Send + 'static,
@@ -133,7 +151,7 @@ impl WriterHandle {
         self.send(Box::new(CallbackJob {
             op: Some(op),
             output: None,
-            on_commit,
+            on_commit: Some(on_commit),
         }))
     }
 
