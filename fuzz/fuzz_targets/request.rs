@@ -82,6 +82,8 @@ fn check_request_target(target: &str) {
             | Route::RotateSecret(id)
             | Route::Deliveries(id)
             | Route::Recover(id)
+            | Route::SendTest(id)
+            | Route::Stats(id)
             | Route::Event(id) => &[id],
             Route::Delivery(id, d) | Route::RetryDelivery(id, d) => &[id, d],
             _ => &[],
