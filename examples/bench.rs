@@ -267,9 +267,31 @@ impl Bench {
     /// block of figures.
     fn throughput(&self, name: &str, plan: &Plan) -> Measured {
         header(name, &plan.describe());
+        let run = self.run_plan(plan, ReplyMode::AlwaysOk, &["0s"]);
+        print_ingest(&run.driven);
+        let measured = run.stats.print(&run.driven);
+        run.api.print_stats_cost(run.expected);
+        let stopped = run.hookd.stop();
+        print_rss(&stopped.rss);
+        print_store(run.dir.path(), plan.events);
+        run.cpu.print();
+        println!(
+            "CPU cost          hookd {:.0} µs per event ({:.0} µs per delivery)",
+            run.cpu.hookd_us_per(plan.events),
+            run.cpu.hookd_us_per(run.expected)
+        );
+        print_stop(&stopped);
+        self.finish(run.dir);
+        measured
+    }
+
+    /// Starts a fresh hookd (with `retry_schedule`) and a receiver answering as `reply`,
+    /// creates the plan's webhooks, drives the plan and waits for every delivery.
+    fn run_plan(&self, plan: &Plan, reply: ReplyMode, retry_schedule: &[&str]) -> PlanRun {
         let dir = self.temp_dir();
-        let receiver = Receiver::start(bind_loopback(0), ReplyMode::AlwaysOk);
-        let config = self.write_config(dir.path(), &HookdSettings::new(plan.webhooks, &["0s"]));
+        let receiver = Receiver::start(bind_loopback(0), reply);
+        let settings = HookdSettings::new(plan.webhooks, retry_schedule);
+        let config = self.write_config(dir.path(), &settings);
         let hookd = Hookd::spawn(
             &self.bin,
             &config,
@@ -286,22 +308,16 @@ impl Bench {
         let cpu = cpu.finish();
         let arrivals = receiver.arrivals();
         let stats = DeliveryStats::of(&arrivals, plan.events, plan.webhooks, &driven);
-
-        print_ingest(&driven);
-        let measured = stats.print(&driven);
-        api.print_stats_cost(expected);
-        let stopped = hookd.stop();
-        print_rss(&stopped.rss);
-        print_store(dir.path(), plan.events);
-        cpu.print();
-        println!(
-            "CPU cost          hookd {:.0} µs per event ({:.0} µs per delivery)",
-            cpu.hookd_us_per(plan.events),
-            cpu.hookd_us_per(expected)
-        );
-        print_stop(&stopped);
-        self.finish(dir);
-        measured
+        PlanRun {
+            dir,
+            hookd,
+            api,
+            cpu,
+            driven,
+            arrivals,
+            stats,
+            expected,
+        }
     }
 
     /// d: a big pending queue: RSS, restart time, drain rate.
@@ -450,29 +466,9 @@ impl Bench {
                 plan.describe()
             ),
         );
-        let dir = self.temp_dir();
-        let receiver = Receiver::start(bind_loopback(0), ReplyMode::FailFirstAttempt);
-        let settings = HookdSettings::new(plan.webhooks, &["0s", "1s"]);
-        let config = self.write_config(dir.path(), &settings);
-        let hookd = Hookd::spawn(
-            &self.bin,
-            &config,
-            &dir.path().join("hookd.log"),
-            &self.args,
-        );
-        let api = Api::new(hookd.addr);
-        api.create_webhooks(plan.webhooks, receiver.addr, self.args.secret);
-
-        let cpu = CpuWindow::start(hookd.pid);
-        let driven = drive(hookd.addr, &plan, self.args.payload_bytes);
-        let expected = plan.events * plan.webhooks;
-        receiver.wait_for(expected, Duration::from_secs(self.args.drain_timeout));
-        let cpu = cpu.finish();
-        let arrivals = receiver.arrivals();
-        let stats = DeliveryStats::of(&arrivals, plan.events, plan.webhooks, &driven);
-
-        print_ingest(&driven);
-        let lateness = retry_lateness(&arrivals, plan.webhooks, Duration::from_secs(1));
+        let run = self.run_plan(&plan, ReplyMode::FailFirstAttempt, &["0s", "1s"]);
+        print_ingest(&run.driven);
+        let lateness = retry_lateness(&run.arrivals, plan.webhooks, Duration::from_secs(1));
         println!(
             "retry lateness    p50 {:.1} ms   p99 {:.1} ms   max {:.1} ms   min {:.1} ms   \
              ({} retries; attempt-2 arrival − attempt-1 arrival − 1 s)",
@@ -488,12 +484,15 @@ impl Bench {
             "                  {:.2} % within 50 ms; {early} more than 1 ms early",
             100.0 * within as f64 / lateness.len().max(1) as f64
         );
-        println!("lost / duplicates {} / {}", stats.lost, stats.duplicates);
-        let stopped = hookd.stop();
+        println!(
+            "lost / duplicates {} / {}",
+            run.stats.lost, run.stats.duplicates
+        );
+        let stopped = run.hookd.stop();
         print_rss(&stopped.rss);
-        cpu.print();
+        run.cpu.print();
         print_stop(&stopped);
-        self.finish(dir);
+        self.finish(run.dir);
     }
 
     fn temp_dir(&self) -> tempfile::TempDir {
@@ -1121,6 +1120,19 @@ fn number_after(body: &[u8], key: &[u8]) -> Option<u64> {
 // ---------------------------------------------------------------------------------------
 
 /// Figures kept to compare scenarios.
+/// A plan run to the end by [`Bench::run_plan`], hookd still running.
+struct PlanRun {
+    dir: tempfile::TempDir,
+    hookd: Hookd,
+    api: Api,
+    cpu: CpuUse,
+    driven: Driven,
+    arrivals: Vec<Arrival>,
+    stats: DeliveryStats,
+    /// Deliveries the plan makes: events × webhooks.
+    expected: usize,
+}
+
 struct Measured {
     delivery_rate: f64,
 }
