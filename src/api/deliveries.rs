@@ -253,7 +253,7 @@ struct TestBody {
 }
 
 /// The source of every test event, so that test events stand out in the event log.
-pub const TEST_EVENT_SOURCE: &str = "hookd-test";
+const TEST_EVENT_SOURCE: &str = "hookd-test";
 
 /// `POST …/test {"type"}`: a sample event of that type, delivered to this webhook only
 /// through the normal delivery path (signing, retries, the delivery log).

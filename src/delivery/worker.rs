@@ -131,12 +131,10 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
                 duration,
                 recorded.and_then(|r| r.status),
             );
-        }
-        if let Ok(Some(recorded)) = &result
-            && recorded.webhook_disabled
-        {
-            epochs.bump(webhook);
-            tracing::warn!(webhook = %webhook, "webhook disabled; its pending deliveries are cancelled");
+            if recorded.is_some_and(|r| r.webhook_disabled) {
+                epochs.bump(webhook);
+                tracing::warn!(webhook = %webhook, "webhook disabled; its pending deliveries are cancelled");
+            }
         }
         if !frees_early {
             let _ = reply.send(Message::Sent(webhook));

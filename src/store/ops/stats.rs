@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{StoreError, load};
 use crate::model::{Millis, WebhookId};
 use crate::store::Tx;
-use crate::store::codec::{Record, encode};
+use crate::store::codec::{Record, decode, encode};
 use crate::store::records::Attempt;
 use crate::store::tables::ATTEMPT_STATS;
 
@@ -151,7 +151,7 @@ pub fn window(
     let mut out = Vec::new();
     for entry in table.range((webhook.0, first)..=(webhook.0, last))? {
         let (key, value) = entry?;
-        out.push((key.value().1, crate::store::codec::decode(value.value())?));
+        out.push((key.value().1, decode(value.value())?));
     }
     Ok(out)
 }
@@ -174,7 +174,7 @@ pub fn last_attempt_at(
         return Ok(None);
     };
     let (_, value) = entry?;
-    let stats: MinuteStats = crate::store::codec::decode(value.value())?;
+    let stats: MinuteStats = decode(value.value())?;
     Ok(Some(stats.last_at))
 }
 
