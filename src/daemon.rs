@@ -2,6 +2,8 @@
 //! SIGHUP reloads `[[tokens]]` from the config file (a broken file keeps the old tokens).
 
 use std::path::PathBuf;
+
+use anyhow::Context;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -12,38 +14,35 @@ use crate::config::Config;
 use crate::delivery::Engine;
 use crate::store::Store;
 
-pub fn run(config_path: PathBuf, config: Config) -> Result<(), String> {
+pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hookd-io")
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .context("cannot start the async runtime")?;
     runtime.block_on(serve(config_path, config))
 }
 
-async fn serve(config_path: PathBuf, config: Config) -> Result<(), String> {
+async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create data_dir {}: {e}", config.data_dir.display()))?;
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let db_path = config.db_path();
     let opening = std::time::Instant::now();
     let store =
-        Store::open(&db_path).map_err(|e| format!("cannot open {}: {e}", db_path.display()))?;
+        Store::open(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?;
     // A store that was not closed cleanly is repaired on open, which takes time in
     // proportion to its size: worth seeing in the log.
     tracing::info!(ms = opening.elapsed().as_millis() as u64, "store opened");
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener
         .local_addr()
-        .map_err(|e| format!("cannot read the bound address: {e}"))?;
+        .context("cannot read the bound address")?;
 
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot watch SIGTERM: {e}"))?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot watch SIGINT: {e}"))?;
-    let mut hangup =
-        signal(SignalKind::hangup()).map_err(|e| format!("cannot watch SIGHUP: {e}"))?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
 
     if config.tokens.is_empty() {
         tracing::warn!(
@@ -95,7 +94,7 @@ async fn serve(config_path: PathBuf, config: Config) -> Result<(), String> {
     engine.shutdown().await;
     tokio::task::spawn_blocking(move || store.close(STORE_CLOSE_WAIT))
         .await
-        .map_err(|e| format!("store shutdown failed: {e}"))?;
+        .context("store shutdown failed")?;
     tracing::info!("stopped");
     Ok(())
 }

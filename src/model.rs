@@ -16,6 +16,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+/// A value from a request that hookd refuses; the text is the reason the client is shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -76,13 +81,13 @@ impl EventId {
         Self(format!("evt-{}", Uuid::now_v7().hyphenated()))
     }
 
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, Invalid> {
         let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-');
         if s.is_empty() || s.len() > Self::MAX_LEN || !s.chars().all(valid_char) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "`id` must be 1–{} characters of A-Z a-z 0-9 . _ : -",
                 Self::MAX_LEN
-            ));
+            )));
         }
         Ok(Self(s.to_owned()))
     }
@@ -193,13 +198,13 @@ impl EventType {
 }
 
 impl FromStr for EventType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         EventType::ALL
             .iter()
             .copied()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown event type \"{}\"", s.escape_debug()))
+            .ok_or_else(|| Invalid(format!("unknown event type \"{}\"", s.escape_debug())))
     }
 }
 
@@ -228,18 +233,18 @@ impl EventPattern {
 }
 
 impl FromStr for EventPattern {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         match s {
             "*" => Ok(EventPattern::All),
             "app:*" => Ok(EventPattern::Group(EventGroup::App)),
             "message:*" => Ok(EventPattern::Group(EventGroup::Message)),
             "agent:*" => Ok(EventPattern::Group(EventGroup::Agent)),
             _ => s.parse().map(EventPattern::Exact).map_err(|_| {
-                format!(
+                Invalid(format!(
                     "unknown event type \"{}\": use a name from the catalog, \"app:*\", \"message:*\", \"agent:*\" or \"*\"",
                     s.escape_debug()
-                )
+                ))
             }),
         }
     }
@@ -301,17 +306,17 @@ impl DeliveryStatus {
 }
 
 impl FromStr for DeliveryStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
         DeliveryStatus::ALL
             .iter()
             .copied()
             .find(|st| st.as_str() == s)
             .ok_or_else(|| {
-                format!(
+                Invalid(format!(
                     "unknown status \"{}\": use pending, succeeded, failed or cancelled",
                     s.escape_debug()
-                )
+                ))
             })
     }
 }
@@ -369,32 +374,32 @@ fn format_utc(t: OffsetDateTime) -> String {
 
 /// Parses an RFC 3339 timestamp with any offset and normalizes it to UTC `Z`, keeping the
 /// instant and its full sub-second precision.
-pub fn normalize_rfc3339(s: &str) -> Result<String, String> {
+pub fn normalize_rfc3339(s: &str) -> Result<String, Invalid> {
     let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
-        format!(
+        Invalid(format!(
             "\"{}\" is not an RFC 3339 timestamp like 2024-01-26T10:30:00Z",
             s.escape_debug()
-        )
+        ))
     })?;
     // `to_offset` panics when the UTC instant leaves years 0000-9999 (e.g.
     // 9999-12-31T23:59:59-01:00); found by fuzzing.
     let utc = t.checked_to_offset(time::UtcOffset::UTC).ok_or_else(|| {
-        format!(
+        Invalid(format!(
             "\"{}\" is outside the years 0000-9999 in UTC",
             s.escape_debug()
-        )
+        ))
     })?;
     utc.format(&Rfc3339)
-        .map_err(|e| format!("timestamp cannot be represented: {e}"))
+        .map_err(|e| Invalid(format!("timestamp cannot be represented: {e}")))
 }
 
 /// Parses an RFC 3339 timestamp into `Millis` (used for query windows).
-pub fn parse_rfc3339_millis(s: &str) -> Result<Millis, String> {
+pub fn parse_rfc3339_millis(s: &str) -> Result<Millis, Invalid> {
     let t = OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
-        format!(
+        Invalid(format!(
             "\"{}\" is not an RFC 3339 timestamp like 2024-01-26T10:30:00Z",
             s.escape_debug()
-        )
+        ))
     })?;
     Ok(Millis((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }

@@ -8,7 +8,9 @@ use super::auth::Principal;
 use super::error::{ApiError, HttpResponse, json};
 use super::request::{Paging, encode_cursor, parse_json, query_pairs};
 use super::webhooks::parse_id;
-use crate::model::{DeliveryId, EventId, EventType, Millis, parse_rfc3339_millis};
+use crate::model::{
+    DeliveryId, DeliveryStatus, EventId, EventType, Invalid, Millis, parse_rfc3339_millis,
+};
 use crate::store::ops::attempts::{self, Requeue};
 use crate::store::ops::deliveries::{self as ops, DeliveryFilter};
 use crate::store::ops::events::{self, NewEvent, TestEvent};
@@ -120,11 +122,11 @@ pub fn list(
     let mut filter = DeliveryFilter::default();
     for (key, value) in &pairs {
         match key.as_str() {
-            "status" => filter.status = Some(value.parse().map_err(ApiError::bad_request)?),
+            "status" => filter.status = Some(value.parse::<DeliveryStatus>()?),
             "eventType" => {
                 let t: EventType = value
                     .parse()
-                    .map_err(|e: String| ApiError::bad_request(format!("`eventType`: {e}")))?;
+                    .map_err(|e: Invalid| ApiError::bad_request(format!("`eventType`: {e}")))?;
                 filter.event_type = Some(t);
             }
             _ => {}
@@ -267,7 +269,7 @@ pub async fn send_test(
     let event_type: EventType = body
         .event_type
         .parse()
-        .map_err(|e: String| ApiError::bad_request(format!("`type`: {e}")))?;
+        .map_err(|e: Invalid| ApiError::bad_request(format!("`type`: {e}")))?;
     let hook = owned_webhook(state, who, id)?;
     let webhook = hook.id;
     let now = Millis::now();

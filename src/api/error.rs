@@ -6,6 +6,7 @@ use hyper::body::Bytes;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
+use crate::model::Invalid;
 use crate::store::StoreError;
 
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -119,6 +120,13 @@ impl ApiError {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+/// A refused request value: `400 invalid_request` with the value's own reason.
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::bad_request(e.0)
     }
 }
 

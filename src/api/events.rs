@@ -14,7 +14,7 @@ use super::auth::Principal;
 use super::error::{ApiError, HttpResponse, json};
 use super::request::{Paging, encode_cursor, query_pairs};
 use crate::canonical_json::{self, Value};
-use crate::model::{EventId, EventPattern, EventType, Millis, normalize_rfc3339};
+use crate::model::{EventId, EventPattern, EventType, Invalid, Millis, normalize_rfc3339};
 use crate::store::ops::events::{self as ops, Ingested, NewEvent};
 use crate::store::records::EventRecord;
 
@@ -117,7 +117,7 @@ fn parse_ingest(body: &[u8], received_at: Millis) -> Result<NewEvent, ApiError> 
     }
     let event_type: EventType = short_string(&value, "type")?
         .parse()
-        .map_err(|e: String| ApiError::bad_request(format!("`type`: {e}")))?;
+        .map_err(|e: Invalid| ApiError::bad_request(format!("`type`: {e}")))?;
     let user = short_string(&value, "userId")?.to_owned();
     let source = short_string(&value, "source")?.to_owned();
     let payload = value
@@ -130,7 +130,7 @@ fn parse_ingest(body: &[u8], received_at: Millis) -> Result<NewEvent, ApiError> 
         )));
     }
     let id = match optional_string(&value, "id")? {
-        Some(id) => EventId::parse(id).map_err(ApiError::bad_request)?,
+        Some(id) => EventId::parse(id)?,
         None => EventId::generate(),
     };
     let timestamp = match optional_string(&value, "timestamp")? {
@@ -196,7 +196,7 @@ pub fn list(
         if key == "type" {
             let pattern: EventPattern = value
                 .parse()
-                .map_err(|e: String| ApiError::bad_request(format!("`type`: {e}")))?;
+                .map_err(|e: Invalid| ApiError::bad_request(format!("`type`: {e}")))?;
             filter = Some(pattern);
         }
     }

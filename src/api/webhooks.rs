@@ -9,7 +9,7 @@ use super::auth::Principal;
 use super::error::{ApiError, HttpResponse, empty, json};
 use super::request::{nullable, parse_json};
 use crate::delivery::destination::{self, UrlProblem};
-use crate::model::{EventPattern, Millis, WebhookId, WebhookStatus};
+use crate::model::{EventPattern, Invalid, Millis, WebhookId, WebhookStatus};
 use crate::store::ops::webhooks as ops;
 use crate::store::records::WebhookRecord;
 
@@ -99,7 +99,7 @@ fn validate_event_types(types: &[String]) -> Result<Vec<EventPattern>, ApiError>
     for t in types {
         let pattern: EventPattern = t
             .parse()
-            .map_err(|e: String| ApiError::bad_request(format!("`eventTypes`: {e}")))?;
+            .map_err(|e: Invalid| ApiError::bad_request(format!("`eventTypes`: {e}")))?;
         if !patterns.contains(&pattern) {
             patterns.push(pattern);
         }
@@ -323,7 +323,8 @@ pub async fn rotate_secret(
     };
     let secret = match body.secret {
         Some(s) => validate_secret(&s)?,
-        None => crate::delivery::signing::generate_secret().map_err(ApiError::internal)?,
+        None => crate::delivery::signing::generate_secret()
+            .map_err(|e| ApiError::internal(format!("no randomness for a secret: {e}")))?,
     };
     let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
     if grace > MAX_GRACE_SECONDS {

@@ -45,27 +45,18 @@ impl RetryPolicy {
     }
 }
 
-/// Parses a `Retry-After` value: delta-seconds or an HTTP-date, capped at
+/// Parses a `Retry-After` value: delta-seconds or an HTTP-date in any of the three forms
+/// RFC 9110 §5.6.7 tells recipients to accept (IMF-fixdate, RFC 850, asctime), capped at
 /// [`MAX_RETRY_AFTER`]. A date in the past means "now"; garbage means no pause.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     let wait = if let Ok(seconds) = value.parse::<u64>() {
         Duration::from_secs(seconds)
     } else {
-        let at = parse_http_date(value)?;
+        let at = httpdate::parse_http_date(value).ok()?;
         at.duration_since(now).unwrap_or(Duration::ZERO)
     };
     Some(wait.min(MAX_RETRY_AFTER))
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110 requires senders to use.
-fn parse_http_date(value: &str) -> Option<SystemTime> {
-    use time::format_description::well_known::Rfc2822;
-    // RFC 2822 parsing accepts the IMF-fixdate shape when the zone is written numerically.
-    let normalized = value.strip_suffix(" GMT").map(|v| format!("{v} +0000"))?;
-    let t = time::OffsetDateTime::parse(&normalized, &Rfc2822).ok()?;
-    let secs = u64::try_from(t.unix_timestamp()).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 #[cfg(test)]
@@ -138,6 +129,15 @@ mod tests {
         assert_eq!(
             parse_retry_after("Mon, 07 Nov 1994 08:49:37 GMT", now),
             Some(MAX_RETRY_AFTER)
+        );
+        // The two obsolete forms recipients must still accept (RFC 9110 §5.6.7).
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:51:37 GMT", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun Nov  6 08:51:37 1994", now),
+            Some(Duration::from_secs(120))
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);

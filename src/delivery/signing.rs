@@ -68,9 +68,9 @@ pub fn standard_signature(secret: &str, msg_id: &str, timestamp: i64, body: &[u8
 }
 
 /// A fresh secret: `whsec_` + base64 of 32 random bytes.
-pub fn generate_secret() -> Result<String, String> {
+pub fn generate_secret() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness available: {e}"))?;
+    getrandom::fill(&mut bytes)?;
     Ok(format!("{WHSEC}{}", BASE64.encode(bytes)))
 }
 

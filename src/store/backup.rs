@@ -54,8 +54,7 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         txn.commit()?;
         events
     };
-    std::fs::rename(&partial, dest)
-        .map_err(|e| StoreError::Storage(format!("cannot move the backup into place: {e}")))?;
+    std::fs::rename(&partial, dest).map_err(|e| StoreError::io("move the backup into place", e))?;
     Ok(events)
 }
 

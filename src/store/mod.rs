@@ -14,7 +14,6 @@ pub mod records;
 pub mod tables;
 mod writer;
 
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,38 +21,42 @@ use redb::{Database, ReadTransaction, ReadableDatabase};
 
 pub use writer::Tx;
 
-#[derive(Debug, Clone)]
+/// Why a store operation failed. Cloneable because one failed group commit answers every
+/// job in its batch with the same error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// redb reported an I/O or consistency problem.
-    Storage(String),
+    #[error("storage error: {0}")]
+    Storage(Arc<redb::Error>),
+    /// A file operation around the database (a backup's copy, …) failed.
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// A stored record could not be decoded.
-    Codec(codec::CodecError),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
     /// The writer thread is gone (the daemon is shutting down).
+    #[error("the store is shutting down")]
     Closed,
 }
 
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Storage(e) => write!(f, "storage error: {e}"),
-            StoreError::Codec(e) => write!(f, "{e}"),
-            StoreError::Closed => f.write_str("the store is shutting down"),
+impl StoreError {
+    pub(crate) fn io(what: &'static str, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            what,
+            source: Arc::new(source),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
-
-impl From<codec::CodecError> for StoreError {
-    fn from(e: codec::CodecError) -> Self {
-        StoreError::Codec(e)
-    }
-}
-
+/// Every redb error type converts into `redb::Error`, which keeps the cause.
 macro_rules! storage_error_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Storage(e.to_string()) }
+            fn from(e: $t) -> Self { StoreError::Storage(Arc::new(e.into())) }
         }
     )*};
 }

@@ -78,7 +78,9 @@ where
         let answer = match (commit, self.output.take()) {
             (Ok(()), Some(output)) => Ok(output),
             (Err(e), _) => Err(e),
-            (Ok(()), None) => Err(StoreError::Storage("write job did not run".into())),
+            // `run` stores an output or fails the batch; a committed batch without this
+            // job's output means the job was never run, which only a closing writer does.
+            (Ok(()), None) => Err(StoreError::Closed),
         };
         if let Some(on_commit) = self.on_commit.take() {
             on_commit(answer);
@@ -113,7 +115,7 @@ impl WriterHandle {
         let thread = std::thread::Builder::new()
             .name("hookd-writer".into())
             .spawn(move || writer_loop(&db, receiver, seqs))
-            .map_err(|e| StoreError::Storage(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| StoreError::io("start the writer thread", e))?;
         Ok(WriterHandle {
             sender: Arc::new(Mutex::new(Some(sender))),
             thread: Arc::new(Mutex::new(Some(thread))),
