@@ -269,12 +269,23 @@ pub async fn update(
         })
         .await?
         .ok_or_else(|| ApiError::not_found("no such webhook"))?;
+    if enabled == Some(false) {
+        state.delivery.quiesce(id).await;
+    }
     tracing::info!(webhook = %updated.id, enabled = updated.enabled, "webhook updated");
     json(StatusCode::OK, &WebhookView::of(&updated))
 }
 
 pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
+    // Ownership first: a caller must not be able to disturb another user's webhook.
+    if state
+        .store
+        .read(|r| ops::get_owned(r, &who.user, id))?
+        .is_none()
+    {
+        return Err(ApiError::not_found("no such webhook"));
+    }
     let user = who.user.clone();
     state.delivery.cancel(id);
     if state
@@ -282,6 +293,7 @@ pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<HttpR
         .write(move |tx| ops::delete(tx, &user, id))
         .await?
     {
+        state.delivery.quiesce(id).await;
         tracing::info!(webhook = %id, "webhook deleted");
         Ok(empty(StatusCode::NO_CONTENT))
     } else {

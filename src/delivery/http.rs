@@ -1,7 +1,7 @@
 //! One HTTP attempt, on a blocking ureq agent shared by the worker threads (connections
 //! are pooled and reused per destination).
 //!
-//! Outcome rules (CONTRACT §4, §5.11): the status decides. A 2xx status line and headers
+//! Outcome rules (docs/guide.md, "Receiving webhooks"): the status decides. A 2xx status line and headers
 //! within `timeout` is a success; a redirect is never followed; anything else fails the
 //! attempt. After the headers, at most [`MAX_BODY_READ`] bytes of the body are read within
 //! the same deadline and the connection is dropped if there is more, so an endless or
@@ -123,6 +123,10 @@ impl HttpSender {
         let config = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            // ureq reads HTTP_PROXY/HTTPS_PROXY/ALL_PROXY by default; a proxy would then
+            // resolve and connect to the webhook's host itself, after the guard checked
+            // only the proxy's address. Outbound requests never follow the environment.
+            .proxy(None)
             .timeout_global(Some(timeout))
             .user_agent(concat!("hookd/", env!("CARGO_PKG_VERSION")))
             .max_response_header_size(MAX_RESPONSE_HEADER_BYTES)

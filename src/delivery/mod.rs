@@ -9,16 +9,17 @@
 //! [`ratelimit`] how often they may start.
 
 pub mod destination;
+pub mod fence;
 pub mod http;
 pub mod payload;
 pub mod ratelimit;
 pub mod retry;
 pub mod scheduler;
 pub mod signing;
+pub mod turns;
 pub mod worker;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::model::{Millis, WebhookId};
 use crate::store::Store;
+use fence::Fences;
 use retry::RetryPolicy;
 
 /// What the scheduler hears about.
@@ -42,32 +44,16 @@ pub enum Message {
     Done(worker::Done),
 }
 
-/// Per-webhook cancellation epochs. Deleting or disabling a webhook bumps its epoch
-/// *before* committing; a worker compares the epoch its job was dispatched with right
-/// before sending, so nothing is sent for a webhook once its delete has been answered.
-#[derive(Default)]
-pub struct Epochs(Mutex<HashMap<WebhookId, u64>>);
-
-impl Epochs {
-    pub fn get(&self, webhook: WebhookId) -> u64 {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&webhook).copied().unwrap_or(0)
-    }
-
-    pub fn bump(&self, webhook: WebhookId) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *map.entry(webhook).or_insert(0) += 1;
-    }
-}
-
 /// The API's handle on the engine.
 #[derive(Clone)]
 pub struct DeliveryHandle {
     inbox: UnboundedSender<Message>,
-    epochs: Arc<Epochs>,
+    fences: Arc<Fences>,
     pub policy: Arc<RetryPolicy>,
     /// Where webhooks may point; the API checks new URLs against it.
     pub destination: Arc<destination::Policy>,
+    /// The longest an attempt can be writing or waiting for its answer.
+    quiesce_limit: Duration,
 }
 
 impl DeliveryHandle {
@@ -78,8 +64,17 @@ impl DeliveryHandle {
     }
 
     /// Stops attempts to `webhook` that were dispatched but have not started sending.
+    /// Call it before committing a delete or disable, then [`DeliveryHandle::quiesce`].
     pub fn cancel(&self, webhook: WebhookId) {
-        self.epochs.bump(webhook);
+        self.fences.close(webhook);
+    }
+
+    /// Waits (bounded by the attempt timeout) until no attempt of `webhook` is writing
+    /// to its receiver, so that an answer sent after it is a true fence (see [`fence`]).
+    pub async fn quiesce(&self, webhook: WebhookId) {
+        if !self.fences.wait_quiet(webhook, self.quiesce_limit).await {
+            tracing::warn!(webhook = %webhook, "an attempt outlived its timeout while the webhook was being fenced");
+        }
     }
 }
 
@@ -98,14 +93,14 @@ impl Engine {
             disable_after: d.disable_after,
         });
         let destination = destination::Policy::from_config(d);
-        let epochs = Arc::new(Epochs::default());
+        let fences = Arc::new(Fences::default());
         let (inbox_tx, inbox_rx) = unbounded_channel();
         let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(d.workers);
         let ctx = Arc::new(worker::WorkerContext {
             store: store.clone(),
             http: http::HttpSender::new(d.timeout, destination.clone(), d.workers),
             policy: Arc::clone(&policy),
-            epochs: Arc::clone(&epochs),
+            fences: Arc::clone(&fences),
             metrics,
             destination: destination.clone(),
         });
@@ -119,14 +114,15 @@ impl Engine {
         let drain = (d.timeout + Duration::from_secs(1)).min(Duration::from_secs(20));
         let (stop, stop_rx) = oneshot::channel();
         let scheduler =
-            scheduler::Scheduler::new(store, limits, Arc::clone(&epochs), jobs_tx, inbox_rx);
+            scheduler::Scheduler::new(store, limits, Arc::clone(&fences), jobs_tx, inbox_rx);
         let scheduler = tokio::spawn(scheduler.run(stop_rx, drain));
         Engine {
             handle: DeliveryHandle {
                 inbox: inbox_tx,
-                epochs,
+                fences,
                 policy,
                 destination: Arc::new(destination),
+                quiesce_limit: d.timeout + Duration::from_secs(1),
             },
             stop,
             scheduler,

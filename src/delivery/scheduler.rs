@@ -18,6 +18,10 @@
 //!   minute; deliveries held back by it are moved in the queue to the time they will
 //!   go, so their `nextAttemptAt` is true.
 //! - A receiver's `Retry-After` (stored on the webhook) holds back all its attempts.
+//! - When workers are short, webhooks with due work take [`Turns`]: round-robin across
+//!   users, then across each user's webhooks, one attempt per turn while others wait. A
+//!   look that finds the pool full, or others already waiting, joins the line rather
+//!   than taking a freed worker ahead of them.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -27,9 +31,11 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
+use super::Message;
+use super::fence::Fences;
 use super::ratelimit::RateLimiter;
+use super::turns::Turns;
 use super::worker::{Done, Job};
-use super::{Epochs, Message};
 use crate::model::{DeliveryId, Millis, WebhookId};
 use crate::store::Store;
 use crate::store::ops::{attempts, queue};
@@ -58,6 +64,8 @@ struct WebhookState {
     /// at once, the receiver is spared a tight loop while the disk fails) until this time.
     cooling: Vec<(Millis, DeliveryId)>,
     limiter: RateLimiter,
+    /// Its owner, once a look has read the record (turns are taken per user).
+    user: Option<Arc<str>>,
 }
 
 impl WebhookState {
@@ -77,14 +85,14 @@ impl WebhookState {
 pub struct Scheduler {
     store: Store,
     limits: Limits,
-    epochs: Arc<Epochs>,
+    fences: Arc<Fences>,
     jobs: SyncSender<Job>,
     inbox: UnboundedReceiver<Message>,
     webhooks: HashMap<WebhookId, WebhookState>,
     wake_at: BTreeSet<(Millis, WebhookId)>,
     next_look: HashMap<WebhookId, Millis>,
-    /// Webhooks with due work that only wait for a free worker.
-    waiting_for_worker: HashSet<WebhookId>,
+    /// Webhooks with due work that only wait for a free worker, in turn order.
+    turns: Turns,
     /// HTTP exchanges under way.
     in_flight: usize,
     /// Claimed deliveries: under way, or over and waiting for their outcome's commit.
@@ -95,20 +103,20 @@ impl Scheduler {
     pub fn new(
         store: Store,
         limits: Limits,
-        epochs: Arc<Epochs>,
+        fences: Arc<Fences>,
         jobs: SyncSender<Job>,
         inbox: UnboundedReceiver<Message>,
     ) -> Scheduler {
         Scheduler {
             store,
             limits,
-            epochs,
+            fences,
             jobs,
             inbox,
             webhooks: HashMap::new(),
             wake_at: BTreeSet::new(),
             next_look: HashMap::new(),
-            waiting_for_worker: HashSet::new(),
+            turns: Turns::default(),
             in_flight: 0,
             claims: 0,
         }
@@ -184,9 +192,7 @@ impl Scheduler {
         if let Some(state) = self.webhooks.get_mut(&webhook) {
             state.in_flight = state.in_flight.saturating_sub(1);
         }
-        let now = Millis::now();
-        self.look_at(webhook, now);
-        self.wake_waiting(now);
+        self.look_at(webhook, Millis::now());
     }
 
     /// An attempt's outcome is in the store (its retry, if any, is queued): the claim ends.
@@ -210,13 +216,6 @@ impl Scheduler {
                 self.look_at(done.webhook, until);
             }
         }
-        self.wake_waiting(now);
-    }
-
-    fn wake_waiting(&mut self, now: Millis) {
-        for webhook in std::mem::take(&mut self.waiting_for_worker) {
-            self.look_at(webhook, now);
-        }
     }
 
     /// Asks for a look at `webhook` at `at` (or earlier, if one is already planned).
@@ -231,26 +230,73 @@ impl Scheduler {
         self.wake_at.insert((at, webhook));
     }
 
+    /// Free workers go first to the webhooks waiting for them, in turn; then come the
+    /// looks whose time has come (which join the line if workers are short).
     async fn run_due_looks(&mut self) {
         let now = Millis::now();
+        while self.pool_room() > 0 {
+            let Some(webhook) = self.turns.take_turn() else {
+                break;
+            };
+            if let Err(e) = self.look(webhook, now, Turn::Served).await {
+                tracing::error!(webhook = %webhook, error = %e, "scheduler cannot read the queue");
+                self.look_at(webhook, now.saturating_add(STORE_RETRY));
+            }
+        }
         while let Some(&(at, webhook)) = self.wake_at.first() {
             if at > now {
                 break;
             }
             self.wake_at.pop_first();
             self.next_look.remove(&webhook);
-            if let Err(e) = self.look(webhook, now).await {
+            if let Err(e) = self.look(webhook, now, Turn::Own).await {
                 tracing::error!(webhook = %webhook, error = %e, "scheduler cannot read the queue");
                 self.look_at(webhook, now.saturating_add(STORE_RETRY));
             }
         }
     }
 
-    /// Dispatches what `webhook` may send now and plans its next look.
+    /// Workers the pool can take on now: free ones, while unrecorded outcomes allow.
+    fn pool_room(&self) -> usize {
+        let unrecorded = self.claims.saturating_sub(self.in_flight);
+        self.limits
+            .workers
+            .saturating_sub(self.in_flight)
+            .min(MAX_UNRECORDED.saturating_sub(unrecorded))
+    }
+
+    /// Puts `webhook` in line for a worker (reading its owner if no look has yet).
+    fn wait_for_worker(&mut self, webhook: WebhookId) -> Result<(), crate::store::StoreError> {
+        let known = self.webhooks.get(&webhook).and_then(|s| s.user.clone());
+        let user = match known {
+            Some(user) => user,
+            None => match self
+                .store
+                .read(|r| crate::store::ops::webhooks::get(r, webhook))?
+            {
+                Some(record) => {
+                    let user: Arc<str> = Arc::from(record.user.as_str());
+                    if let Some(state) = self.webhooks.get_mut(&webhook) {
+                        state.user = Some(Arc::clone(&user));
+                    }
+                    user
+                }
+                None => return Ok(()), // deleted: nothing to wait for
+            },
+        };
+        self.turns.wait(&user, webhook);
+        Ok(())
+    }
+
+    /// Dispatches what `webhook` may send now and plans its next look. On its own time
+    /// (`Turn::Own`) a webhook joins the line if others already wait for workers; when its
+    /// turn comes (`Turn::Served`) it takes one worker while others wait, all it may
+    /// otherwise, and goes to the back of the line if it has more due.
     async fn look(
         &mut self,
         webhook: WebhookId,
         now: Millis,
+        turn: Turn,
     ) -> Result<(), crate::store::StoreError> {
         let per_minute = self.limits.per_minute;
         let state = self
@@ -261,23 +307,26 @@ impl Scheduler {
                 claimed: HashSet::new(),
                 cooling: Vec::new(),
                 limiter: RateLimiter::new(per_minute),
+                user: None,
             });
         state.release_cooled(now);
         let webhook_room = self.limits.per_webhook.saturating_sub(state.in_flight);
-        let unrecorded = self.claims.saturating_sub(self.in_flight);
-        let pool_room = self
-            .limits
-            .workers
-            .saturating_sub(self.in_flight)
-            .min(MAX_UNRECORDED.saturating_sub(unrecorded));
         if webhook_room == 0 {
             return Ok(()); // its next finished attempt asks for a look
         }
-        if pool_room == 0 {
-            self.waiting_for_worker.insert(webhook);
-            return Ok(());
+        let pool_room = self.pool_room();
+        if pool_room == 0 || (turn == Turn::Own && !self.turns.is_empty()) {
+            return self.wait_for_worker(webhook);
         }
-        let room = webhook_room.min(pool_room);
+        let others_waiting = !self.turns.is_empty();
+        let room = if others_waiting {
+            1
+        } else {
+            webhook_room.min(pool_room)
+        };
+        let Some(state) = self.webhooks.get_mut(&webhook) else {
+            return Ok(());
+        };
         let claimed = &state.claimed;
         let peek = self
             .store
@@ -288,11 +337,14 @@ impl Scheduler {
             }
             return Ok(());
         };
+        if state.user.is_none() {
+            state.user = Some(Arc::from(record.user.as_str()));
+        }
         if let Some(paused) = record.paused_until.filter(|p| *p > now) {
             self.look_at(webhook, paused);
             return Ok(());
         }
-        let epoch = self.epochs.get(webhook);
+        let epoch = self.fences.epoch(webhook);
         let mut rate_limited = false;
         for delivery in peek.due {
             if !state.limiter.try_acquire(now) {
@@ -319,11 +371,11 @@ impl Scheduler {
             return self.hold_back(webhook, now).await;
         }
         match peek.next {
-            // More is due than there was room for. If the pool was the tighter limit, ask
-            // for a look when any worker frees up; otherwise this webhook's own finished
-            // attempts ask for it.
-            Some(next) if next <= now && pool_room <= webhook_room => {
-                self.waiting_for_worker.insert(webhook);
+            // More is due than there was room for. If the pool (or the others' turns) was
+            // the tighter limit, wait in line for a worker; otherwise this webhook's own
+            // finished attempts ask for a look.
+            Some(next) if next <= now && (others_waiting || pool_room <= webhook_room) => {
+                self.wait_for_worker(webhook)?;
             }
             Some(next) if next > now => self.look_at(webhook, next),
             _ => {}
@@ -366,4 +418,12 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// Why a look happens: on the webhook's own time (a due delivery, a finished attempt), or
+/// because its turn for a worker came.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Turn {
+    Own,
+    Served,
 }

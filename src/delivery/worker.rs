@@ -15,12 +15,13 @@ use std::thread::JoinHandle;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::Message;
 use super::destination::{Policy, UrlProblem, check_url};
+use super::fence::Fences;
 use super::http::HttpSender;
 use super::payload::delivery_body;
 use super::retry::RetryPolicy;
 use super::signing::{hook_signature, standard_signature};
-use super::{Epochs, Message};
 use crate::model::{DeliveryId, Millis, WebhookId};
 use crate::store::Store;
 use crate::store::ops::attempts::{self, Recorded};
@@ -49,7 +50,7 @@ pub struct WorkerContext {
     pub store: Store,
     pub http: HttpSender,
     pub policy: Arc<RetryPolicy>,
-    pub epochs: Arc<Epochs>,
+    pub fences: Arc<Fences>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Where requests may go, as configured now.
     pub destination: Policy,
@@ -117,9 +118,9 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
     let policy = Arc::clone(&ctx.policy);
     let id = job.delivery;
     let webhook = job.webhook;
-    let (metrics, epochs, reply) = (
+    let (metrics, fences, reply) = (
         Arc::clone(&ctx.metrics),
-        Arc::clone(&ctx.epochs),
+        Arc::clone(&ctx.fences),
         inbox.clone(),
     );
     let on_commit = move |result: Result<Option<Recorded>, crate::store::StoreError>| {
@@ -132,7 +133,7 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
                 recorded.and_then(|r| r.status),
             );
             if recorded.is_some_and(|r| r.webhook_disabled) {
-                epochs.bump(webhook);
+                fences.close(webhook);
                 tracing::warn!(webhook = %webhook, "webhook disabled; its pending deliveries are cancelled");
             }
         }
@@ -226,10 +227,11 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<PendingRecord>, Stri
             duration: std::time::Duration::ZERO,
         }
     } else {
-        // Last look before anything goes on the wire: deleted or disabled since dispatch?
-        if ctx.epochs.get(job.webhook) != job.epoch {
+        // Deleted or disabled since dispatch? Entering the fence is the last check, and
+        // holding it through the exchange lets a delete wait for this send (see `fence`).
+        let Some(_sending) = ctx.fences.enter(job.webhook, job.epoch) else {
             return Ok(None);
-        }
+        };
         ctx.http.send(&webhook.url, &headers, body.as_bytes())
     };
 

@@ -1,0 +1,285 @@
+//! The promise under faults and skew: one busy tenant does not starve another, nothing is
+//! sent after DELETE or disable has answered, proxy variables in hookd's environment do
+//! not get around the destination guard.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::receiver::{Receiver, Reply};
+use common::{Hookd, OTHER_USER, Settings, USER};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Two old webhooks with 15-event backlogs to a receiver that answers in 1 s, two workers,
+/// one attempt at a time per webhook: a newer webhook's one event must get the first
+/// worker that frees up, not wait behind both backlogs (it used to wait ~15 s).
+#[test]
+fn a_busy_webhook_does_not_starve_a_newer_one() {
+    let hookd = Hookd::start_with(Settings {
+        delivery: "workers = 2\nmax_in_flight_per_webhook = 1".into(),
+        ..Settings::default()
+    });
+    let slow = Receiver::start(|_, _| Reply::Delayed(Duration::from_secs(1), 200));
+    let fast = Receiver::ok();
+    let a1 = hookd.create_webhook(USER, &slow.url("/a1"), &["message:received"], None);
+    let a2 = hookd.create_webhook(USER, &slow.url("/a2"), &["message:received"], None);
+    for n in 0..15 {
+        let r = hookd.ingest(
+            "message:received",
+            "user-123",
+            &format!("{{\"n\":{n}}}"),
+            None,
+        );
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    // Both backlogs are being worked on before the newcomer arrives.
+    slow.wait_for(2, WAIT);
+    let b = hookd.create_webhook(USER, &fast.url("/b"), &["agent:error"], None);
+    let sent = Instant::now();
+    let r = hookd.ingest("agent:error", "user-123", "{}", None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    fast.wait_for(1, WAIT);
+    let waited = sent.elapsed();
+    let slow_before = slow.received().len();
+    // Two attempts were under way when it arrived; it goes as soon as one ends. Allow
+    // two more starts for the time between the ingest and the first worker freeing up.
+    assert!(
+        slow_before <= 4,
+        "{b} waited behind {slow_before} attempts of {a1} and {a2} ({waited:?})"
+    );
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    // The backlogs themselves still complete: the turns skip nobody.
+    slow.wait_until(Duration::from_secs(60), |got| got.len() == 30);
+}
+
+/// The same across users: one user's backlog does not hold up another user's webhook.
+#[test]
+fn one_users_backlog_does_not_starve_another_user() {
+    let hookd = Hookd::start_with(Settings {
+        delivery: "workers = 2\nmax_in_flight_per_webhook = 2".into(),
+        ..Settings::default()
+    });
+    let slow = Receiver::start(|_, _| Reply::Delayed(Duration::from_secs(1), 200));
+    let fast = Receiver::ok();
+    hookd.create_webhook(USER, &slow.url("/busy"), &["message:received"], None);
+    for n in 0..12 {
+        let r = hookd.ingest(
+            "message:received",
+            "user-123",
+            &format!("{{\"n\":{n}}}"),
+            None,
+        );
+        assert_eq!(r.status, 202, "{}", r.body);
+    }
+    slow.wait_for(2, WAIT);
+    hookd.create_webhook(OTHER_USER, &fast.url("/other"), &["message:received"], None);
+    let r = hookd.ingest("message:received", "user-456", "{}", None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    fast.wait_for(1, WAIT);
+    let slow_before = slow.received().len();
+    assert!(
+        slow_before <= 4,
+        "the other user's delivery waited behind {slow_before} attempts"
+    );
+}
+
+/// A listener whose accept queue is full: connection attempts to it hang in SYN-SENT
+/// (the kernel drops their SYNs) until the test starts accepting.
+struct FullListener {
+    listener: TcpListener,
+    _fillers: Vec<TcpStream>,
+}
+
+impl FullListener {
+    fn start() -> FullListener {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        socket.bind(&any.into()).expect("bind");
+        socket.listen(0).expect("listen");
+        let listener: TcpListener = socket.into();
+        let addr = listener.local_addr().expect("local address");
+        // Fill the queue until a connection no longer completes.
+        let mut fillers = Vec::new();
+        loop {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => break,
+            }
+            assert!(fillers.len() < 64, "the accept queue never filled up");
+        }
+        FullListener {
+            listener,
+            _fillers: fillers,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.listener.local_addr().expect("local address").port()
+    }
+
+    /// Whether some connection to this listener is stuck in SYN-SENT (read from `ss`).
+    fn has_connect_pending(&self) -> bool {
+        let out = std::process::Command::new("ss")
+            .args(["-Htn", "state", "syn-sent"])
+            .output()
+            .expect("the test needs `ss` (iproute2) to see hookd's pending connect");
+        let port = format!(":{}", self.port());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.split_whitespace().any(|field| field.ends_with(&port)))
+    }
+
+    /// Accepts for `window` and returns every request byte that arrives meanwhile.
+    fn drain(&self, window: Duration) -> Vec<u8> {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        self.listener.set_nonblocking(true).expect("nonblocking");
+        let deadline = Instant::now() + window;
+        let mut readers = Vec::new();
+        while Instant::now() < deadline {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    let got = Arc::clone(&got);
+                    readers.push(std::thread::spawn(move || {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                        let mut buf = [0u8; 4096];
+                        while let Ok(n) = stream.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            got.lock().expect("lock").extend_from_slice(&buf[..n]);
+                        }
+                    }));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        for r in readers {
+            let _ = r.join();
+        }
+        let bytes = got.lock().expect("lock").clone();
+        bytes
+    }
+}
+
+/// DELETE answers only once no attempt of the webhook can still write: an attempt stuck
+/// connecting when the DELETE came must not deliver afterwards (it used to, 0.7 s later).
+#[test]
+fn nothing_is_sent_after_delete_answers() {
+    fence_holds(|hookd, id| {
+        let r = hookd.delete(&format!("/api/hooks/webhooks/{id}"), USER);
+        assert_eq!(r.status, 204, "{}", r.body);
+    });
+}
+
+#[test]
+fn nothing_is_sent_after_disable_answers() {
+    fence_holds(|hookd, id| {
+        let r = hookd.patch(
+            &format!("/api/hooks/webhooks/{id}"),
+            USER,
+            r#"{"enabled":false}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    });
+}
+
+fn fence_holds(stop: impl Fn(&Hookd, &str)) {
+    let hookd = Hookd::start_with(Settings {
+        delivery: "timeout = \"3s\"\nretry_schedule = [\"0s\", \"1s\"]".into(),
+        ..Settings::default()
+    });
+    let receiver = FullListener::start();
+    let id = hookd.create_webhook(
+        USER,
+        &format!("http://127.0.0.1:{}/fenced", receiver.port()),
+        &["message:received"],
+        None,
+    );
+    let r = hookd.ingest("message:received", "user-123", r#"{"fence":true}"#, None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    // Wait until hookd's attempt is past every check and stuck connecting.
+    let deadline = Instant::now() + WAIT;
+    while !receiver.has_connect_pending() {
+        assert!(Instant::now() < deadline, "hookd never tried to connect");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(&hookd, &id);
+    // From the answer on, nothing for this webhook may reach the receiver, though it
+    // now accepts everything.
+    let after = receiver.drain(Duration::from_secs(5));
+    let text = String::from_utf8_lossy(&after);
+    assert!(
+        !text.contains("POST /fenced"),
+        "a request reached the receiver after the answer:\n{text}"
+    );
+}
+
+/// A recording HTTP proxy: every request line it receives, answered 502.
+fn recording_proxy() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.2:0").expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let line = head.lines().next().unwrap_or("").to_string();
+            record.lock().expect("lock").push(line);
+            let _ = stream.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    (addr, seen)
+}
+
+/// `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` in hookd's environment are ignored. The proxy
+/// sits in an allowed network (127.0.0.2/32), the destination (localhost) does not: with
+/// the variables followed, the guard checked only the proxy's address and the proxy was
+/// asked to go to the refused one.
+#[test]
+fn proxy_variables_do_not_get_around_the_guard() {
+    let (proxy, seen) = recording_proxy();
+    let proxy_url = format!("http://{proxy}");
+    let receiver = Receiver::ok();
+    let env = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+    ]
+    .iter()
+    .map(|k| (k.to_string(), proxy_url.clone()))
+    .collect();
+    let hookd = Hookd::start_with(Settings {
+        delivery:
+            "allow_http = true\nallowed_networks = [\"127.0.0.2/32\"]\nretry_schedule = [\"0s\"]"
+                .into(),
+        strict_destinations: true,
+        env,
+        ..Settings::default()
+    });
+    // A host name is checked when connecting, so creating it succeeds.
+    let url = format!("http://localhost:{}/behind-the-guard", receiver.addr.port());
+    let id = hookd.create_webhook(USER, &url, &["message:received"], None);
+    let r = hookd.ingest("message:received", "user-123", "{}", None);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let list = hookd.wait_deliveries(USER, &id, WAIT, |d| {
+        d.len() == 1 && d[0]["status"] == "failed"
+    });
+    let error = list[0]["attempts"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("destination_not_allowed"),
+        "attempt error: {error}"
+    );
+    assert_eq!(seen.lock().expect("lock").clone(), Vec::<String>::new());
+    assert!(receiver.received().is_empty());
+}
