@@ -162,8 +162,7 @@ impl FullListener {
         for r in readers {
             let _ = r.join();
         }
-        let bytes = got.lock().expect("lock").clone();
-        bytes
+        got.lock().expect("lock").clone()
     }
 }
 
