@@ -85,9 +85,10 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         crate::systemd::notify("STOPPING=1");
     };
     let retention = tokio::spawn(prune_forever(store.clone(), state.config.retention.events));
+    let space = tokio::spawn(watch_space(store.clone(), MIN_FREE_SPACE));
     api::serve(listener, state, shutdown).await;
     // Every task that holds the store ends before the store is closed (see Store::close).
-    for task in [retention, reload] {
+    for task in [retention, reload, space] {
         task.abort();
         let _ = task.await;
     }
@@ -102,6 +103,19 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 /// How long shutdown waits for the last users of the store (delivery workers finishing
 /// an abandoned attempt) before it leaves without closing the file cleanly.
 const STORE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Free space kept for outcomes, cancels and deletes: below it new events are refused.
+const MIN_FREE_SPACE: u64 = 256 << 20;
+
+/// Reads the store's free space once a second (see `store::space`).
+async fn watch_space(store: Store, reserve: u64) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        store.check_space(reserve);
+    }
+}
 
 /// Deletes events and deliveries older than `retention`, in small batches, forever.
 async fn prune_forever(store: Store, retention: std::time::Duration) {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod canonical_json;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod delivery;

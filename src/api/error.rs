@@ -3,11 +3,11 @@
 
 use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
 use crate::model::Invalid;
-use crate::store::StoreError;
+use crate::store::{Fault, StoreError};
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -95,6 +95,19 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// The store cannot take this write now (docs/operations.md, "When the disk fills or
+    /// fails"): `503` with `Retry-After`, nothing was stored, the same request may be sent
+    /// again (ingest is idempotent by event id).
+    pub fn store(fault: Fault) -> Self {
+        let message = match fault {
+            Fault::Full => "hookd's disk is (nearly) full; nothing was stored, try again later",
+            Fault::Unavailable => {
+                "hookd cannot write to its store right now; nothing was stored, try again later"
+            }
+        };
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, fault.code(), message)
+    }
+
     /// Something inside hookd is wrong (the details go to the log, not the client).
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
@@ -119,6 +132,12 @@ impl ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if self.code == Fault::Full.code() || self.code == Fault::Unavailable.code() {
+            headers.insert(
+                RETRY_AFTER,
+                HeaderValue::from_static(STORE_RETRY_AFTER_SECONDS),
+            );
+        }
         response
     }
 }
@@ -130,8 +149,16 @@ impl From<Invalid> for ApiError {
     }
 }
 
+/// How long a client is asked to wait after a store failure: about the writer's longest
+/// wait between two attempts to reopen the store.
+const STORE_RETRY_AFTER_SECONDS: &str = "5";
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let Some(fault) = e.fault() {
+            tracing::warn!(error = %e, "request refused: the store cannot commit");
+            return ApiError::store(fault);
+        }
         match e {
             StoreError::Closed => ApiError::unavailable("hookd is shutting down"),
             other => {

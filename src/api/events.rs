@@ -153,6 +153,11 @@ fn parse_ingest(body: &[u8], received_at: Millis) -> Result<NewEvent, ApiError> 
 pub async fn ingest(state: &AppState, body: &[u8]) -> Result<HttpResponse, ApiError> {
     let received_at = Millis::now();
     let event = parse_ingest(body, received_at)?;
+    // Below the free-space reserve, new events wait: the room left is for outcomes,
+    // cancels and deletes, which keep the promises already made.
+    if state.store.health().space_low() {
+        return Err(ApiError::store(crate::store::Fault::Full));
+    }
     let id = event.id.clone();
     let due = state.delivery.policy.first_due(received_at);
     let outcome = state

@@ -1,4 +1,5 @@
-//! `GET /healthz` (200 while the store answers reads) and `GET /metrics` (Prometheus).
+//! `GET /healthz` (200 while the store can commit and answers reads; 503 with the reason
+//! otherwise) and `GET /metrics` (Prometheus).
 
 use hyper::StatusCode;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -8,6 +9,12 @@ use super::error::{ApiError, HttpResponse, json_response};
 use crate::store::tables::META;
 
 pub fn healthz(state: &AppState) -> Result<HttpResponse, ApiError> {
+    if let Some(fault) = state.store.health().fault() {
+        return Ok(json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(r#"{{"status":"degraded","reason":"{}"}}"#, fault.code()),
+        ));
+    }
     match state.store.read(|r| Ok(r.open_table(META).map(|_| ())?)) {
         Ok(()) => Ok(json_response(StatusCode::OK, r#"{"status":"ok"}"#.into())),
         Err(e) => {

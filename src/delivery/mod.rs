@@ -105,7 +105,7 @@ impl Engine {
             destination: destination.clone(),
         });
         // Detached: a worker stuck in a receiver's deadline must not hold up shutdown.
-        let _workers = worker::spawn(d.workers, jobs_rx, ctx, inbox_tx.clone());
+        let _workers = worker::spawn(d.workers, jobs_rx, Arc::clone(&ctx), inbox_tx.clone());
         let limits = scheduler::Limits {
             workers: d.workers,
             per_webhook: d.max_in_flight_per_webhook,
@@ -113,8 +113,15 @@ impl Engine {
         };
         let drain = (d.timeout + Duration::from_secs(1)).min(Duration::from_secs(20));
         let (stop, stop_rx) = oneshot::channel();
-        let scheduler =
-            scheduler::Scheduler::new(store, limits, Arc::clone(&fences), jobs_tx, inbox_rx);
+        let scheduler = scheduler::Scheduler::new(
+            store,
+            ctx,
+            inbox_tx.clone(),
+            limits,
+            Arc::clone(&fences),
+            jobs_tx,
+            inbox_rx,
+        );
         let scheduler = tokio::spawn(scheduler.run(stop_rx, drain));
         Engine {
             handle: DeliveryHandle {

@@ -83,6 +83,17 @@ impl RateLimiter {
         self.reserved.extend(&slots);
         slots
     }
+
+    /// Takes back promises that were never made known (their move in the queue failed to
+    /// commit). Kept, they would push every later hold-back further out with each failed
+    /// write, and due deliveries would wait long past their real slot.
+    pub fn release(&mut self, slots: &[Millis]) {
+        for slot in slots {
+            if let Some(i) = self.reserved.iter().rposition(|r| r == slot) {
+                self.reserved.remove(i);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -99,6 +110,15 @@ mod tests {
         assert!(rl.try_acquire(Millis(60_000)));
         assert!(!rl.try_acquire(Millis(60_009)));
         assert!(rl.try_acquire(Millis(60_010)));
+    }
+
+    #[test]
+    fn released_promises_do_not_push_later_ones_out() {
+        let mut rl = RateLimiter::new(1);
+        assert!(rl.try_acquire(Millis(0)));
+        let first = rl.reserve_slots(Millis(10), 2);
+        rl.release(&first);
+        assert_eq!(rl.reserve_slots(Millis(20), 2), first);
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!   minute; deliveries held back by it are moved in the queue to the time they will
 //!   go, so their `nextAttemptAt` is true.
 //! - A receiver's `Retry-After` (stored on the webhook) holds back all its attempts.
+//! - While the store cannot commit, nothing is dispatched; an outcome that could not be
+//!   recorded is kept here with its claim and recorded once the store is back, so a
+//!   delivery that reached its receiver is not sent again.
 //! - When workers are short, webhooks with due work take [`Turns`]: round-robin across
 //!   users, then across each user's webhooks, one attempt per turn while others wait. A
 //!   look that finds the pool full, or others already waiting, joins the line rather
@@ -28,14 +31,14 @@ use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use super::Message;
 use super::fence::Fences;
 use super::ratelimit::RateLimiter;
 use super::turns::Turns;
-use super::worker::{Done, Job};
+use super::worker::{Done, Failed, Job, Outcome, WorkerContext, submit_outcome};
 use crate::model::{DeliveryId, Millis, WebhookId};
 use crate::store::Store;
 use crate::store::ops::{attempts, queue};
@@ -84,6 +87,13 @@ impl WebhookState {
 
 pub struct Scheduler {
     store: Store,
+    /// For recording again the outcomes whose commit failed.
+    ctx: Arc<WorkerContext>,
+    reply: UnboundedSender<Message>,
+    /// Attempts made whose outcome is not in the store yet (their claims stay).
+    unrecorded: Vec<(WebhookId, DeliveryId, Outcome)>,
+    /// When to try recording them again.
+    record_again_at: Option<Millis>,
     limits: Limits,
     fences: Arc<Fences>,
     jobs: SyncSender<Job>,
@@ -100,8 +110,11 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
+        ctx: Arc<WorkerContext>,
+        reply: UnboundedSender<Message>,
         limits: Limits,
         fences: Arc<Fences>,
         jobs: SyncSender<Job>,
@@ -109,6 +122,10 @@ impl Scheduler {
     ) -> Scheduler {
         Scheduler {
             store,
+            ctx,
+            reply,
+            unrecorded: Vec::new(),
+            record_again_at: None,
             limits,
             fences,
             jobs,
@@ -138,8 +155,16 @@ impl Scheduler {
         let mut watchdog_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
+            self.record_again();
             self.run_due_looks().await;
-            let sleep = self.wake_at.first().map(|(at, _)| {
+            let next = self
+                .wake_at
+                .first()
+                .map(|(at, _)| *at)
+                .into_iter()
+                .chain(self.record_again_at)
+                .min();
+            let sleep = next.map(|at| {
                 Duration::from_millis(u64::try_from(at.0 - Millis::now().0).unwrap_or(0))
             });
             tokio::select! {
@@ -161,6 +186,11 @@ impl Scheduler {
             }
         }
         let deadline = tokio::time::Instant::now() + drain;
+        // Outcomes kept through a store outage get one more chance to be recorded.
+        if !self.unrecorded.is_empty() {
+            self.record_again_at = Some(Millis::now());
+            self.record_again();
+        }
         while self.claims > 0 {
             match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
                 Ok(Some(Message::Done(done))) => self.recorded(done),
@@ -196,25 +226,55 @@ impl Scheduler {
     }
 
     /// An attempt's outcome is in the store (its retry, if any, is queued): the claim ends.
+    /// If it could not be recorded, the outcome waits here, still claimed.
     fn recorded(&mut self, done: Done) {
-        self.claims = self.claims.saturating_sub(1);
         let now = Millis::now();
-        let state = self.webhooks.get_mut(&done.webhook);
         match done.result {
             Ok(_) => {
-                if let Some(state) = state {
+                self.claims = self.claims.saturating_sub(1);
+                if let Some(state) = self.webhooks.get_mut(&done.webhook) {
                     state.claimed.remove(&done.delivery);
                 }
                 self.look_at(done.webhook, now);
             }
-            Err(e) => {
-                tracing::error!(delivery = %done.delivery, error = %e, "could not record an attempt; will retry");
+            Err(Failed {
+                error,
+                outcome: Some(outcome),
+            }) => {
+                tracing::warn!(delivery = %done.delivery, error = %error, "attempt made but not recorded; it is kept and recorded once the store commits");
+                self.unrecorded.push((done.webhook, done.delivery, outcome));
+                self.record_again_at
+                    .get_or_insert(now.saturating_add(STORE_RETRY));
+            }
+            Err(Failed {
+                error,
+                outcome: None,
+            }) => {
+                // Nothing was sent: the delivery may go again once the store is back.
+                self.claims = self.claims.saturating_sub(1);
+                tracing::error!(delivery = %done.delivery, error = %error, "could not prepare an attempt; will retry");
                 let until = now.saturating_add(STORE_RETRY);
-                if let Some(state) = state {
+                if let Some(state) = self.webhooks.get_mut(&done.webhook) {
                     state.cooling.push((until, done.delivery));
                 }
                 self.look_at(done.webhook, until);
             }
+        }
+    }
+
+    /// Hands the kept outcomes to the store again once it commits.
+    fn record_again(&mut self) {
+        let now = Millis::now();
+        if self.record_again_at.is_none_or(|at| at > now) {
+            return;
+        }
+        if self.store.health().fault().is_some() {
+            self.record_again_at = Some(now.saturating_add(STORE_RETRY));
+            return;
+        }
+        self.record_again_at = None;
+        for (webhook, delivery, outcome) in std::mem::take(&mut self.unrecorded) {
+            submit_outcome(&self.ctx, webhook, delivery, outcome, false, &self.reply);
         }
     }
 
@@ -310,6 +370,11 @@ impl Scheduler {
                 user: None,
             });
         state.release_cooled(now);
+        if self.store.health().fault().is_some() {
+            // Nothing goes out while outcomes could not be recorded; look again later.
+            self.look_at(webhook, now.saturating_add(STORE_RETRY));
+            return Ok(());
+        }
         let webhook_room = self.limits.per_webhook.saturating_sub(state.in_flight);
         if webhook_room == 0 {
             return Ok(()); // its next finished attempt asks for a look
@@ -397,11 +462,18 @@ impl Scheduler {
             .store
             .read(|r| queue::peek(r, webhook, now, claimed, RESCHEDULE_BATCH))?;
         let slots = state.limiter.reserve_slots(now, peek.due.len());
-        let moves: Vec<(DeliveryId, Millis)> = peek.due.into_iter().zip(slots).collect();
-        if !moves.is_empty() {
-            self.store
+        let moves: Vec<(DeliveryId, Millis)> =
+            peek.due.into_iter().zip(slots.iter().copied()).collect();
+        if !moves.is_empty()
+            && let Err(e) = self
+                .store
                 .write(move |tx| attempts::reschedule(tx, webhook, &moves))
-                .await?;
+                .await
+        {
+            if let Some(state) = self.webhooks.get_mut(&webhook) {
+                state.limiter.release(&slots);
+            }
+            return Err(e);
         }
         // The next look is at the webhook's earliest queue entry now: a slot promised
         // by an earlier hold-back may come before this batch's first one.

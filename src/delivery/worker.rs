@@ -8,6 +8,12 @@
 //! commit, so one fsync serves the outcomes of every attempt that finished meanwhile,
 //! and the scheduler never sees a delivery whose queue entry is stale: the delivery stays
 //! claimed until its new state is in the store.
+//!
+//! An outcome whose commit fails (the disk is full, the store is being reopened) comes
+//! back to the scheduler in [`Failed::outcome`]; the scheduler keeps it, the delivery
+//! stays claimed, and it is recorded once the store commits again
+//! ([`submit_outcome`]). So a delivery that reached its receiver is never sent again
+//! while hookd runs, however long the store is down.
 
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
@@ -43,7 +49,23 @@ pub struct Done {
     pub webhook: WebhookId,
     pub delivery: DeliveryId,
     /// `Ok(None)`: nothing was sent (cancelled or no longer pending).
-    pub result: Result<Option<Recorded>, String>,
+    pub result: Result<Option<Recorded>, Failed>,
+}
+
+/// A job that could not finish because the store failed.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: crate::store::StoreError,
+    /// The attempt made, if one was: it must be recorded later, never made again.
+    pub outcome: Option<Outcome>,
+}
+
+/// An attempt made, its outcome not yet recorded.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub verdict: attempts::Verdict,
+    pub attempt: Attempt,
+    pub duration: std::time::Duration,
 }
 
 pub struct WorkerContext {
@@ -99,37 +121,51 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
         })
     };
     let sent = || inbox.send(Message::Sent(job.webhook)).is_ok();
-    let pending = match attempt(ctx, job) {
-        Ok(Some(pending)) => pending,
+    let outcome = match attempt(ctx, job) {
+        Ok(Some(outcome)) => outcome,
         Ok(None) => return sent() && inbox.send(done(Ok(None))).is_ok(),
-        Err(e) => return sent() && inbox.send(done(Err(e))).is_ok(),
+        Err(error) => {
+            let failed = Failed {
+                error,
+                outcome: None,
+            };
+            return sent() && inbox.send(done(Err(failed))).is_ok();
+        }
     };
-    let PendingRecord {
-        verdict,
-        attempt: record,
-        duration,
-    } = pending;
     // A success frees the slot at once. Any other answer may change the webhook (410
     // disables it, Retry-After pauses it, a long failure disables it): its slot stays
     // taken until that is recorded, so no attempt starts against the old state.
-    let frees_early = verdict == attempts::Verdict::Success;
+    let frees_early = outcome.verdict == attempts::Verdict::Success;
     // Even with the scheduler gone (shutdown), the outcome is still recorded.
     let scheduler_alive = !frees_early || sent();
+    submit_outcome(ctx, job.webhook, job.delivery, outcome, !frees_early, inbox);
+    scheduler_alive
+}
+
+/// Hands `outcome` to the next group commit. Once it is durable (or has failed) the
+/// scheduler hears [`Message::Done`], preceded by [`Message::Sent`] if `frees_slot`.
+pub fn submit_outcome(
+    ctx: &WorkerContext,
+    webhook: WebhookId,
+    id: DeliveryId,
+    outcome: Outcome,
+    frees_slot: bool,
+    inbox: &UnboundedSender<Message>,
+) {
     let policy = Arc::clone(&ctx.policy);
-    let id = job.delivery;
-    let webhook = job.webhook;
     let (metrics, fences, reply) = (
         Arc::clone(&ctx.metrics),
         Arc::clone(&ctx.fences),
         inbox.clone(),
     );
+    let (verdict, attempt) = (outcome.verdict, outcome.attempt.clone());
     let on_commit = move |result: Result<Option<Recorded>, crate::store::StoreError>| {
         // Counted once committed: a failed batch is attempted again and must not count
         // twice. (The API can show the outcome a moment before /metrics counts it.)
         if let Ok(recorded) = &result {
             metrics.attempt(
                 verdict == attempts::Verdict::Success,
-                duration,
+                outcome.duration,
                 recorded.and_then(|r| r.status),
             );
             if recorded.is_some_and(|r| r.webhook_disabled) {
@@ -137,43 +173,37 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
                 tracing::warn!(webhook = %webhook, "webhook disabled; its pending deliveries are cancelled");
             }
         }
-        if !frees_early {
+        if frees_slot {
             let _ = reply.send(Message::Sent(webhook));
         }
+        let result = result.map_err(|error| Failed {
+            error,
+            outcome: Some(outcome),
+        });
         let _ = reply.send(Message::Done(Done {
             webhook,
             delivery: id,
-            result: result.map_err(|e| e.to_string()),
+            result,
         }));
     };
     // If the store is closed, the job still answers through `on_commit` (with an error),
     // so the scheduler hears of this attempt exactly once either way.
     let _ = ctx.store.write_then(
-        move |tx| attempts::record(tx, id, verdict, record, &policy, Millis::now()),
+        move |tx| attempts::record(tx, id, verdict, attempt, &policy, Millis::now()),
         on_commit,
     );
-    scheduler_alive
-}
-
-/// An attempt made, its outcome not yet recorded.
-struct PendingRecord {
-    verdict: attempts::Verdict,
-    attempt: Attempt,
-    duration: std::time::Duration,
 }
 
 /// Makes the attempt; `None` when nothing was to be sent (cancelled, no longer pending).
-fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<PendingRecord>, String> {
+fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::store::StoreError> {
     let inputs = ctx
         .store
-        .read(|r| attempts::load_for_attempt(r, job.delivery))
-        .map_err(|e| e.to_string())?;
+        .read(|r| attempts::load_for_attempt(r, job.delivery))?;
     let Some(inputs) = inputs else {
         let id = job.delivery;
         let cancelled = ctx
             .store
-            .write_blocking(move |tx| attempts::cancel_if_unsendable(tx, id))
-            .map_err(|e| e.to_string())?;
+            .write_blocking(move |tx| attempts::cancel_if_unsendable(tx, id))?;
         if cancelled {
             tracing::warn!(delivery = %job.delivery, "delivery cancelled: its event or webhook is gone");
         }
@@ -254,7 +284,7 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<PendingRecord>, Stri
         error: outcome.error,
         response_body: outcome.response_body,
     };
-    Ok(Some(PendingRecord {
+    Ok(Some(Outcome {
         verdict: outcome.verdict,
         attempt: record,
         duration: outcome.duration,

@@ -9,16 +9,19 @@
 
 pub mod backup;
 pub mod codec;
+pub mod health;
 pub mod ops;
 pub mod records;
+pub mod space;
 pub mod tables;
 mod writer;
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
+pub use health::{Fault, Health};
 pub use writer::Tx;
 
 /// Why a store operation failed. Cloneable because one failed group commit answers every
@@ -41,9 +44,26 @@ pub enum StoreError {
     /// The writer thread is gone (the daemon is shutting down).
     #[error("the store is shutting down")]
     Closed,
+    /// The store cannot commit right now (see [`health`]); the writer is reopening it.
+    #[error("the store cannot commit: {}", .0.code())]
+    Unavailable(Fault),
 }
 
 impl StoreError {
+    /// The storage fault behind this error, if it is one (an I/O error, latched or new):
+    /// such errors make the writer reopen the store and the API answer 503.
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            StoreError::Unavailable(fault) => Some(*fault),
+            StoreError::Storage(e) => match &**e {
+                redb::Error::Io(io) => Some(Fault::of_io(io)),
+                redb::Error::PreviousIo | redb::Error::DatabaseClosed => Some(Fault::Unavailable),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub(crate) fn io(what: &'static str, source: std::io::Error) -> StoreError {
         StoreError::Io {
             what,
@@ -76,24 +96,100 @@ storage_error_from!(
 /// on that 528 MiB store (pages missing from the cache come from the OS page cache).
 const CACHE_BYTES: usize = 8 << 20;
 
+/// The open database, or nothing while the writer reopens it after an I/O error.
+/// Readers take a handle for the length of one read; the writer can reopen the file once
+/// every handle to the failed one is gone (redb lets a file be open once).
+pub(crate) struct Slot {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+}
+
+impl Slot {
+    fn current(&self) -> Option<Arc<Database>> {
+        self.db.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn take(&self) -> Option<Arc<Database>> {
+        self.db.write().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn put(&self, db: Arc<Database>) {
+        *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+    }
+
+    /// Opens (or creates) the file; redb repairs it first if it was not closed cleanly.
+    fn open(&self) -> Result<Arc<Database>, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&self.path)?;
+        Ok(Arc::new(db))
+    }
+}
+
 /// A handle to the open store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    slot: Arc<Slot>,
     writer: writer::WriterHandle,
+    health: Arc<Health>,
 }
 
 impl Store {
     /// Opens (or creates) the data file and starts the writer thread.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Arc::new(
-            Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(path)?,
-        );
+        let slot = Arc::new(Slot {
+            path: path.to_owned(),
+            db: RwLock::new(None),
+        });
+        let db = slot.open()?;
         ops::ensure_tables(&db)?;
-        let writer = writer::WriterHandle::start(Arc::clone(&db))?;
-        Ok(Store { db, writer })
+        slot.put(db);
+        let health = Arc::new(Health::default());
+        let writer = writer::WriterHandle::start(Arc::clone(&slot), Arc::clone(&health))?;
+        Ok(Store {
+            slot,
+            writer,
+            health,
+        })
+    }
+
+    /// Whether the store can commit, and free space (see [`health`]).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Reads the free space of the store's file system and refuses new events below
+    /// `reserve` bytes (see [`space`]).
+    pub fn check_space(&self, reserve: u64) {
+        let dir = self.slot.path.parent().unwrap_or(Path::new("."));
+        match space::free_bytes(dir) {
+            Ok(free) => {
+                let was_low = self.health.space_low();
+                self.health.set_free_space(free, reserve);
+                match (was_low, self.health.space_low()) {
+                    (false, true) => tracing::warn!(
+                        free,
+                        reserve,
+                        "free space below the reserve: new events are refused until space is freed"
+                    ),
+                    (true, false) => tracing::info!(
+                        free,
+                        "free space back above the reserve: new events are accepted"
+                    ),
+                    _ => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot read the free space of the store's file system")
+            }
+        }
+    }
+
+    /// The open database, or why there is none.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        self.slot.current().ok_or_else(|| {
+            StoreError::Unavailable(self.health.fault().unwrap_or(Fault::Unavailable))
+        })
     }
 
     /// Runs `op` in the next group commit; resolves once the commit is durable.
@@ -133,14 +229,14 @@ impl Store {
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         f(&txn)
     }
 
     /// Writes a consistent copy of the whole store to `dest` (blocking; run it off the
     /// async threads). Returns the number of events in the copy.
     pub fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
-        backup::write_copy(&self.db, dest)
+        backup::write_copy(&*self.db()?, dest)
     }
 
     /// Stops the writer after it has committed everything already submitted, then closes
@@ -153,17 +249,20 @@ impl Store {
     /// slower.
     pub fn close(self, wait: std::time::Duration) {
         self.writer.shutdown();
+        let Some(db) = self.slot.take() else {
+            return; // never reopened after a failure: nothing left to close
+        };
         let deadline = std::time::Instant::now() + wait;
-        while Arc::strong_count(&self.db) > 1 && std::time::Instant::now() < deadline {
+        while Arc::strong_count(&db) > 1 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let others = Arc::strong_count(&self.db) - 1;
+        let others = Arc::strong_count(&db) - 1;
         if others > 0 {
             tracing::warn!(
                 others,
                 "store still in use at exit; it will be checked (and repaired) on the next start"
             );
         }
-        drop(self);
+        drop(db);
     }
 }

@@ -6,18 +6,30 @@
 //! transaction, commits once, and only then answers each job. While it commits, new jobs
 //! queue up and form the next batch, so the fsync cost is shared under load and a lone
 //! request still commits immediately.
+//!
+//! A batch that fails with an I/O error (disk full, a failing device) leaves redb unable to
+//! do anything until the file is closed and opened again. The writer then marks the store
+//! down ([`Health`]), answers every job with [`StoreError::Unavailable`] while it reopens
+//! the file with backoff, and marks it up once a reopen succeeds.
 
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
-use super::StoreError;
+use super::health::{Fault, Health};
 use super::tables::{DELIVERY_SEQ, EVENT_SEQ, META};
+use super::{Slot, StoreError};
 
 const MAX_BATCH: usize = 1024;
+/// The first wait before reopening a failed store, doubled up to [`MAX_REOPEN_WAIT`].
+const FIRST_REOPEN_WAIT: Duration = Duration::from_millis(100);
+const MAX_REOPEN_WAIT: Duration = Duration::from_secs(5);
+/// An idle writer still shows it is alive this often (the watchdog reads it).
+const IDLE_BEAT: Duration = Duration::from_secs(1);
 
 /// What a write job sees: the batch's transaction and the daemon-wide sequence counters.
 pub struct Tx<'a> {
@@ -109,12 +121,19 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub fn start(db: Arc<Database>) -> Result<WriterHandle, StoreError> {
+    pub(crate) fn start(slot: Arc<Slot>, health: Arc<Health>) -> Result<WriterHandle, StoreError> {
+        let db = slot.current().ok_or(StoreError::Closed)?;
         let seqs = load_sequences(&db)?;
         let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
+        let writer = Writer {
+            slot,
+            health,
+            jobs: receiver,
+            seqs,
+        };
         let thread = std::thread::Builder::new()
             .name("hookd-writer".into())
-            .spawn(move || writer_loop(&db, receiver, seqs))
+            .spawn(move || writer.run(db))
             .map_err(|e| StoreError::io("start the writer thread", e))?;
         Ok(WriterHandle {
             sender: Arc::new(Mutex::new(Some(sender))),
@@ -204,27 +223,100 @@ fn load_sequences(db: &Database) -> Result<Sequences, StoreError> {
     Ok(seqs)
 }
 
-fn writer_loop(db: &Database, jobs: Receiver<Box<dyn Job>>, mut seqs: Sequences) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+struct Writer {
+    slot: Arc<Slot>,
+    health: Arc<Health>,
+    jobs: Receiver<Box<dyn Job>>,
+    seqs: Sequences,
+}
+
+impl Writer {
+    fn run(mut self, mut db: Arc<Database>) {
+        loop {
+            let first = match self.jobs.recv_timeout(IDLE_BEAT) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.health.writer_beat();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            self.health.writer_beat();
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let before = self.seqs;
+            let result = run_batch(&db, &mut batch, &mut self.seqs);
+            let fault = result.as_ref().err().and_then(StoreError::fault);
+            if let Err(e) = &result {
+                tracing::error!(error = %e, jobs = batch.len(), "write batch failed; its requests get an error");
+                // Counters advanced by an aborted batch are simply skipped.
+                self.seqs = Sequences {
+                    event: self.seqs.event.max(before.event),
+                    delivery: self.seqs.delivery.max(before.delivery),
+                };
+            }
+            for job in batch {
+                job.finish(result.clone());
+            }
+            if let Some(fault) = fault {
+                self.health.failed(fault);
+                match self.reopen(db, fault) {
+                    Some(fresh) => db = fresh,
+                    None => return, // shut down while the store was down
+                }
             }
         }
-        let before = seqs;
-        let result = run_batch(db, &mut batch, &mut seqs);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, jobs = batch.len(), "write batch failed; its requests get an error");
-            // Counters advanced by an aborted batch are simply skipped.
-            seqs = Sequences {
-                event: seqs.event.max(before.event),
-                delivery: seqs.delivery.max(before.delivery),
-            };
-        }
-        for job in batch {
-            job.finish(result.clone());
+    }
+
+    /// Closes the failed database and opens it again, with backoff, answering jobs with
+    /// `Unavailable` meanwhile. `None` if hookd shuts down first.
+    fn reopen(&mut self, failed: Arc<Database>, mut fault: Fault) -> Option<Arc<Database>> {
+        let old = self.slot.take().unwrap_or(failed);
+        let old_file = Arc::downgrade(&old);
+        drop(old);
+        let mut wait = FIRST_REOPEN_WAIT;
+        loop {
+            match self.jobs.recv_timeout(wait) {
+                Ok(job) => {
+                    job.finish(Err(StoreError::Unavailable(fault)));
+                    while let Ok(job) = self.jobs.try_recv() {
+                        job.finish(Err(StoreError::Unavailable(fault)));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+            self.health.writer_beat();
+            if old_file.strong_count() > 0 {
+                continue; // a read still holds the failed file; reads are short
+            }
+            let reopened = self.slot.open().and_then(|db| {
+                let stored = load_sequences(&db)?;
+                Ok((db, stored))
+            });
+            match reopened {
+                Ok((db, stored)) => {
+                    self.seqs = Sequences {
+                        event: self.seqs.event.max(stored.event),
+                        delivery: self.seqs.delivery.max(stored.delivery),
+                    };
+                    self.slot.put(Arc::clone(&db));
+                    self.health.recovered();
+                    tracing::info!("store reopened; commits resume");
+                    return Some(db);
+                }
+                Err(e) => {
+                    fault = e.fault().unwrap_or(fault);
+                    self.health.failed(fault);
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "store still cannot be opened");
+                    wait = (wait * 2).min(MAX_REOPEN_WAIT);
+                }
+            }
         }
     }
 }

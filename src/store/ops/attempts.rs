@@ -140,6 +140,18 @@ pub fn record(
     let Some(mut delivery) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
         return Ok(None);
     };
+    // An outcome recorded again after a commit that reported failure may in fact have
+    // reached the disk (the failure came after the write): record it once.
+    if delivery
+        .attempts
+        .last()
+        .is_some_and(|last| last.at == attempt.at && last.duration_ms == attempt.duration_ms)
+    {
+        return Ok(Some(Recorded {
+            webhook_disabled: false,
+            status: Some(delivery.status),
+        }));
+    }
     attempt.number = u32::try_from(delivery.attempts.len() + 1).unwrap_or(u32::MAX);
     stats::count(tx, delivery.webhook_id, &attempt)?;
     delivery.attempts.push(attempt);
