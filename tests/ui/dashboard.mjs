@@ -1,6 +1,6 @@
 // End-to-end check of the hookd dashboard (/ui/) in headless Chromium.
 //
-// Run by tests/dashboard.rs against a hookd it started; can also be run by hand:
+// Run by tests/it/dashboard.rs against a hookd it started; can also be run by hand:
 //   HOOKD_URL=http://127.0.0.1:8080 HOOKD_USER_TOKEN=… HOOKD_PUBLISHER_TOKEN=… node dashboard.mjs
 // hookd must deliver with a single attempt (retry_schedule = ["0s"]) and allow http://
 // and loopback destinations. Optional: HOOKD_SCREENSHOTS=<dir> saves PNGs of the main views.

@@ -7,15 +7,13 @@
 //! missing is a failure, not a skip. `HOOKD_SCREENSHOTS=<dir>` is passed through: the
 //! script then saves PNGs of the main views there.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Hookd, PUBLISHER, Settings, USER};
+use crate::common::{Hookd, PUBLISHER, Settings, USER};
 
 /// The whole script normally takes well under a minute; this only stops a hung browser.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);

@@ -2,12 +2,12 @@
 //! self-hosters, Standard Webhooks signatures checked by the official Python library
 //! (also across a secret rotation), hostile receivers, and secrets kept out of logs.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::receiver::{Receiver, Reply};
-use common::{Hookd, OTHER_USER, PUBLISHER, Settings, USER};
+use crate::common::receiver::{Receiver, Reply};
+use crate::common::{Hookd, OTHER_USER, PUBLISHER, Settings, USER};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -1,12 +1,10 @@
 //! The API behind the dashboard, against a real hookd and real receivers on 127.0.0.1:
 //! test events, per-minute attempt statistics and the event-type filter of the log.
 
-mod common;
-
 use std::time::Duration;
 
-use common::receiver::{Receiver, Reply};
-use common::{Hookd, OTHER_USER, PUBLISHER, Settings, USER};
+use crate::common::receiver::{Receiver, Reply};
+use crate::common::{Hookd, OTHER_USER, PUBLISHER, Settings, USER};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);

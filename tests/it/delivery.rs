@@ -3,12 +3,12 @@
 //! isolation between webhooks, cancellation, rate limits, manual retry and recover,
 //! 410 and Retry-After.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::receiver::{Receiver, Reply};
-use common::{Hookd, Settings, USER};
+use crate::common::receiver::{Receiver, Reply};
+use crate::common::{Hookd, Settings, USER};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
@@ -102,7 +102,8 @@ fn delivers_the_documented_body_and_headers() {
 
 #[test]
 fn bodies_match_node_json_stringify_byte_for_byte() {
-    let cases: Value = serde_json::from_str(include_str!("fixtures/stringify/cases.json")).unwrap();
+    let cases: Value =
+        serde_json::from_str(include_str!("../fixtures/stringify/cases.json")).unwrap();
     let cases = cases.as_array().unwrap();
     let hookd = Hookd::start();
     let rx = Receiver::ok();

@@ -1,12 +1,12 @@
 //! Durability against real process deaths: `kill -9` right after the last 202 loses
 //! nothing, SIGTERM exits 0 with everything committed.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::{Hookd, USER};
+use crate::common::{Hookd, USER};
 
 const RECEIVER: &str = "http://127.0.0.1:9/hook";
 

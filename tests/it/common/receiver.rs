@@ -1,6 +1,5 @@
 //! A scriptable webhook receiver on 127.0.0.1 for delivery tests: records every request
 //! (headers, raw body, arrival time) and answers as the test says.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

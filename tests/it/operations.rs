@@ -1,13 +1,13 @@
 //! Operations: the systemd notify protocol, Prometheus metrics moving with traffic, and
 //! JSON logs.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use common::receiver::{Receiver, Reply};
-use common::{Hookd, Settings, USER};
+use crate::common::receiver::{Receiver, Reply};
+use crate::common::{Hookd, Settings, USER};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -1,13 +1,11 @@
 //! The command line: help, config checking, token minting, signature verification, and
 //! token reload on SIGHUP.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{Hookd, USER};
+use crate::common::{Hookd, USER};
 use sha2::{Digest, Sha256};
 
 fn hookd(args: &[&str]) -> Output {

@@ -1,6 +1,5 @@
 //! Test harness: runs the real `hookd` binary on a free loopback port with a temporary
 //! data dir, and talks to it over plain HTTP/1.1 sockets (so tests control every byte).
-#![allow(dead_code)]
 
 pub mod receiver;
 

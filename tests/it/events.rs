@@ -1,9 +1,7 @@
 //! Event ingest and the event log against a real hookd: deliveries queued per matching
 //! enabled webhook, idempotent ids, strict payload validation, listing and isolation.
 
-mod common;
-
-use common::{Hookd, OTHER_USER, PUBLISHER, USER};
+use crate::common::{Hookd, OTHER_USER, PUBLISHER, USER};
 use serde_json::Value;
 
 const EVENTS: &str = "/api/hooks/events";
