@@ -14,6 +14,7 @@ mod dashboard_api;
 mod delivery;
 mod durability;
 mod events;
+mod faults;
 mod openapi;
 mod operations;
 mod security;

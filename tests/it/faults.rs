@@ -2,15 +2,13 @@
 //! sent after DELETE or disable has answered, proxy variables in hookd's environment do
 //! not get around the destination guard.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::receiver::{Receiver, Reply};
-use common::{Hookd, OTHER_USER, Settings, USER};
+use crate::common::receiver::{Receiver, Reply};
+use crate::common::{Hookd, OTHER_USER, Settings, USER};
 
 const WAIT: Duration = Duration::from_secs(30);
 
