@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use toml::{Table, Value};
 
 use super::keys::{self, Key, Section};
@@ -356,6 +357,35 @@ impl Checker {
     }
 }
 
+/// Why a string is not a network for `delivery.allowed_networks`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NetworkError {
+    #[error("\"{}\" is not a CIDR network like \"10.1.0.0/16\" or \"fd00::/8\"", .0.escape_debug())]
+    NotCidr(String),
+    #[error("prefix /{prefix} is longer than {max} bits in \"{}\"", .input.escape_debug())]
+    PrefixTooLong { input: String, prefix: u8, max: u8 },
+}
+
+/// Parses `ADDRESS/PREFIX` (`10.1.0.0/16`, `fd00::/8`) into a network.
+///
+/// Stricter than `IpNet`'s own parser on purpose, and exactly as strict as hookd has
+/// always been: the address goes through std's parser, which refuses forms such as
+/// `010.0.0.1` that some tools read as octal. Host bits may be set (`10.0.0.1/8` is
+/// `10.0.0.0/8`); the network is stored truncated.
+pub fn parse_network(s: &str) -> Result<IpNet, NetworkError> {
+    let bad = || NetworkError::NotCidr(s.to_owned());
+    let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
+    let addr: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let prefix: u8 = prefix.parse().map_err(|_| bad())?;
+    IpNet::new(addr, prefix)
+        .map(|net| net.trunc())
+        .map_err(|_| NetworkError::PrefixTooLong {
+            input: s.to_owned(),
+            prefix,
+            max: if addr.is_ipv4() { 32 } else { 128 },
+        })
+}
+
 fn retry_schedule(value: &Value) -> Result<Vec<Duration>, Refusal> {
     let Value::Array(items) = value else {
         return Err(format!(
@@ -396,7 +426,7 @@ fn retry_schedule(value: &Value) -> Result<Vec<Duration>, Refusal> {
     }
 }
 
-fn allowed_networks(value: &Value) -> Result<Vec<crate::delivery::destination::Cidr>, Refusal> {
+fn allowed_networks(value: &Value) -> Result<Vec<IpNet>, Refusal> {
     let Value::Array(items) = value else {
         return Err(format!(
             "expected an array of CIDR networks like [\"10.1.0.0/16\", \"fd00::/8\"], found {}",
@@ -408,7 +438,7 @@ fn allowed_networks(value: &Value) -> Result<Vec<crate::delivery::destination::C
     let mut problems = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let parsed = match item {
-            Value::String(s) => s.parse::<crate::delivery::destination::Cidr>(),
+            Value::String(s) => parse_network(s).map_err(|e| e.to_string()),
             other => Err(format!(
                 "expected a CIDR string like \"10.1.0.0/16\", found {}",
                 other.type_str()

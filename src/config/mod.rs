@@ -53,6 +53,9 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
+pub use check::{NetworkError, parse_network};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 
 /// Name of the database file inside `data_dir`.
@@ -101,7 +104,7 @@ pub struct DeliveryConfig {
     pub allow_private_networks: bool,
     /// Exceptions to the destination guard: addresses in these networks are allowed
     /// even when they are private (e.g. an internal receiver at 10.1.2.3).
-    pub allowed_networks: Vec<crate::delivery::destination::Cidr>,
+    pub allowed_networks: Vec<IpNet>,
     /// A webhook failing this long with no success is disabled.
     pub disable_after: Duration,
 }

@@ -1249,3 +1249,36 @@ fn never_panics_on_junk() {
         let _ = Config::from_toml_str(&junk);
     }
 }
+
+// ---- networks ---------------------------------------------------------
+
+#[test]
+fn allowed_networks_forms() {
+    let c = ok("[delivery]\nallowed_networks = [\"10.1.0.0/16\", \"fd00::/8\", \"10.0.0.1/8\"]");
+    let shown: Vec<String> = c
+        .delivery
+        .allowed_networks
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Host bits are allowed, as they always were, and mean the whole network.
+    assert_eq!(shown, ["10.1.0.0/16", "fd00::/8", "10.0.0.0/8"]);
+    // "010.0.0.0/8" is taken by ipnet's own parser but never was by hookd.
+    for bad in ["010.0.0.0/8", "10.0.0.0", "x/8", "10.0.0.0/"] {
+        let msg = problem_at(
+            &format!("[delivery]\nallowed_networks = [\"{bad}\"]"),
+            "delivery.allowed_networks[0]",
+        );
+        assert!(msg.contains("is not a CIDR network like"), "{bad}: {msg}");
+    }
+    let msg = problem_at(
+        "[delivery]\nallowed_networks = [\"1.0.0.0/8\", \"::/129\"]",
+        "delivery.allowed_networks[1]",
+    );
+    assert_eq!(msg, "prefix /129 is longer than 128 bits in \"::/129\"");
+    let msg = problem_at(
+        "[delivery]\nallowed_networks = \"10.0.0.0/8\"",
+        "delivery.allowed_networks",
+    );
+    assert!(msg.contains("expected an array of CIDR networks"), "{msg}");
+}
