@@ -513,24 +513,6 @@ fn join_key(prefix: &str, key: &str) -> String {
     }
 }
 
-/// Levenshtein distance, for "did you mean" hints.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = Vec::with_capacity(b.len() + 1);
-        cur.push(i + 1);
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != *cb);
-            let delete = prev[j + 1] + 1;
-            let insert = cur[j] + 1;
-            cur.push(substitute.min(delete).min(insert));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// The accepted key closest to `key`, if it is plausibly a typo of it.
 fn suggestion<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     if key.chars().count() > 64 {
@@ -539,7 +521,7 @@ fn suggestion<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     let key = key.to_lowercase();
     known
         .iter()
-        .map(|k| (edit_distance(&key, k), *k))
+        .map(|k| (strsim::levenshtein(&key, k), *k))
         .filter(|(d, k)| *d <= 2 && *d < k.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
