@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use hookd::config::{Config, LogFormat, Role, token_sha256_hex};
+use hookd::auth::{self, Role, token_sha256_hex};
+use hookd::config::{Config, LogFormat};
 use hookd::delivery::signing::verify_hook_signature;
 
 const DEFAULT_CONFIG: &str = "config/hookd.toml";
@@ -175,21 +176,17 @@ fn check_config(config: Option<PathBuf>) -> ExitCode {
 }
 
 fn token_new(user: &str, role: Role) -> ExitCode {
-    let valid_user = !user.is_empty()
-        && user.len() <= 128
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:@-".contains(c));
-    if !valid_user {
-        eprintln!("hookd: --user must be 1–128 characters of A-Z a-z 0-9 . _ : @ -");
+    if auth::check_user(user).is_err() {
+        eprintln!("hookd: --user must be {}", auth::user_rule());
         return ExitCode::from(2);
     }
-    let mut bytes = [0u8; 32];
-    if let Err(e) = getrandom::fill(&mut bytes) {
-        eprintln!("hookd: no randomness available: {e}");
-        return ExitCode::FAILURE;
-    }
-    let token = format!("hkd_{}", hex::encode(bytes));
+    let token = match auth::generate_token() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("hookd: no randomness available: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     println!("{token}");
     println!();
     println!(

@@ -20,9 +20,10 @@ use toml::{Table, Value};
 use super::keys::{self, Key, Section};
 use super::{
     Config, DeliveryConfig, LimitsConfig, LogFormat, MAX_PAYLOAD_BYTES, MAX_RETRY_ATTEMPTS,
-    MAX_TIMEOUT, MAX_USER_LEN, MAX_WORKERS, MIN_PAYLOAD_BYTES, Problem, RetentionConfig, Role,
-    TokenConfig, format_duration, parse_duration,
+    MAX_TIMEOUT, MAX_WORKERS, MIN_PAYLOAD_BYTES, Problem, RetentionConfig, Role, TokenConfig,
+    format_duration, parse_duration,
 };
+use crate::auth;
 
 /// Parses and checks config text: the config, or every problem found.
 pub(super) fn check(text: &str) -> Result<Config, Vec<Problem>> {
@@ -660,29 +661,13 @@ fn user(value: &Value) -> Result<String, String> {
             value.type_str()
         ));
     };
-    if s.is_empty() {
-        return Err("must not be empty".to_owned());
-    }
-    let len = s.chars().count();
-    if len > MAX_USER_LEN {
-        return Err(format!(
-            "is too long: {len} characters (at most {MAX_USER_LEN})"
-        ));
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:@-".contains(c);
-    if let Some((pos, c)) = s.chars().enumerate().find(|(_, c)| !allowed(*c)) {
-        return Err(format!(
-            "invalid character {c:?} at position {} in {s:?}; allowed: letters A-Z a-z, \
-             digits and . _ : @ -",
-            pos + 1
-        ));
-    }
+    auth::check_user(s).map_err(|e| e.to_string())?;
     Ok(s.clone())
 }
 
 fn role(value: &Value) -> Result<Role, String> {
     match value {
-        Value::String(s) => s.parse(),
+        Value::String(s) => s.parse().map_err(|e: auth::UnknownRole| e.to_string()),
         other => Err(format!(
             "expected a string ({}), found {}",
             Role::choices(),

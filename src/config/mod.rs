@@ -55,6 +55,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+/// Transitional: `tests/common` and older callers import the hash from here; the one
+/// definition is [`crate::auth::token_sha256_hex`].
+pub use crate::auth::token_sha256_hex;
+pub use crate::auth::{MAX_USER_LEN, Role, TokenConfig};
 pub use check::{NetworkError, parse_network};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 
@@ -230,96 +234,3 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// Maximum length of a token's `user`.
-pub const MAX_USER_LEN: usize = 128;
-
-/// What an API token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Manages their own webhooks.
-    User,
-    /// Publishes events.
-    Publisher,
-    /// Operations: online backups.
-    Admin,
-}
-
-/// One `[[tokens]]` entry. Its `Debug` output shows only a prefix of the hash.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenConfig {
-    pub user: String,
-    pub role: Role,
-    /// sha256 of the token string.
-    pub sha256: [u8; 32],
-}
-
-impl Role {
-    /// Every role, in the order hints list them.
-    pub const ALL: [Role; 3] = [Role::User, Role::Publisher, Role::Admin];
-
-    /// The accepted names for hints: `"user", "publisher" or "admin"`.
-    pub fn choices() -> String {
-        let names: Vec<String> = Role::ALL
-            .iter()
-            .map(|r| format!("{:?}", r.as_str()))
-            .collect();
-        match names.split_last() {
-            Some((last, [])) => last.clone(),
-            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-            None => String::new(),
-        }
-    }
-
-    /// The name used in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Publisher => "publisher",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Role {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Role, String> {
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                let accepted: Vec<String> = Role::ALL
-                    .iter()
-                    .map(|r| format!("{:?}", r.as_str()))
-                    .collect();
-                format!(
-                    "unknown role {s:?}; accepted roles: {}",
-                    accepted.join(", ")
-                )
-            })
-    }
-}
-
-impl fmt::Debug for TokenConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix = hex::encode(&self.sha256[..4]);
-        f.debug_struct("TokenConfig")
-            .field("user", &self.user)
-            .field("role", &self.role)
-            .field("sha256", &format_args!("{prefix}…"))
-            .finish()
-    }
-}
-
-/// Lowercase hex sha256 of the token string, as stored in `[[tokens]].sha256`.
-pub fn token_sha256_hex(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(token.as_bytes()))
-}

@@ -887,7 +887,7 @@ fn role_parsing() {
         assert_eq!(role.to_string(), role.as_str());
     }
     for bad in ["User", "PUBLISHER", "", " user", "root"] {
-        let err = bad.parse::<Role>().unwrap_err();
+        let err = bad.parse::<Role>().unwrap_err().to_string();
         assert!(err.contains(&format!("{bad:?}")), "{err}");
         assert!(
             err.contains("accepted roles: \"user\", \"publisher\", \"admin\""),
