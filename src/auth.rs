@@ -171,10 +171,16 @@ pub fn token_sha256_hex(token: &str) -> String {
     hex::encode(token_sha256(token))
 }
 
+/// The operating system gave no random bytes. (getrandom's error is not a
+/// `std::error::Error` without its `std` feature, so it is carried as the message.)
+#[derive(Debug, thiserror::Error)]
+#[error("no randomness available: {0}")]
+pub struct NoRandomness(getrandom::Error);
+
 /// A fresh random token: [`TOKEN_PREFIX`] and 32 random bytes in hex.
-pub fn generate_token() -> Result<String, getrandom::Error> {
+pub fn generate_token() -> Result<String, NoRandomness> {
     let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes)?;
+    getrandom::fill(&mut bytes).map_err(NoRandomness)?;
     Ok(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
 }
 

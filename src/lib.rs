@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod canonical_json;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod delivery;
