@@ -12,6 +12,43 @@ pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
 const DURATION_FORMS: &str = "a whole number followed by one unit: ms, s, m, h or d \
      (e.g. \"500ms\", \"10s\", \"1m\", \"2h\", \"5d\")";
 
+/// A string that is not a duration; its text quotes the input and lists the accepted forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration {input:?}: {why}; expected {forms}", forms = DURATION_FORMS)]
+pub struct DurationError {
+    pub input: String,
+    pub why: DurationProblem,
+}
+
+/// What is wrong with a duration string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationProblem {
+    #[error("it is empty")]
+    Empty,
+    #[error("whitespace is not allowed")]
+    Whitespace,
+    #[error("negative durations are not allowed")]
+    Negative,
+    #[error("it must start with a whole number")]
+    NoNumber,
+    #[error(
+        "fractional values are not allowed (use a smaller unit, e.g. \"1500ms\" instead of \"1.5s\")"
+    )]
+    Fraction,
+    #[error("the unit is missing")]
+    NoUnit,
+    #[error("the number is too large")]
+    NumberTooLarge,
+    #[error("only one number and one unit are allowed (e.g. \"90m\", not \"1h30m\")")]
+    SeveralUnits,
+    #[error("unknown unit {0:?} (units are lowercase)")]
+    UppercaseUnit(String),
+    #[error("unknown unit {0:?}")]
+    UnknownUnit(String),
+    #[error("it is too large (the maximum is \"36500d\", about 100 years)")]
+    TooLarge,
+}
+
 /// Parses a duration written as a whole number followed by one unit:
 /// `ms`, `s`, `m`, `h` or `d` (e.g. `"500ms"`, `"10s"`, `"1m"`, `"2h"`, `"5d"`).
 ///
@@ -19,36 +56,36 @@ const DURATION_FORMS: &str = "a whole number followed by one unit: ms, s, m, h o
 /// unknown unit, combined units (`"1h30m"`) and values above
 /// [`MAX_DURATION`]. The error message quotes the bad value and lists the
 /// accepted forms.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let fail = |why: &str| -> Result<Duration, String> {
-        Err(format!(
-            "invalid duration {s:?}: {why}; expected {DURATION_FORMS}"
-        ))
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    use DurationProblem as P;
+    let fail = |why: DurationProblem| {
+        Err(DurationError {
+            input: s.to_owned(),
+            why,
+        })
     };
     if s.is_empty() {
-        return fail("it is empty");
+        return fail(P::Empty);
     }
     if s.chars().any(char::is_whitespace) {
-        return fail("whitespace is not allowed");
+        return fail(P::Whitespace);
     }
     if s.starts_with('-') {
-        return fail("negative durations are not allowed");
+        return fail(P::Negative);
     }
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(digits_end);
     if number.is_empty() {
-        return fail("it must start with a whole number");
+        return fail(P::NoNumber);
     }
     if unit.starts_with(['.', ',']) {
-        return fail(
-            "fractional values are not allowed (use a smaller unit, e.g. \"1500ms\" instead of \"1.5s\")",
-        );
+        return fail(P::Fraction);
     }
     if unit.is_empty() {
-        return fail("the unit is missing");
+        return fail(P::NoUnit);
     }
     let Ok(n) = number.parse::<u64>() else {
-        return fail("the number is too large");
+        return fail(P::NumberTooLarge);
     };
     let duration = match unit {
         "ms" => Some(Duration::from_millis(n)),
@@ -56,17 +93,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => n.checked_mul(60).map(Duration::from_secs),
         "h" => n.checked_mul(60 * 60).map(Duration::from_secs),
         "d" => n.checked_mul(24 * 60 * 60).map(Duration::from_secs),
-        _ if unit.contains(|c: char| c.is_ascii_digit()) => {
-            return fail("only one number and one unit are allowed (e.g. \"90m\", not \"1h30m\")");
-        }
+        _ if unit.contains(|c: char| c.is_ascii_digit()) => return fail(P::SeveralUnits),
         _ if ["ms", "s", "m", "h", "d"].contains(&unit.to_ascii_lowercase().as_str()) => {
-            return fail(&format!("unknown unit {unit:?} (units are lowercase)"));
+            return fail(P::UppercaseUnit(unit.to_owned()));
         }
-        _ => return fail(&format!("unknown unit {unit:?}")),
+        _ => return fail(P::UnknownUnit(unit.to_owned())),
     };
     match duration {
         Some(d) if d <= MAX_DURATION => Ok(d),
-        _ => fail("it is too large (the maximum is \"36500d\", about 100 years)"),
+        _ => fail(P::TooLarge),
     }
 }
 

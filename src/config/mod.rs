@@ -7,6 +7,7 @@
 //! * `check.rs`: the TOML walker that reports *all* problems at once, each with the dotted
 //!   path of the offending key (`delivery.timeout`, `tokens[2].sha256`,
 //!   `delivery.retry_schedule[1]`, `limits.bogus`) and a "did you mean" hint;
+//! * `values.rs`: the checkers of single values (ranges, types, addresses, networks, tokens);
 //! * `duration.rs`: the strict duration grammar (`"500ms"`, `"10s"`, `"1m"`, `"2h"`, `"5d"`).
 //!
 //! An empty file yields [`Config::default`], which is exactly what the checker builds
@@ -45,6 +46,7 @@ mod duration;
 pub mod keys;
 #[cfg(test)]
 mod tests;
+mod values;
 
 use std::fmt;
 use std::io;
@@ -59,8 +61,8 @@ use ipnet::IpNet;
 /// definition is [`crate::auth::token_sha256_hex`].
 pub use crate::auth::token_sha256_hex;
 pub use crate::auth::{MAX_USER_LEN, Role, TokenConfig};
-pub use check::{NetworkError, parse_network};
-pub use duration::{MAX_DURATION, format_duration, parse_duration};
+pub use duration::{DurationError, DurationProblem, MAX_DURATION, format_duration, parse_duration};
+pub use values::{NetworkError, parse_network};
 
 /// Name of the database file inside `data_dir`.
 pub const DB_FILE_NAME: &str = "hookd.redb";
@@ -136,7 +138,11 @@ pub enum LogFormat {
 }
 
 /// Everything wrong with a config file, collected in one pass.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// The problems are the error's content, not lost causes: an unreadable file's I/O
+/// error is in its problem's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", render(.path.as_deref(), .problems))]
 pub struct ConfigError {
     /// The file the problems were found in; `None` for [`Config::from_toml_str`].
     pub path: Option<PathBuf>,
@@ -213,24 +219,18 @@ impl fmt::Display for Problem {
     }
 }
 
-impl fmt::Display for ConfigError {
-    /// One problem per line: `<path>: <key>: <message>`; the path is left out
-    /// when unknown and the key when empty.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.problems.is_empty() {
-            return f.write_str("invalid configuration");
-        }
-        for (i, problem) in self.problems.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            if let Some(path) = &self.path {
-                write!(f, "{}: ", path.display())?;
-            }
-            write!(f, "{problem}")?;
-        }
-        Ok(())
+/// One problem per line: `<path>: <key>: <message>`; the path is left out when unknown
+/// and the key when empty.
+fn render(path: Option<&Path>, problems: &[Problem]) -> String {
+    if problems.is_empty() {
+        return "invalid configuration".to_owned();
     }
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|problem| match path {
+            Some(path) => format!("{}: {problem}", path.display()),
+            None => problem.to_string(),
+        })
+        .collect();
+    lines.join("\n")
 }
-
-impl std::error::Error for ConfigError {}

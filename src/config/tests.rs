@@ -282,7 +282,7 @@ fn bad_duration_forms() {
         ("876001h", "too large"),
     ];
     for (text, why) in cases {
-        let err = parse_duration(text).expect_err(text);
+        let err = parse_duration(text).expect_err(text).to_string();
         assert!(err.contains(why), "{text:?}: {err}");
         assert!(err.contains(&format!("{text:?}")), "{text:?}: {err}");
         assert!(err.contains("ms, s, m, h or d"), "{text:?}: {err}");
