@@ -74,7 +74,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-use hookd::config::token_sha256_hex;
+use hookd::auth::token_sha256_hex;
 
 const USER: &str = "bench-user";
 const USER_TOKEN: &str = "bench-user-token-for-loopback-benchmarks-only";

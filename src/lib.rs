@@ -2,11 +2,13 @@
 //!
 //! Data flows one way: the [`api`] validates requests and writes through the [`store`]
 //! (one redb file, group-committed); the [`delivery`] engine drains the store's durable
-//! queue and records every attempt back into it. [`config`] is the one TOML file,
+//! queue and records every attempt back into it. [`config`] is the one TOML file, [`auth`] the API tokens,
 //! [`model`] the shared vocabulary, [`canonical_json`] the payload form receivers verify.
 
 pub mod api;
+pub mod auth;
 pub mod canonical_json;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;

@@ -1,15 +1,12 @@
-//! The `hookd` command line: thin dispatch to the library.
+//! The `hookd` command line: parses the arguments and dispatches to [`hookd::cli`].
 
-use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
-use hookd::config::{Config, LogFormat, Role, token_sha256_hex};
-use hookd::delivery::signing::verify_hook_signature;
-
-const DEFAULT_CONFIG: &str = "config/hookd.toml";
+use hookd::auth::Role;
+use hookd::cli;
 
 #[derive(Parser)]
 #[command(
@@ -76,193 +73,27 @@ enum TokenAction {
         user: String,
         /// `user` manages its own webhooks; `publisher` ingests events for any user;
         /// `admin` takes online backups.
-        #[arg(long, value_enum, default_value_t = RoleArg::User)]
-        role: RoleArg,
+        #[arg(long, value_enum, default_value_t = Role::User)]
+        role: Role,
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum RoleArg {
-    User,
-    Publisher,
-    Admin,
-}
-
-impl From<RoleArg> for Role {
-    fn from(r: RoleArg) -> Role {
-        match r {
-            RoleArg::User => Role::User,
-            RoleArg::Publisher => Role::Publisher,
-            RoleArg::Admin => Role::Admin,
-        }
-    }
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve { config } => serve(config),
-        Command::CheckConfig { config } => check_config(config),
+    let outcome = match Cli::parse().command {
+        Command::Serve { config } => cli::serve::run(config),
+        Command::CheckConfig { config } => cli::check_config::run(config),
         Command::Token {
             action: TokenAction::New { user, role },
-        } => token_new(&user, role.into()),
+        } => cli::token::new(&user, role),
         Command::Verify {
             secret,
             signature,
             file,
-        } => verify(&secret, &signature, file.as_deref()),
-        Command::Backup { config, url, token } => backup(config, url, &token),
-    }
-}
-
-/// `--config`, else `$HOOKD_CONFIG`, else the default path.
-fn config_path(explicit: Option<PathBuf>) -> PathBuf {
-    explicit
-        .or_else(|| std::env::var_os("HOOKD_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
-}
-
-fn load_config(explicit: Option<PathBuf>) -> Result<(PathBuf, Config), ExitCode> {
-    let path = config_path(explicit);
-    match Config::load(&path) {
-        Ok(config) => Ok((path, config)),
-        Err(e) => {
-            eprintln!("hookd: invalid config {}:\n{e}", path.display());
-            Err(ExitCode::FAILURE)
-        }
-    }
-}
-
-fn serve(config: Option<PathBuf>) -> ExitCode {
-    let (path, config) = match load_config(config) {
-        Ok(loaded) => loaded,
-        Err(code) => return code,
+        } => cli::verify::run(&secret, &signature, file.as_deref()),
+        Command::Backup { config, url, token } => cli::backup::run(config, url, &token),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter);
-    match config.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
-    match hookd::daemon::run(path, config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hookd: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn check_config(config: Option<PathBuf>) -> ExitCode {
-    match load_config(config) {
-        Ok((path, config)) => {
-            println!(
-                "{}: ok ({} token{}, listen {}, data in {})",
-                path.display(),
-                config.tokens.len(),
-                if config.tokens.len() == 1 { "" } else { "s" },
-                config.listen,
-                config.data_dir.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
-    }
-}
-
-fn token_new(user: &str, role: Role) -> ExitCode {
-    let valid_user = !user.is_empty()
-        && user.len() <= 128
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:@-".contains(c));
-    if !valid_user {
-        eprintln!("hookd: --user must be 1–128 characters of A-Z a-z 0-9 . _ : @ -");
-        return ExitCode::from(2);
-    }
-    let mut bytes = [0u8; 32];
-    if let Err(e) = getrandom::fill(&mut bytes) {
-        eprintln!("hookd: no randomness available: {e}");
-        return ExitCode::FAILURE;
-    }
-    let token = format!("hkd_{}", hex::encode(bytes));
-    println!("{token}");
-    println!();
-    println!(
-        "# Paste into the config, then reload hookd (SIGHUP). The token itself is not stored."
-    );
-    println!("[[tokens]]");
-    println!("user   = \"{user}\"");
-    println!("role   = \"{}\"", role.as_str());
-    println!("sha256 = \"{}\"", token_sha256_hex(&token));
-    ExitCode::SUCCESS
-}
-
-fn verify(secret: &str, signature: &str, file: Option<&Path>) -> ExitCode {
-    let mut body = Vec::new();
-    let read = match file {
-        Some(path) => std::fs::read(path).map(|b| body = b),
-        None => std::io::stdin().read_to_end(&mut body).map(|_| ()),
-    };
-    if let Err(e) = read {
-        let from = file.map_or("stdin".to_owned(), |p| p.display().to_string());
-        eprintln!("hookd: cannot read the body from {from}: {e}");
-        return ExitCode::from(2);
-    }
-    if verify_hook_signature(secret, &body, signature) {
-        println!("valid");
-        ExitCode::SUCCESS
-    } else {
-        println!(
-            "invalid: the signature does not match this body and secret (hash the raw body bytes exactly as received)"
-        );
-        ExitCode::from(1)
-    }
-}
-
-/// `hookd backup`: asks the running daemon (at the config's listen address) to write a
-/// consistent copy of its store, and prints where it is.
-fn backup(config: Option<PathBuf>, url: Option<String>, token: &str) -> ExitCode {
-    let base = match url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => match load_config(config) {
-            Ok((_, config)) => {
-                let mut addr = config.listen;
-                if addr.ip().is_unspecified() {
-                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                format!("http://{addr}")
-            }
-            Err(code) => return code,
-        },
-    };
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(3600)))
-        .build()
-        .new_agent();
-    let answer = agent
-        .post(format!("{base}/api/admin/backup"))
-        .header("Authorization", format!("Bearer {token}"))
-        .send_empty();
-    let mut response = match answer {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("hookd: cannot reach hookd at {base}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string().unwrap_or_default();
-    if status == 200 {
-        println!("{body}");
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("hookd: backup refused ({status}): {body}");
-        ExitCode::FAILURE
-    }
+    outcome.unwrap_or_else(|e| {
+        eprintln!("hookd: {e:#}");
+        cli::exit_code(&e)
+    })
 }

@@ -29,7 +29,7 @@ static PERMISSIVE: LazyLock<Policy> = LazyLock::new(|| Policy {
     allow_private_networks: true,
     allowed_networks: Vec::new(),
 });
-/// Strict, with `allowed_networks` exceptions (exercises `Cidr::contains`).
+/// Strict, with `allowed_networks` exceptions (exercises the `ipnet` network checks).
 static EXCEPTIONS: LazyLock<Policy> = LazyLock::new(|| Policy {
     allow_http: false,
     allow_private_networks: false,

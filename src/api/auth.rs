@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use hyper::header::{AUTHORIZATION, HeaderMap};
-use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::config::{Role, TokenConfig};
+use crate::auth::{Role, TokenConfig, token_sha256};
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +51,7 @@ impl Auth {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
             })?;
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hash = token_sha256(token);
         let tokens = match self.tokens.read() {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),

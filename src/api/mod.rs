@@ -36,7 +36,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::{Config, Role};
+use crate::auth::Role;
+use crate::config::Config;
 use crate::delivery::DeliveryHandle;
 use crate::metrics::Metrics;
 use crate::store::Store;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use hookd::config::token_sha256_hex;
+use hookd::auth::token_sha256_hex;
 use serde_json::Value;
 
 pub const USER: &str = "dev-user-token-NOT-FOR-PRODUCTION";

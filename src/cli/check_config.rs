@@ -1,0 +1,17 @@
+//! `hookd check-config`: validate the config and summarise it; every problem otherwise.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (path, config) = super::load_config(config)?;
+    let tokens = config.tokens.len();
+    println!(
+        "{}: ok ({tokens} token{}, listen {}, data in {})",
+        path.display(),
+        if tokens == 1 { "" } else { "s" },
+        config.listen,
+        config.data_dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

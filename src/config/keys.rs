@@ -1,0 +1,166 @@
+//! Every key of the config file, written once: its name, its default as TOML text and
+//! a one-line meaning.
+//!
+//! These tables are the single source the rest of the module reads: the checker takes
+//! its accepted-key lists (and "did you mean" candidates) from them, [`Config::default`]
+//! is what the checker builds from the default texts alone, and the unit tests pin the
+//! README's configuration table and the shipped `config/hookd.toml` against them. A new
+//! key is added here, in its section's builder in `check.rs` and in the struct.
+//!
+//! [`Config::default`]: super::Config
+
+/// One key of a config table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The key as written in the file.
+    pub name: &'static str,
+    /// The default, written as TOML (`"10s"` with its quotes, `64`, `[]`); `None` for a
+    /// key that must be given.
+    pub default: Option<&'static str>,
+    /// What it controls, in one line.
+    pub meaning: &'static str,
+}
+
+/// A table of the config file and the keys it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Section {
+    /// `""` for the top level; `tokens` is an array of tables (`[[tokens]]`).
+    pub name: &'static str,
+    pub keys: &'static [Key],
+}
+
+const fn key(name: &'static str, default: &'static str, meaning: &'static str) -> Key {
+    Key {
+        name,
+        default: Some(default),
+        meaning,
+    }
+}
+
+const fn required(name: &'static str, meaning: &'static str) -> Key {
+    Key {
+        name,
+        default: None,
+        meaning,
+    }
+}
+
+pub const LISTEN: Key = key(
+    "listen",
+    "\"127.0.0.1:8080\"",
+    "address of the HTTP API, as IP:PORT",
+);
+pub const DATA_DIR: Key = key(
+    "data_dir",
+    "\"/var/lib/hookd\"",
+    "directory of hookd.redb, created if missing",
+);
+pub const LOG_FORMAT: Key = key(
+    "log_format",
+    "\"text\"",
+    "\"text\" or \"json\" log lines on stderr",
+);
+
+pub const TIMEOUT: Key = key(
+    "timeout",
+    "\"10s\"",
+    "one attempt: connect, send, response headers",
+);
+pub const RETRY_SCHEDULE: Key = key(
+    "retry_schedule",
+    "[\"0s\", \"1m\", \"5m\", \"30m\", \"2h\"]",
+    "delay before attempt 1..N; N is the maximum number of attempts",
+);
+pub const WORKERS: Key = key("workers", "64", "delivery attempts running at once");
+pub const MAX_IN_FLIGHT_PER_WEBHOOK: Key = key(
+    "max_in_flight_per_webhook",
+    "8",
+    "attempts running at once for one webhook",
+);
+pub const ALLOW_HTTP: Key = key("allow_http", "false", "allow http:// webhook URLs");
+pub const ALLOW_PRIVATE_NETWORKS: Key = key(
+    "allow_private_networks",
+    "false",
+    "allow loopback, private and link-local destinations",
+);
+pub const ALLOWED_NETWORKS: Key = key(
+    "allowed_networks",
+    "[]",
+    "CIDR networks allowed although non-public",
+);
+pub const DISABLE_AFTER: Key = key(
+    "disable_after",
+    "\"5d\"",
+    "a webhook failing this long without a success is disabled",
+);
+
+pub const MAX_WEBHOOKS_PER_USER: Key =
+    key("max_webhooks_per_user", "10", "webhooks one user may have");
+pub const EVENTS_PER_MINUTE_PER_WEBHOOK: Key = key(
+    "events_per_minute_per_webhook",
+    "100",
+    "attempts started per webhook in any rolling minute",
+);
+pub const MAX_PAYLOAD_BYTES: Key = key(
+    "max_payload_bytes",
+    "262144",
+    "largest request body in bytes",
+);
+
+pub const EVENTS: Key = key(
+    "events",
+    "\"30d\"",
+    "events and finished deliveries older than this are deleted",
+);
+
+pub const USER: Key = required("user", "the user the token acts as");
+pub const ROLE: Key = required("role", "what the token may do");
+pub const SHA256: Key = required("sha256", "lowercase hex sha256 of the token string");
+
+pub const TOP: Section = Section {
+    name: "",
+    keys: &[LISTEN, DATA_DIR, LOG_FORMAT],
+};
+pub const DELIVERY: Section = Section {
+    name: "delivery",
+    keys: &[
+        TIMEOUT,
+        RETRY_SCHEDULE,
+        WORKERS,
+        MAX_IN_FLIGHT_PER_WEBHOOK,
+        ALLOW_HTTP,
+        ALLOW_PRIVATE_NETWORKS,
+        ALLOWED_NETWORKS,
+        DISABLE_AFTER,
+    ],
+};
+pub const LIMITS: Section = Section {
+    name: "limits",
+    keys: &[
+        MAX_WEBHOOKS_PER_USER,
+        EVENTS_PER_MINUTE_PER_WEBHOOK,
+        MAX_PAYLOAD_BYTES,
+    ],
+};
+pub const RETENTION: Section = Section {
+    name: "retention",
+    keys: &[EVENTS],
+};
+pub const TOKENS: Section = Section {
+    name: "tokens",
+    keys: &[USER, ROLE, SHA256],
+};
+
+/// Every table of the file, in the order the file and the docs list them.
+pub const SECTIONS: &[Section] = &[TOP, DELIVERY, LIMITS, RETENTION, TOKENS];
+
+impl Section {
+    /// The keys accepted in this table; at the top level that includes the sub-tables.
+    pub fn accepted(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.keys.iter().map(|k| k.name).collect();
+        if self.name.is_empty() {
+            names.extend(SECTIONS.iter().map(|s| s.name).filter(|n| !n.is_empty()));
+        }
+        names
+    }
+}
