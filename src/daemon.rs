@@ -44,6 +44,9 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
 
+    for warning in config.warnings() {
+        tracing::warn!("config: {warning}");
+    }
     if config.tokens.is_empty() {
         tracing::warn!(
             "no [[tokens]] configured: every API request will be refused (see `hookd token new`)"
@@ -51,6 +54,7 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let engine = Engine::start(store.clone(), &config, Arc::clone(&metrics));
+    let engine_alive = Arc::clone(&engine.alive);
     let state = Arc::new(AppState {
         store: store.clone(),
         delivery: engine.handle.clone(),
@@ -85,10 +89,21 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         crate::systemd::notify("STOPPING=1");
     };
     let retention = tokio::spawn(prune_forever(store.clone(), state.config.retention.events));
-    let space = tokio::spawn(watch_space(store.clone(), MIN_FREE_SPACE));
+    let space = tokio::spawn(watch_space(
+        store.clone(),
+        state.config.store.min_free_space,
+    ));
+    let watchdog = crate::systemd::watchdog_interval().map(|period| {
+        let liveness = crate::systemd::Liveness {
+            scheduler: Arc::clone(&engine_alive),
+            store: store.clone(),
+            max_unavailable: state.config.store.max_unavailable,
+        };
+        tokio::spawn(crate::systemd::watchdog(period, liveness))
+    });
     api::serve(listener, state, shutdown).await;
     // Every task that holds the store ends before the store is closed (see Store::close).
-    for task in [retention, reload, space] {
+    for task in [retention, reload, space].into_iter().chain(watchdog) {
         task.abort();
         let _ = task.await;
     }
@@ -103,9 +118,6 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 /// How long shutdown waits for the last users of the store (delivery workers finishing
 /// an abandoned attempt) before it leaves without closing the file cleanly.
 const STORE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Free space kept for outcomes, cancels and deletes: below it new events are refused.
-const MIN_FREE_SPACE: u64 = 256 << 20;
 
 /// Reads the store's free space once a second (see `store::space`).
 async fn watch_space(store: Store, reserve: u64) {

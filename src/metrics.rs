@@ -36,6 +36,14 @@ pub struct StoreGauges {
     pub webhooks_failing: u64,
     pub webhooks_disabled: u64,
     pub store_bytes: u64,
+    /// Whether the store can commit (see `store::health`).
+    pub store_up: bool,
+    /// Failed commits and failed reopens since start.
+    pub store_errors: u64,
+    /// Free bytes on the store's file system at the last reading.
+    pub store_free_bytes: u64,
+    /// Free space is below `store.min_free_space`: new events are refused.
+    pub store_space_low: bool,
 }
 
 impl Metrics {
@@ -130,6 +138,31 @@ impl Metrics {
             "Size of the redb data file in bytes.",
             &[("", store.store_bytes as f64)],
         );
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        metric(
+            "hookd_store_up",
+            "gauge",
+            "1 while the store can commit, 0 while hookd is reopening it after an I/O error.",
+            &[("", flag(store.store_up))],
+        );
+        metric(
+            "hookd_store_errors_total",
+            "counter",
+            "Failed store commits and failed attempts to reopen the store.",
+            &[("", store.store_errors as f64)],
+        );
+        metric(
+            "hookd_store_free_bytes",
+            "gauge",
+            "Free bytes on the store's file system.",
+            &[("", store.store_free_bytes as f64)],
+        );
+        metric(
+            "hookd_store_space_low",
+            "gauge",
+            "1 while free space is below store.min_free_space (new events are refused).",
+            &[("", flag(store.store_space_low))],
+        );
 
         let _ = writeln!(
             out,
@@ -182,6 +215,10 @@ mod tests {
             webhooks_failing: 1,
             webhooks_disabled: 0,
             store_bytes: 4096,
+            store_up: false,
+            store_errors: 3,
+            store_free_bytes: 1024,
+            store_space_low: true,
         });
         for line in [
             "hookd_events_ingested_total 1",
@@ -195,6 +232,9 @@ mod tests {
             "hookd_attempt_duration_seconds_bucket{le=\"1\"} 2",
             "hookd_attempt_duration_seconds_bucket{le=\"+Inf\"} 2",
             "hookd_attempt_duration_seconds_count 2",
+            "hookd_store_up 0",
+            "hookd_store_errors_total 3",
+            "hookd_store_space_low 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

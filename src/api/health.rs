@@ -32,6 +32,7 @@ pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
     let g = state
         .store
         .read(|r| crate::store::ops::queue::gauges(r, now))?;
+    let health = state.store.health();
     let store_bytes = std::fs::metadata(state.config.db_path())
         .map(|m| m.len())
         .unwrap_or(0);
@@ -42,6 +43,10 @@ pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
         webhooks_failing: g.failing,
         webhooks_disabled: g.disabled,
         store_bytes,
+        store_up: health.commit_fault().is_none(),
+        store_errors: health.errors(),
+        store_free_bytes: health.free_bytes(),
+        store_space_low: health.space_low(),
     });
     let mut response = json_response(StatusCode::OK, text);
     response.headers_mut().insert(

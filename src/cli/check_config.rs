@@ -13,5 +13,8 @@ pub fn run(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         config.listen,
         config.data_dir.display()
     );
+    for warning in config.warnings() {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

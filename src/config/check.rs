@@ -15,12 +15,12 @@ use toml::{Table, Value};
 
 use super::keys::{self, Key, Section};
 use super::values::{
-    allowed_networks, boolean, data_dir, integer_in, log_format, positive_duration, retry_schedule,
-    role, sha256, socket_addr, user, usize_in,
+    allowed_networks, boolean, byte_size, data_dir, integer_in, log_format, positive_duration,
+    retry_schedule, role, sha256, socket_addr, user, usize_in,
 };
 use super::{
     Config, DeliveryConfig, LimitsConfig, MAX_PAYLOAD_BYTES, MAX_TIMEOUT, MAX_WORKERS,
-    MIN_PAYLOAD_BYTES, Problem, RetentionConfig,
+    MIN_PAYLOAD_BYTES, Problem, RetentionConfig, StoreConfig,
 };
 use crate::auth::{Role, TokenConfig};
 
@@ -210,6 +210,8 @@ impl Checker {
         let limits = self.limits(table);
         let table = self.section(root, &keys::RETENTION).unwrap_or(&empty);
         let retention = self.retention(table);
+        let table = self.section(root, &keys::STORE).unwrap_or(&empty);
+        let store = self.store(table);
         let tokens = match root.get(keys::TOKENS.name) {
             Some(value) => self.tokens(value),
             None => Vec::new(),
@@ -221,6 +223,7 @@ impl Checker {
             delivery,
             limits,
             retention,
+            store,
             tokens,
         }
     }
@@ -280,6 +283,15 @@ impl Checker {
         let mut s = Scope::open(self, t, section.name.to_owned(), section);
         RetentionConfig {
             events: s.get(&keys::EVENTS, |v| positive_duration(v, "30d", None)),
+        }
+    }
+
+    fn store(&mut self, t: &Table) -> StoreConfig {
+        let section = &keys::STORE;
+        let mut s = Scope::open(self, t, section.name.to_owned(), section);
+        StoreConfig {
+            min_free_space: s.get(&keys::MIN_FREE_SPACE, byte_size),
+            max_unavailable: s.get(&keys::MAX_UNAVAILABLE, |v| positive_duration(v, "5m", None)),
         }
     }
 

@@ -113,6 +113,17 @@ pub const EVENTS: Key = key(
     "events and finished deliveries older than this are deleted",
 );
 
+pub const MIN_FREE_SPACE: Key = key(
+    "min_free_space",
+    "\"256MiB\"",
+    "below this much free disk space new events are refused (503 store_full)",
+);
+pub const MAX_UNAVAILABLE: Key = key(
+    "max_unavailable",
+    "\"5m\"",
+    "a store that cannot commit this long stops the systemd watchdog pings",
+);
+
 pub const USER: Key = required("user", "the user the token acts as");
 pub const ROLE: Key = required("role", "what the token may do");
 pub const SHA256: Key = required("sha256", "lowercase hex sha256 of the token string");
@@ -146,13 +157,17 @@ pub const RETENTION: Section = Section {
     name: "retention",
     keys: &[EVENTS],
 };
+pub const STORE: Section = Section {
+    name: "store",
+    keys: &[MIN_FREE_SPACE, MAX_UNAVAILABLE],
+};
 pub const TOKENS: Section = Section {
     name: "tokens",
     keys: &[USER, ROLE, SHA256],
 };
 
 /// Every table of the file, in the order the file and the docs list them.
-pub const SECTIONS: &[Section] = &[TOP, DELIVERY, LIMITS, RETENTION, TOKENS];
+pub const SECTIONS: &[Section] = &[TOP, DELIVERY, LIMITS, RETENTION, STORE, TOKENS];
 
 impl Section {
     /// The keys accepted in this table; at the top level that includes the sub-tables.

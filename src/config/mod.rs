@@ -86,6 +86,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub limits: LimitsConfig,
     pub retention: RetentionConfig,
+    pub store: StoreConfig,
     /// API bearer tokens (hashes only).
     pub tokens: Vec<TokenConfig>,
 }
@@ -125,6 +126,16 @@ pub struct LimitsConfig {
 pub struct RetentionConfig {
     /// Events older than this are deleted.
     pub events: Duration,
+}
+
+/// `[store]`: the storage failure model's knobs (docs/operations.md, "When the disk
+/// fills or fails").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Free bytes kept for outcomes, cancels and deletes: below it new events get 503.
+    pub min_free_space: u64,
+    /// How long the store may be unable to commit before the watchdog pings stop.
+    pub max_unavailable: Duration,
 }
 
 /// `log_format`: human-readable lines, or one JSON object per line for log shippers.
@@ -167,6 +178,23 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Settings that are valid but likely not what was meant, each with its reason.
+    /// `check-config` prints them and `serve` logs them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let schedule: Duration = self.delivery.retry_schedule.iter().sum();
+        if schedule >= self.retention.events {
+            warnings.push(format!(
+                "delivery.retry_schedule spans {} in all, not less than retention.events ({}): \
+                 events whose deliveries are still being retried are kept past their \
+                 retention until those deliveries end",
+                format_duration(schedule),
+                format_duration(self.retention.events)
+            ));
+        }
+        warnings
+    }
+
     /// Reads, parses and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {

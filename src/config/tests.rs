@@ -1284,3 +1284,27 @@ fn allowed_networks_forms() {
     );
     assert!(msg.contains("expected an array of CIDR networks"), "{msg}");
 }
+
+#[test]
+fn a_retry_schedule_outliving_the_retention_is_a_warning() {
+    assert_eq!(Config::default().warnings(), Vec::<String>::new());
+    let c = Config::from_toml_str(
+        "[delivery]\nretry_schedule = [\"0s\", \"2h\"]\n[retention]\nevents = \"1h\"\n",
+    )
+    .expect("valid config");
+    let warnings = c.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("spans 2h"), "{}", warnings[0]);
+}
+
+#[test]
+fn store_keys_take_sizes_and_durations() {
+    let c =
+        Config::from_toml_str("[store]\nmin_free_space = \"1GiB\"\nmax_unavailable = \"30s\"\n")
+            .expect("valid config");
+    assert_eq!(c.store.min_free_space, 1 << 30);
+    assert_eq!(c.store.max_unavailable, Duration::from_secs(30));
+    assert_eq!(Config::default().store.min_free_space, 256 << 20);
+    let e = Config::from_toml_str("[store]\nmin_free_space = \"lots\"\n").expect_err("refused");
+    assert!(e.to_string().contains("store.min_free_space"), "{e}");
+}

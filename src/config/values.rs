@@ -11,8 +11,8 @@ use toml::Value;
 
 use super::check::Refusal;
 use super::{LogFormat, MAX_RETRY_ATTEMPTS, format_duration, parse_duration};
-use crate::auth::Role;
 use crate::auth;
+use crate::auth::Role;
 
 /// Why a string is not a network for `delivery.allowed_networks`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,6 +176,24 @@ pub(super) fn usize_in(value: &Value, min: usize, max: Option<usize>) -> Result<
     let to_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let i = integer_in(value, to_i64(min), max.map(to_i64))?;
     usize::try_from(i).map_err(|_| format!("{i} is too large for this platform"))
+}
+
+/// A size in bytes: a whole number of bytes, or a string with a unit (`"256MiB"`,
+/// `"1GiB"`, `"500MB"`), as the `bytesize` crate reads it.
+pub(super) fn byte_size(value: &Value) -> Result<u64, String> {
+    match value {
+        Value::Integer(n) => {
+            u64::try_from(*n).map_err(|_| format!("must not be negative, found {n}"))
+        }
+        Value::String(s) => s
+            .parse::<bytesize::ByteSize>()
+            .map(|size| size.as_u64())
+            .map_err(|_| format!("expected a size such as \"256MiB\" or \"1GiB\", found {s:?}")),
+        other => Err(format!(
+            "expected a size such as \"256MiB\" or \"1GiB\", found {}",
+            found(other)
+        )),
+    }
 }
 
 pub(super) fn log_format(value: &Value) -> Result<LogFormat, String> {

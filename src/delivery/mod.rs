@@ -80,6 +80,8 @@ impl DeliveryHandle {
 
 pub struct Engine {
     pub handle: DeliveryHandle,
+    /// Beats while the scheduler's loop is responsive.
+    pub alive: Arc<crate::clock::Beat>,
     stop: oneshot::Sender<()>,
     scheduler: JoinHandle<()>,
 }
@@ -113,8 +115,11 @@ impl Engine {
         };
         let drain = (d.timeout + Duration::from_secs(1)).min(Duration::from_secs(20));
         let (stop, stop_rx) = oneshot::channel();
+        let alive = Arc::new(crate::clock::Beat::default());
+        alive.beat();
         let scheduler = scheduler::Scheduler::new(
             store,
+            Arc::clone(&alive),
             ctx,
             inbox_tx.clone(),
             limits,
@@ -131,6 +136,7 @@ impl Engine {
                 destination: Arc::new(destination),
                 quiesce_limit: d.timeout + Duration::from_secs(1),
             },
+            alive,
             stop,
             scheduler,
         }

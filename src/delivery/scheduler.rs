@@ -50,6 +50,8 @@ const RESCHEDULE_BATCH: usize = 512;
 const MAX_UNRECORDED: usize = 1024;
 /// How many waiting messages one pass takes before it looks (and lets the watchdog tick).
 const MAX_MESSAGES_PER_PASS: usize = 4096;
+/// How often the loop shows it is alive when it has nothing else to do.
+pub const BEAT: Duration = Duration::from_secs(1);
 /// After a store failure, a webhook is looked at again this much later.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -87,6 +89,8 @@ impl WebhookState {
 
 pub struct Scheduler {
     store: Store,
+    /// Beats while the loop is responsive (read by the watchdog).
+    alive: Arc<crate::clock::Beat>,
     /// For recording again the outcomes whose commit failed.
     ctx: Arc<WorkerContext>,
     reply: UnboundedSender<Message>,
@@ -113,6 +117,7 @@ impl Scheduler {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
+        alive: Arc<crate::clock::Beat>,
         ctx: Arc<WorkerContext>,
         reply: UnboundedSender<Message>,
         limits: Limits,
@@ -122,6 +127,7 @@ impl Scheduler {
     ) -> Scheduler {
         Scheduler {
             store,
+            alive,
             ctx,
             reply,
             unrecorded: Vec::new(),
@@ -148,12 +154,11 @@ impl Scheduler {
             Ok(ids) => ids.into_iter().for_each(|id| self.look_at(id, now)),
             Err(e) => tracing::error!(error = %e, "scheduler cannot list webhooks"),
         }
-        let watchdog = crate::systemd::watchdog_interval();
-        let period = watchdog.unwrap_or(Duration::from_secs(3600));
-        // The first ping after one period, not at once: READY=1 is sent after the engine
-        // starts, and systemd expects it before any WATCHDOG=1.
-        let mut watchdog_tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        // The loop beats at least this often while it is responsive; a look stuck on the
+        // store (or anything else that blocks it) stops the beats, and the watchdog
+        // (daemon.rs) stops pinging systemd.
+        let mut beat = tokio::time::interval(BEAT);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.record_again();
             self.run_due_looks().await;
@@ -181,7 +186,7 @@ impl Scheduler {
                     None => return,
                 },
                 () = tokio::time::sleep(sleep.unwrap_or(Duration::ZERO)), if sleep.is_some() => {}
-                _ = watchdog_tick.tick(), if watchdog.is_some() => crate::systemd::notify("WATCHDOG=1"),
+                _ = beat.tick() => self.alive.beat(),
                 _ = &mut stop => break,
             }
         }
@@ -268,7 +273,7 @@ impl Scheduler {
         if self.record_again_at.is_none_or(|at| at > now) {
             return;
         }
-        if self.store.health().fault().is_some() {
+        if self.store.health().commit_fault().is_some() {
             self.record_again_at = Some(now.saturating_add(STORE_RETRY));
             return;
         }
@@ -370,7 +375,7 @@ impl Scheduler {
                 user: None,
             });
         state.release_cooled(now);
-        if self.store.health().fault().is_some() {
+        if self.store.health().commit_fault().is_some() {
             // Nothing goes out while outcomes could not be recorded; look again later.
             self.look_at(webhook, now.saturating_add(STORE_RETRY));
             return Ok(());

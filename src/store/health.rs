@@ -2,7 +2,7 @@
 //!
 //! | cause                               | writes                     | reads  | `/healthz`          |
 //! |-------------------------------------|----------------------------|--------|---------------------|
-//! | free space below `store.min_free_space` | new events: `503 store_full`; outcomes, cancels, deletes still commit | work | 200 ok (metric shows it) |
+//! | free space below `store.min_free_space` (at least 1 MiB) | new events: `503 store_full`; outcomes, cancels, deletes still commit | work | 503 `store_full` |
 //! | a commit failed for lack of space   | all: `503 store_full`      | `503` until reopened | 503 `store_full` |
 //! | any other I/O error                 | all: `503 store_unavailable` | `503` until reopened | 503 `store_unavailable` |
 //!
@@ -45,9 +45,16 @@ impl Fault {
     }
 }
 
+/// However small `store.min_free_space` is set, below this much free space new events are
+/// refused: a commit needs room for its pages, and an ingest refused for space is better
+/// than one failing half way and taking the store down for a reopen.
+pub const MIN_RESERVE: u64 = 1 << 20;
+
 /// The store's health, shared by the writer (which changes it), the API and the watchdog.
 #[derive(Default)]
 pub struct Health {
+    /// `store.min_free_space`, as the free-space sampler was last given it.
+    reserve: AtomicU64,
     /// `Some` while the store cannot commit, with the cause and since when (monotonic ms).
     down: Mutex<Option<(Fault, u64)>>,
     /// Free space is below the reserve: new events are refused, all else commits.
@@ -56,13 +63,20 @@ pub struct Health {
     errors: AtomicU64,
     /// Free bytes on the store's file system at the last look (0 before the first).
     free_bytes: AtomicU64,
-    /// When the writer thread last showed it is alive (monotonic ms).
-    writer_beat: AtomicU64,
+    /// When the writer thread last showed it is alive.
+    writer: clock::Beat,
 }
 
 impl Health {
-    /// `None` when the store commits normally.
+    /// What `/healthz` reports: the store cannot commit, or it is too full for new
+    /// events. `None` when all is well.
     pub fn fault(&self) -> Option<Fault> {
+        self.commit_fault()
+            .or_else(|| self.space_low().then_some(Fault::Full))
+    }
+
+    /// Why the store cannot commit at all right now (the writer is reopening it).
+    pub fn commit_fault(&self) -> Option<Fault> {
         self.lock().map(|(fault, _)| fault)
     }
 
@@ -89,12 +103,11 @@ impl Health {
     /// How long ago the writer thread last showed it is alive: a long batch or a stuck
     /// fsync shows here, and the watchdog stops pinging.
     pub fn writer_silent_for(&self) -> std::time::Duration {
-        let beat = self.writer_beat.load(Relaxed);
-        std::time::Duration::from_millis(clock::now_ms().saturating_sub(beat))
+        self.writer.silent_for()
     }
 
     pub(crate) fn writer_beat(&self) {
-        self.writer_beat.store(clock::now_ms(), Relaxed);
+        self.writer.beat();
     }
 
     pub(crate) fn failed(&self, fault: Fault) {
@@ -112,8 +125,15 @@ impl Health {
     }
 
     pub(crate) fn set_free_space(&self, free: u64, reserve: u64) {
+        self.reserve.store(reserve, Relaxed);
         self.free_bytes.store(free, Relaxed);
-        self.space_low.store(free < reserve, Relaxed);
+        self.space_low
+            .store(free < reserve.max(MIN_RESERVE), Relaxed);
+    }
+
+    /// The reserve last given to [`Health::set_free_space`].
+    pub(crate) fn reserve(&self) -> u64 {
+        self.reserve.load(Relaxed)
     }
 
     fn lock(&self) -> Option<(Fault, u64)> {
@@ -136,10 +156,14 @@ mod tests {
         assert!(h.down_for().is_some());
         h.recovered();
         assert_eq!(h.fault(), None);
-        h.set_free_space(10, 20);
+        h.set_free_space(MIN_RESERVE + 10, MIN_RESERVE + 20);
         assert!(h.space_low());
-        h.set_free_space(30, 20);
+        assert_eq!(h.fault(), Some(Fault::Full), "too full for new events");
+        assert_eq!(h.commit_fault(), None, "yet it commits");
+        h.set_free_space(MIN_RESERVE + 30, MIN_RESERVE + 20);
         assert!(!h.space_low());
+        h.set_free_space(MIN_RESERVE - 1, 0);
+        assert!(h.space_low(), "a reserve of 0 still keeps the minimum");
     }
 
     #[test]

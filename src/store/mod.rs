@@ -117,6 +117,32 @@ impl Slot {
         *self.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
     }
 
+    /// Reads the free space next to the file into `health` (see [`space`]).
+    fn check_space(&self, health: &Health, reserve: u64) {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        match space::free_bytes(dir) {
+            Ok(free) => {
+                let was_low = health.space_low();
+                health.set_free_space(free, reserve);
+                match (was_low, health.space_low()) {
+                    (false, true) => tracing::warn!(
+                        free,
+                        reserve,
+                        "free space below the reserve: new events are refused until space is freed"
+                    ),
+                    (true, false) => tracing::info!(
+                        free,
+                        "free space back above the reserve: new events are accepted"
+                    ),
+                    _ => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot read the free space of the store's file system")
+            }
+        }
+    }
+
     /// Opens (or creates) the file; redb repairs it first if it was not closed cleanly.
     fn open(&self) -> Result<Arc<Database>, StoreError> {
         let db = Database::builder()
@@ -161,34 +187,13 @@ impl Store {
     /// Reads the free space of the store's file system and refuses new events below
     /// `reserve` bytes (see [`space`]).
     pub fn check_space(&self, reserve: u64) {
-        let dir = self.slot.path.parent().unwrap_or(Path::new("."));
-        match space::free_bytes(dir) {
-            Ok(free) => {
-                let was_low = self.health.space_low();
-                self.health.set_free_space(free, reserve);
-                match (was_low, self.health.space_low()) {
-                    (false, true) => tracing::warn!(
-                        free,
-                        reserve,
-                        "free space below the reserve: new events are refused until space is freed"
-                    ),
-                    (true, false) => tracing::info!(
-                        free,
-                        "free space back above the reserve: new events are accepted"
-                    ),
-                    _ => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, dir = %dir.display(), "cannot read the free space of the store's file system")
-            }
-        }
+        self.slot.check_space(&self.health, reserve);
     }
 
     /// The open database, or why there is none.
     fn db(&self) -> Result<Arc<Database>, StoreError> {
         self.slot.current().ok_or_else(|| {
-            StoreError::Unavailable(self.health.fault().unwrap_or(Fault::Unavailable))
+            StoreError::Unavailable(self.health.commit_fault().unwrap_or(Fault::Unavailable))
         })
     }
 

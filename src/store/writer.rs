@@ -265,6 +265,10 @@ impl Writer {
             }
             if let Some(fault) = fault {
                 self.health.failed(fault);
+                if fault == Fault::Full {
+                    // Refuse new events at once, not at the next free-space reading.
+                    self.slot.check_space(&self.health, self.health.reserve());
+                }
                 match self.reopen(db, fault) {
                     Some(fresh) => db = fresh,
                     None => return, // shut down while the store was down

@@ -31,6 +31,10 @@ pub struct Settings {
     pub env: Vec<(String, String)>,
     /// Lines for the `[retention]` section.
     pub retention: String,
+    /// Lines for the `[store]` section.
+    pub store: String,
+    /// Where the store lives instead of the temp dir's `data` (e.g. a small tmpfs).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -48,7 +52,7 @@ pub fn config_text(data_dir: &Path, s: &Settings) -> String {
         "allow_http = true\nallow_private_networks = true\n"
     };
     format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n[retention]\n{}\n\n\
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n[retention]\n{}\n\n[store]\n{}\n\n\
          [[tokens]]\nuser = \"user-123\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
          [[tokens]]\nuser = \"user-456\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
          [[tokens]]\nuser = \"openwork\"\nrole = \"publisher\"\nsha256 = \"{}\"\n\n\
@@ -58,6 +62,7 @@ pub fn config_text(data_dir: &Path, s: &Settings) -> String {
         s.delivery,
         s.limits,
         s.retention,
+        s.store,
         token_sha256_hex(USER),
         token_sha256_hex(OTHER_USER),
         token_sha256_hex(PUBLISHER),
@@ -84,7 +89,13 @@ impl Hookd {
         let config_path = dir.path().join("hookd.toml");
         std::fs::write(
             &config_path,
-            config_text(&dir.path().join("data"), &settings),
+            config_text(
+                &settings
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.path().join("data")),
+                &settings,
+            ),
         )
         .expect("write config");
         let log = Arc::new(Mutex::new(Vec::new()));
