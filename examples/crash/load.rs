@@ -279,11 +279,18 @@ pub fn mutator(
     let mut hooks: Vec<Hook> = Vec::new();
     let mut m = Mutations::default();
     let mut next_key = 0usize;
+    let mut stopping_since: Option<Instant> = None;
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         let settled = settle(&api, &mut hooks, receivers, &mut m);
         if stopping {
+            let since = *stopping_since.get_or_insert_with(Instant::now);
             if settled {
+                break;
+            }
+            if since.elapsed() > Duration::from_secs(60) {
+                m.errors
+                    .push("could not settle the webhooks within 60 s of the stop".into());
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
