@@ -1,8 +1,18 @@
-//! Monotonic time for what measures intervals (outages, liveness): unlike the wall clock
-//! ([`crate::model::Millis`], for stored and displayed timestamps), it never steps.
+//! hookd's two clocks.
+//!
+//! - [`now_ms`]: monotonic, for what measures intervals (outages, liveness beats).
+//! - [`wall_ms`]: the wall clock as hookd uses it for everything stored, scheduled and
+//!   shown ([`crate::model::Millis::now`]): the system clock, except that it never goes
+//!   backwards. After a backwards step (an operator setting the time, a VM restored from a
+//!   snapshot) it carries on from where it was at the pace of the monotonic clock until
+//!   the system clock catches up. A due time, a rate-limit window or a `Retry-After` pause
+//!   therefore never stretches by the size of the step (it used to freeze a webhook for
+//!   as long as the clock went back). Small corrections (under [`STEP`]) are absorbed by
+//!   letting the clock stand still for that long. A forwards step is followed: due
+//!   deliveries go at once, which is what the new time says.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 static ORIGIN: OnceLock<Instant> = OnceLock::new();
@@ -26,5 +36,83 @@ impl Beat {
     /// How long since the last beat (since the process started, before the first).
     pub fn silent_for(&self) -> std::time::Duration {
         std::time::Duration::from_millis(now_ms().saturating_sub(self.0.load(Relaxed)))
+    }
+}
+
+/// A backwards difference larger than this is a step, not a correction.
+pub const STEP: i64 = 1_000;
+
+/// Where the wall clock was last seen, in system and monotonic terms.
+#[derive(Clone, Copy, Debug)]
+struct Anchor {
+    system: i64,
+    mono: u64,
+    /// The last value handed out (never decreases).
+    last: i64,
+}
+
+static ANCHOR: Mutex<Option<Anchor>> = Mutex::new(None);
+
+/// Unix milliseconds, following the system clock but never going backwards (module docs).
+pub fn wall_ms() -> i64 {
+    let system = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let mono = now_ms();
+    let mut anchor = ANCHOR.lock().unwrap_or_else(|p| p.into_inner());
+    steady(&mut anchor, system, mono)
+}
+
+fn steady(anchor: &mut Option<Anchor>, system: i64, mono: u64) -> i64 {
+    let Some(a) = anchor.as_mut() else {
+        *anchor = Some(Anchor {
+            system,
+            mono,
+            last: system,
+        });
+        return system;
+    };
+    let elapsed = i64::try_from(mono.saturating_sub(a.mono)).unwrap_or(i64::MAX);
+    let projected = a.system.saturating_add(elapsed);
+    let out = if system.saturating_add(STEP) >= projected {
+        // In step with the system clock (or ahead of it): follow it, re-anchored.
+        a.system = system;
+        a.mono = mono;
+        system.max(a.last)
+    } else {
+        // The system clock stepped back: carry on from the anchor.
+        projected.max(a.last)
+    };
+    a.last = out;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backwards_step_is_ridden_out_on_the_monotonic_clock() {
+        let mut a = None;
+        assert_eq!(steady(&mut a, 1_000_000, 0), 1_000_000);
+        assert_eq!(steady(&mut a, 1_000_500, 500), 1_000_500);
+        // The system clock goes back an hour: hookd's time carries on.
+        assert_eq!(steady(&mut a, 1_000_500 - 3_600_000, 1_500), 1_001_500);
+        assert_eq!(steady(&mut a, 1_000_500 - 3_599_000, 2_500), 1_002_500);
+        // A forwards step is followed.
+        assert_eq!(steady(&mut a, 2_000_000, 3_000), 2_000_000);
+        // A small correction backwards makes time stand still, never go back.
+        assert_eq!(steady(&mut a, 1_999_800, 3_100), 2_000_000);
+        assert_eq!(steady(&mut a, 2_000_300, 3_600), 2_000_300);
+    }
+
+    #[test]
+    fn wall_time_never_decreases() {
+        let mut last = wall_ms();
+        for _ in 0..1000 {
+            let now = wall_ms();
+            assert!(now >= last);
+            last = now;
+        }
     }
 }

@@ -328,9 +328,9 @@ impl FromStr for DeliveryStatus {
 pub struct Millis(pub i64);
 
 impl Millis {
+    /// hookd's wall clock: the system's, but never backwards (see [`crate::clock`]).
     pub fn now() -> Self {
-        let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-        Millis((nanos / 1_000_000) as i64)
+        Millis(crate::clock::wall_ms())
     }
 
     pub fn saturating_add(self, d: std::time::Duration) -> Self {
