@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hookd::config::token_sha256_hex;
+use hookd::auth::token_sha256_hex;
 
 use crate::now_ns;
 
