@@ -305,10 +305,14 @@ pub fn cleanup_step(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> 
 /// and the background sweep) never put two chunks into one transaction.
 static CLEANUP_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The longest pause between two chunks of a cleanup.
+const CHUNK_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Runs the webhook's unfinished removal or cancellation to its end, one chunk per write
 /// job, so that other writes (ingest above all) commit between the chunks.
 pub async fn finish_cleanup(store: &Store, id: WebhookId) -> Result<(), StoreError> {
     loop {
+        let started = std::time::Instant::now();
         let more = {
             let _turn = CLEANUP_TURN.lock().await;
             store.write(move |tx| cleanup_step(tx, id)).await?
@@ -316,9 +320,10 @@ pub async fn finish_cleanup(store: &Store, id: WebhookId) -> Result<(), StoreErr
         if !more {
             return Ok(());
         }
-        // Let the writes that queued up behind this chunk have the next commit to
-        // themselves.
-        tokio::task::yield_now().await;
+        // Leave the writer to everything else for as long as the chunk took (its work
+        // and commit), so cleaning up takes at most about half of the writer's time and
+        // a write that arrives meanwhile mostly finds no chunk in its way.
+        tokio::time::sleep(started.elapsed().min(CHUNK_PAUSE_MAX)).await;
     }
 }
 
