@@ -129,8 +129,34 @@ async fn watch_space(store: Store, reserve: u64) {
     }
 }
 
-/// Deletes events and deliveries older than `retention`, in small batches, forever.
+/// How often the cleanup sweep looks for unfinished webhook removals and cancellations.
+const CLEANUP_SWEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The store's background work, forever: deletes events and deliveries older than
+/// `retention` in small batches, and finishes the removals and cancellations that a
+/// delete or disable left to be done in chunks (`store::tables`, `webhook_cleanup`): at
+/// once at startup (work a crash or stop interrupted), then every [`CLEANUP_SWEEP`] (a
+/// webhook disabled by its receiver's `410` or by `disable_after`).
 async fn prune_forever(store: Store, retention: std::time::Duration) {
+    let sweep = {
+        let store = store.clone();
+        async move {
+            loop {
+                match crate::store::ops::webhooks::finish_cleanups(&store).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(webhooks = n, "cleanup: finished"),
+                    Err(crate::store::StoreError::Closed) => return,
+                    Err(e) => tracing::warn!(error = %e, "cleanup failed; will try again"),
+                }
+                tokio::time::sleep(CLEANUP_SWEEP).await;
+            }
+        }
+    };
+    tokio::join!(sweep, prune_events(store, retention));
+}
+
+/// Deletes events and deliveries older than `retention`, in small batches, forever.
+async fn prune_events(store: Store, retention: std::time::Duration) {
     use crate::model::Millis;
     use crate::store::ops::retention::prune;
     const BATCH: usize = 500;

@@ -229,22 +229,36 @@ pub async fn recover(
     let webhook = hook.id;
     let user = who.user.clone();
     let due = state.delivery.policy.first_due(Millis::now());
-    let outcome = state
-        .store
-        .write(move |tx| attempts::recover(tx, &user, webhook, since, until, due))
-        .await?;
-    match outcome {
-        Ok(queued) => {
-            if queued > 0 {
-                state.delivery.queued(webhook, due);
+    // In chunks, each its own write job, so a big window never holds up other writes.
+    let mut queued = 0;
+    let mut before = u64::MAX;
+    loop {
+        let user = user.clone();
+        let outcome = state
+            .store
+            .write(move |tx| attempts::recover(tx, &user, webhook, (since, until), due, before))
+            .await?;
+        match outcome {
+            Ok(chunk) => {
+                if chunk.queued > 0 {
+                    queued += chunk.queued;
+                    state.delivery.queued(webhook, due);
+                }
+                match chunk.next {
+                    Some(next) => before = next,
+                    None => break,
+                }
             }
-            json(
-                StatusCode::ACCEPTED,
-                &serde_json::json!({ "queued": queued }),
-            )
+            Err(other) if queued == 0 => return Err(requeue_error(other)),
+            // Disabled or deleted between chunks: what was queued stays answered (a
+            // disable cancels it again, a delete removes it).
+            Err(_) => break,
         }
-        Err(other) => Err(requeue_error(other)),
     }
+    json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "queued": queued }),
+    )
 }
 
 #[derive(Deserialize)]

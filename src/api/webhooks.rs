@@ -237,6 +237,11 @@ pub async fn update(
         // Before the commit: nothing already dispatched may start sending after our answer.
         state.delivery.cancel(id);
     }
+    if enabled == Some(true) {
+        // A cancellation still under way (a big backlog disabled) ends before the webhook
+        // is enabled again, so what the disable cancelled stays cancelled.
+        ops::finish_cleanup(&state.store, id).await?;
+    }
 
     let user = who.user.clone();
     let now = Millis::now();
@@ -273,6 +278,9 @@ pub async fn update(
         state.delivery.quiesce(id).await;
     }
     tracing::info!(webhook = %updated.id, enabled = updated.enabled, "webhook updated");
+    if !updated.enabled && state.store.read(|r| ops::cleanup_unfinished(r, id))? {
+        finish_in_background(state, id);
+    }
     json(StatusCode::OK, &WebhookView::of(&updated))
 }
 
@@ -288,17 +296,41 @@ pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<HttpR
     }
     let user = who.user.clone();
     state.delivery.cancel(id);
-    if state
+    match state
         .store
         .write(move |tx| ops::delete(tx, &user, id))
         .await?
     {
-        state.delivery.quiesce(id).await;
-        tracing::info!(webhook = %id, "webhook deleted");
-        Ok(empty(StatusCode::NO_CONTENT))
-    } else {
-        Err(ApiError::not_found("no such webhook"))
+        ops::Deleted::Deleted { more } => {
+            state.delivery.quiesce(id).await;
+            tracing::info!(webhook = %id, "webhook deleted");
+            if more {
+                finish_in_background(state, id);
+            }
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        ops::Deleted::NotFound => Err(ApiError::not_found("no such webhook")),
     }
+}
+
+/// The answer goes out after the first commit; the rest of a big delete or disable
+/// (one chunk per write job, so other writes commit in between) continues here. Should
+/// it fail or the daemon stop, the cleanup sweep (`daemon::prune_forever`) finishes it.
+fn finish_in_background(state: &AppState, id: WebhookId) {
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        match ops::finish_cleanup(&store, id).await {
+            Ok(()) => tracing::info!(
+                webhook = %id,
+                ms = started.elapsed().as_millis() as u64,
+                "webhook cleanup finished"
+            ),
+            Err(e) => {
+                tracing::warn!(webhook = %id, error = %e, "webhook cleanup interrupted; it resumes later");
+            }
+        }
+    });
 }
 
 /// The default grace period during which the old secret still signs.

@@ -51,6 +51,8 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, DELIVERIES_BY_SEQ)?;
         copy(&snapshot, &txn, QUEUE)?;
         copy(&snapshot, &txn, ATTEMPT_STATS)?;
+        copy(&snapshot, &txn, EVENT_DELIVERIES)?;
+        copy(&snapshot, &txn, WEBHOOK_CLEANUP)?;
         txn.commit()?;
         events
     };
@@ -85,6 +87,8 @@ mod tests {
         write_copy(&db, &dest).expect("backup");
         let copy = Database::open(&dest).expect("open the copy");
         assert_eq!(table_names(&copy), table_names(&db));
-        assert!(table_names(&db).contains(&"attempt_stats".to_owned()));
+        for table in ["attempt_stats", "event_deliveries", "webhook_cleanup"] {
+            assert!(table_names(&db).contains(&table.to_owned()), "{table}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 mod common;
 
 mod api;
+mod bounded_work;
 mod cli;
 mod dashboard;
 mod dashboard_api;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use redb::{ReadTransaction, ReadableTable, Table};
 
 use super::stats;
-use super::webhooks::cancel_pending;
-use super::{StoreError, load};
+use super::webhooks::start_cancel;
+use super::{Chunk, StoreError, load};
 use crate::delivery::retry::RetryPolicy;
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::Tx;
@@ -156,18 +156,29 @@ pub fn record(
     stats::count(tx, delivery.webhook_id, &attempt)?;
     delivery.attempts.push(attempt);
     if delivery.status != DeliveryStatus::Pending {
-        // Cancelled while the attempt was under way: keep the record of it, nothing more.
+        // Cancelled while the attempt was under way: keep the record of it. If the
+        // receiver took it, it was delivered (the disable or delete waited for this
+        // attempt before answering, see `delivery::fence`), and the log says so.
+        let delivered = delivery.status == DeliveryStatus::Cancelled && verdict == Verdict::Success;
+        if delivered {
+            delivery.status = DeliveryStatus::Succeeded;
+        }
         save(&mut deliveries, &delivery)?;
-        return Ok(Some(Recorded::default()));
+        return Ok(Some(Recorded {
+            webhook_disabled: false,
+            status: delivered.then_some(DeliveryStatus::Succeeded),
+        }));
     }
+    let mut hooks = tx.txn.open_table(WEBHOOKS)?;
+    // Its webhook deleted meanwhile: the delivery is removed chunk by chunk with the rest
+    // of the webhook's (`webhooks::delete`); until then it keeps its queue entry.
+    let Some(mut webhook) = load::<u128, WebhookRecord>(&hooks, delivery.webhook_id.0)? else {
+        return Ok(None);
+    };
     let mut queue = tx.txn.open_table(QUEUE)?;
     if let Some(key) = queue_key(&delivery) {
         queue.remove(key)?;
     }
-    let mut hooks = tx.txn.open_table(WEBHOOKS)?;
-    let Some(mut webhook) = load::<u128, WebhookRecord>(&hooks, delivery.webhook_id.0)? else {
-        return Ok(None);
-    };
     let mut recorded = Recorded::default();
     delivery.next_attempt_at = None;
     let mut webhook_changed = true;
@@ -230,7 +241,8 @@ pub fn record(
     }
     drop((deliveries, queue, hooks));
     if recorded.webhook_disabled {
-        cancel_pending(tx, delivery.webhook_id)?;
+        // The first chunk now; a bigger backlog is finished by the daemon's cleanup sweep.
+        start_cancel(tx, delivery.webhook_id)?;
     }
     Ok(Some(recorded))
 }
@@ -323,16 +335,29 @@ pub fn retry(
     Ok(Requeue::Queued(due))
 }
 
+/// One chunk of a recover: how many it queued again, and where the next chunk starts.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Recovered {
+    pub queued: usize,
+    /// The cursor for the next chunk; `None` when the window is done.
+    pub next: Option<u64>,
+}
+
 /// Recover: every `failed` delivery of the webhook created in `[since, until)` starts the
-/// schedule again. `None` when there is no such webhook for `user`.
+/// schedule again. One chunk ([`Chunk`]: at most [`CLEANUP_CHUNK`] deliveries of the webhook's
+/// log, a few milliseconds) is looked at, newest first, from the delivery seq `before` (exclusive; `u64::MAX` to
+/// start); the caller runs chunks, each its own write job, until `next` is `None`.
+/// `Err(NotFound)` when there is no such webhook for `user`, `Err(WebhookDisabled)` when
+/// it is disabled (checked by every chunk).
 pub fn recover(
     tx: &mut Tx<'_>,
     user: &str,
     webhook: WebhookId,
-    since: Millis,
-    until: Millis,
+    window: (Millis, Millis),
     due: Millis,
-) -> Result<Result<usize, Requeue>, StoreError> {
+    before: u64,
+) -> Result<Result<Recovered, Requeue>, StoreError> {
+    let (since, until) = window;
     let Some(hook) = owned_webhook(tx, user, webhook)? else {
         return Ok(Err(Requeue::NotFound));
     };
@@ -342,13 +367,19 @@ pub fn recover(
     let index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
-    let mut queued = 0;
+    let mut out = Recovered {
+        queued: 0,
+        next: None,
+    };
+    let mut chunk = Chunk::start();
     // Newest first: stop once creation times fall before the window.
-    for entry in index
-        .range((webhook.0, 0u64)..=(webhook.0, u64::MAX))?
-        .rev()
-    {
-        let (_, id) = entry?;
+    for entry in index.range((webhook.0, 0u64)..(webhook.0, before))?.rev() {
+        let (key, id) = entry?;
+        if !chunk.room() {
+            out.next = Some(key.value().1 + 1);
+            break;
+        }
+        chunk.did();
         let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
             continue;
         };
@@ -360,7 +391,7 @@ pub fn recover(
         }
         restart_schedule(&mut d, &mut queue, due)?;
         save(&mut deliveries, &d)?;
-        queued += 1;
+        out.queued += 1;
     }
-    Ok(Ok(queued))
+    Ok(Ok(out))
 }

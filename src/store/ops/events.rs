@@ -1,5 +1,6 @@
 //! The event log and ingestion: storing an event together with one pending delivery (and
-//! its queue entry) per enabled webhook of the event's user that subscribes to its type.
+//! its queue entry) per enabled webhook of the event's user that subscribes to its type,
+//! and the `event_deliveries` entries that let retention find the event's deliveries.
 
 use redb::{ReadTransaction, Table};
 
@@ -133,6 +134,7 @@ fn store_event(
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
+    let mut per_event = tx.txn.open_table(EVENT_DELIVERIES)?;
     let mut queued = Vec::with_capacity(targets.len());
     for webhook_id in targets {
         let delivery = DeliveryRecord {
@@ -150,6 +152,7 @@ fn store_event(
         deliveries.insert(delivery.id.0, encode(&delivery).as_slice())?;
         index.insert((webhook_id.0, delivery.seq), delivery.id.0)?;
         by_seq.insert(delivery.seq, delivery.id.0)?;
+        per_event.insert((event.seq, delivery.seq), ())?;
         queue.insert(
             (webhook_id.0, first_attempt_due.as_key(), delivery.id.0),
             (),

@@ -30,6 +30,8 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(EVENTS_BY_SEQ)?;
     txn.open_table(DELIVERIES_BY_SEQ)?;
     txn.open_table(ATTEMPT_STATS)?;
+    txn.open_table(EVENT_DELIVERIES)?;
+    txn.open_table(WEBHOOK_CLEANUP)?;
     txn.commit()?;
     Ok(())
 }
@@ -46,6 +48,37 @@ where
     match table.get(key)? {
         Some(bytes) => Ok(Some(codec::decode(bytes.value())?)),
         None => Ok(None),
+    }
+}
+
+/// How much one chunk of a big job (a webhook's removal or cancellation, a recover,
+/// retention) may do in its write job: at most [`CLEANUP_CHUNK`] rows, and no more than
+/// [`CHUNK_TIME`] of work once [`CHUNK_MIN`] rows are done. The time bound keeps the
+/// commit that other writes share short whatever the hardware (or an unoptimized
+/// build); the row minimum keeps small jobs whole and makes progress certain.
+pub(crate) struct Chunk {
+    started: std::time::Instant,
+    pub(crate) rows: usize,
+}
+
+pub(crate) const CHUNK_MIN: usize = 32;
+pub(crate) const CHUNK_TIME: std::time::Duration = std::time::Duration::from_millis(8);
+
+impl Chunk {
+    pub(crate) fn start() -> Chunk {
+        Chunk {
+            started: std::time::Instant::now(),
+            rows: 0,
+        }
+    }
+
+    /// Whether another row fits; count it with [`Chunk::did`].
+    pub(crate) fn room(&self) -> bool {
+        self.rows < CLEANUP_CHUNK && (self.rows < CHUNK_MIN || self.started.elapsed() < CHUNK_TIME)
+    }
+
+    pub(crate) fn did(&mut self) {
+        self.rows += 1;
     }
 }
 

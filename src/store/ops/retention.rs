@@ -1,10 +1,14 @@
 //! Retention: deletes events and deliveries older than `retention.events`, oldest first,
 //! in bounded batches (each batch is one small job in the group commit, so ingest is
 //! never blocked for long). Pending deliveries are never pruned: the queue is untouched.
+//! Nor is an event with a pending (or in-flight) delivery, found through
+//! `event_deliveries`: its deliveries still need it to be sent. It is pruned by a later
+//! pass once they are finished. (Events stored before `event_deliveries` existed have
+//! no entries there and are pruned by age alone, as before.)
 
 use redb::ReadableTable;
 
-use super::{StoreError, load};
+use super::{CHUNK_MIN, CHUNK_TIME, StoreError, load};
 use crate::model::{DeliveryStatus, Millis};
 use crate::store::Tx;
 use crate::store::records::{DeliveryRecord, EventRecord};
@@ -14,6 +18,11 @@ use crate::store::tables::*;
 /// skipped, so a batch may delete fewer than it reads).
 const MAX_SCAN: usize = 10_000;
 
+/// How long one batch may spend finding what to delete (once it has [`CHUNK_MIN`]):
+/// the deletes then take about as long again, so the batch stays within a chunk's time
+/// and the commit it shares with ingest stays short.
+const SCAN_TIME: std::time::Duration = CHUNK_TIME.checked_div(4).unwrap();
+
 /// What one batch removed; `more` when it stopped at the batch size, not at the cutoff.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
@@ -22,9 +31,11 @@ pub struct Pruned {
     pub more: bool,
 }
 
-/// Removes up to `batch` events and `batch` deliveries created before `cutoff`.
+/// Removes up to `batch` events and `batch` deliveries created before `cutoff` (fewer when
+/// finding them takes longer than [`SCAN_TIME`]).
 pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, StoreError> {
     let mut pruned = Pruned::default();
+    let started = std::time::Instant::now();
 
     let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
@@ -37,6 +48,10 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
         looked_at += 1;
         if doomed.len() == batch || looked_at > MAX_SCAN {
             pruned.more = doomed.len() == batch;
+            break;
+        }
+        if doomed.len() >= CHUNK_MIN && started.elapsed() >= SCAN_TIME {
+            pruned.more = true;
             break;
         }
         let Some(d) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
@@ -63,16 +78,31 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
     let mut by_seq = tx.txn.open_table(EVENTS_BY_SEQ)?;
     let mut events = tx.txn.open_table(EVENTS)?;
     let mut per_user = tx.txn.open_table(USER_EVENTS)?;
+    let mut per_event = tx.txn.open_table(EVENT_DELIVERIES)?;
+    let delivery_ids = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
+    let deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut doomed = Vec::new();
+    let mut looked_at = 0;
     for entry in by_seq.iter()? {
         let (seq, id) = entry?;
-        if doomed.len() == batch {
+        // Events kept for their pending deliveries are skipped; bound the scan past them.
+        looked_at += 1;
+        if doomed.len() == batch || looked_at > MAX_SCAN {
+            pruned.more |= doomed.len() == batch;
+            break;
+        }
+        if doomed.len() >= CHUNK_MIN && started.elapsed() >= SCAN_TIME {
             pruned.more = true;
             break;
         }
         let event = load::<&str, EventRecord>(&events, id.value())?;
         if event.as_ref().is_some_and(|e| e.received_at >= cutoff) {
             break;
+        }
+        if let Some(e) = &event
+            && has_pending(&per_event, &delivery_ids, &deliveries, e)?
+        {
+            continue;
         }
         doomed.push((seq.value(), event));
     }
@@ -81,10 +111,37 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
         if let Some(e) = event {
             events.remove(e.id.as_str())?;
             per_user.remove((e.user.as_str(), e.seq))?;
+            per_event.retain_in((e.seq, 0u64)..=(e.seq, u64::MAX), |_, _| false)?;
             pruned.events += 1;
         }
     }
     Ok(pruned)
+}
+
+/// Whether any delivery of the event is still pending (queued, or claimed by a worker:
+/// a claimed delivery stays pending until its outcome is recorded), found through
+/// `event_deliveries`. Deliveries already pruned or removed with their webhook are not.
+fn has_pending(
+    per_event: &impl ReadableTable<(u64, u64), ()>,
+    delivery_ids: &impl ReadableTable<u64, u128>,
+    deliveries: &impl ReadableTable<u128, &'static [u8]>,
+    event: &EventRecord,
+) -> Result<bool, StoreError> {
+    if event.deliveries == 0 {
+        return Ok(false);
+    }
+    for entry in per_event.range((event.seq, 0u64)..=(event.seq, u64::MAX))? {
+        let (key, _) = entry?;
+        let Some(id) = delivery_ids.get(key.value().1)? else {
+            continue;
+        };
+        if load::<u128, DeliveryRecord>(deliveries, id.value())?
+            .is_some_and(|d| d.status == DeliveryStatus::Pending)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -110,10 +167,12 @@ mod tests {
         store
             .write_blocking(move |tx| webhooks::create(tx, hook, 10))
             .unwrap();
-        for i in 0..30 {
+        // Alternately an event with a pending delivery (user `u` has the webhook) and
+        // one without deliveries (user `v` has none).
+        for i in 0..60 {
             let new = events::NewEvent {
                 id: EventId::parse(&format!("e{i}")).unwrap(),
-                user: "u".into(),
+                user: if i % 2 == 0 { "u" } else { "v" }.into(),
                 event_type: EventType::AppConnected,
                 source: "s".into(),
                 timestamp: "2024-01-01T00:00:00Z".into(),
@@ -124,8 +183,8 @@ mod tests {
                 .write_blocking(move |tx| events::ingest(tx, new, Millis(10_000)))
                 .unwrap();
         }
-        // Batches of 10: the 30 events go in three full batches; the 30 pending
-        // deliveries stay and never make a batch "full".
+        // Batches of 10: the 30 events without deliveries go in three full batches; the
+        // 30 pending deliveries and their events stay and never make a batch "full".
         let mut rounds = Vec::new();
         loop {
             let pruned = store
@@ -137,10 +196,16 @@ mod tests {
             }
         }
         assert_eq!(rounds, [(10, 0), (10, 0), (10, 0)]);
-        let left = store
-            .read(|r| Ok(r.open_table(DELIVERIES_BY_SEQ)?.iter()?.count()))
+        let (deliveries, events) = store
+            .read(|r| {
+                Ok((
+                    r.open_table(DELIVERIES_BY_SEQ)?.iter()?.count(),
+                    r.open_table(EVENTS_BY_SEQ)?.iter()?.count(),
+                ))
+            })
             .unwrap();
-        assert_eq!(left, 30, "pending deliveries are never pruned");
+        assert_eq!(deliveries, 30, "pending deliveries are never pruned");
+        assert_eq!(events, 30, "nor are their events");
         store.close(std::time::Duration::ZERO);
     }
 }

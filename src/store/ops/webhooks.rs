@@ -1,14 +1,22 @@
 //! Webhook records: per-user listing, creation under the per-user limit, updates, and
 //! deletion (which takes the webhook's queue entries and delivery log with it).
+//!
+//! Deleting or disabling a webhook may concern any number of deliveries, so only the
+//! first chunk of that work is done in the job that deletes or disables it; the rest is
+//! recorded in `webhook_cleanup` and done by [`finish_cleanup`], at most
+//! [`CLEANUP_CHUNK`] deliveries per write job and a few milliseconds of work ([`Chunk`];
+//! see [`crate::store::tables`]). The daemon
+//! runs [`finish_cleanups`] at startup and then every second, so work interrupted by a
+//! crash, or started by an attempt that disabled its webhook, is finished too.
 
 use redb::{ReadTransaction, ReadableTable, Table};
 
-use super::{StoreError, load};
+use super::{Chunk, StoreError, load};
 use crate::model::{DeliveryStatus, Millis, WebhookId, WebhookStatus};
-use crate::store::Tx;
 use crate::store::codec::encode;
 use crate::store::records::{DeliveryRecord, WebhookRecord};
 use crate::store::tables::*;
+use crate::store::{Store, Tx};
 
 pub fn get(rtx: &ReadTransaction, id: WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
     load(&rtx.open_table(WEBHOOKS)?, id.0)
@@ -71,7 +79,8 @@ pub fn create(
 }
 
 /// Applies `change` to the user's webhook and stores it. Keeps `status` consistent with
-/// `enabled`; disabling cancels the pending deliveries. `None`: no such webhook for `user`.
+/// `enabled`; disabling starts cancelling the pending deliveries (the first chunk in this
+/// job, the rest by [`finish_cleanup`]). `None`: no such webhook for `user`.
 pub fn update(
     tx: &mut Tx<'_>,
     user: &str,
@@ -101,55 +110,144 @@ pub fn update(
     hooks.insert(id.0, encode(&hook).as_slice())?;
     drop(hooks);
     if was_enabled && !hook.enabled {
-        cancel_pending(tx, id)?;
+        start_cancel(tx, id)?;
+    } else if hook.enabled {
+        // Enabled again: a cancellation still under way ends here (the API finishes it
+        // before re-enabling, so this only matters for a concurrent disable).
+        let mut cleanup = tx.txn.open_table(WEBHOOK_CLEANUP)?;
+        if cleanup
+            .get(id.0)?
+            .is_some_and(|k| k.value() == CLEANUP_CANCEL)
+        {
+            cleanup.remove(id.0)?;
+        }
     }
     Ok(Some(hook))
 }
 
-/// Deletes the user's webhook, its queue entries and its delivery log. `false`: no such
-/// webhook for `user`.
-pub fn delete(tx: &mut Tx<'_>, user: &str, id: WebhookId) -> Result<bool, StoreError> {
+/// What a delete did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deleted {
+    /// No such webhook for `user`.
+    NotFound,
+    /// Gone; `more`: deliveries remain for [`finish_cleanup`] to remove.
+    Deleted { more: bool },
+}
+
+/// Deletes the user's webhook: its record and index entry at once, with its statistics
+/// and the first chunk of its deliveries; the rest of its delivery log and queue is
+/// removed by [`finish_cleanup`], chunk by chunk (`tables`: `webhook_cleanup`).
+pub fn delete(tx: &mut Tx<'_>, user: &str, id: WebhookId) -> Result<Deleted, StoreError> {
     let mut hooks = tx.txn.open_table(WEBHOOKS)?;
     let Some(hook) = load::<u128, WebhookRecord>(&hooks, id.0)?.filter(|w| w.user == user) else {
-        return Ok(false);
+        return Ok(Deleted::NotFound);
     };
     hooks.remove(id.0)?;
     tx.txn
         .open_table(USER_WEBHOOKS)?
         .remove((hook.user.as_str(), id.0))?;
-    let mut queue = tx.txn.open_table(QUEUE)?;
-    queue.retain_in((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
-        false
-    })?;
+    drop(hooks);
+    super::stats::forget(tx, id)?;
+    let more = !remove_chunk(tx, id)?;
+    let mut cleanup = tx.txn.open_table(WEBHOOK_CLEANUP)?;
+    if more {
+        cleanup.insert(id.0, CLEANUP_REMOVE)?;
+    } else {
+        cleanup.remove(id.0)?;
+    }
+    Ok(Deleted::Deleted { more })
+}
+
+/// Starts cancelling the pending deliveries of a webhook that was just disabled: the
+/// first chunk now, the rest through `webhook_cleanup` by [`finish_cleanup`]. Answers
+/// whether deliveries remain to be cancelled.
+pub fn start_cancel(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
+    let more = !cancel_chunk(tx, id)?;
+    let mut cleanup = tx.txn.open_table(WEBHOOK_CLEANUP)?;
+    let kind = cleanup.get(id.0)?.map(|k| k.value());
+    match (more, kind) {
+        // A removal already under way covers the cancellation.
+        (_, Some(CLEANUP_REMOVE)) => {}
+        (true, _) => {
+            cleanup.insert(id.0, CLEANUP_CANCEL)?;
+        }
+        (false, Some(_)) => {
+            cleanup.remove(id.0)?;
+        }
+        (false, None) => {}
+    }
+    Ok(more)
+}
+
+/// Removes one chunk of the (deleted) webhook's deliveries, each with its index and
+/// queue entries. Answers whether it is done (nothing of the webhook's is left).
+fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
+    let mut chunk = Chunk::start();
     let mut index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
-    for entry in index.extract_from_if((id.0, 0u64)..=(id.0, u64::MAX), |_, _| true)? {
-        let (key, delivery) = entry?;
-        deliveries.remove(delivery.value())?;
-        by_seq.remove(key.value().1)?;
-    }
-    drop((index, deliveries, by_seq));
-    super::stats::forget(tx, id)?;
-    Ok(true)
-}
-
-/// Marks every pending delivery of the webhook `cancelled` and empties its queue.
-pub fn cancel_pending(tx: &mut Tx<'_>, id: WebhookId) -> Result<usize, StoreError> {
     let mut queue = tx.txn.open_table(QUEUE)?;
-    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
-    let mut cancelled = 0;
+    let mut keys = Vec::with_capacity(CLEANUP_CHUNK);
+    for entry in index
+        .range((id.0, 0u64)..=(id.0, u64::MAX))?
+        .take(CLEANUP_CHUNK)
+    {
+        let (key, delivery) = entry?;
+        keys.push((key.value().1, delivery.value()));
+    }
+    let found = keys.len();
+    for (seq, delivery_id) in keys {
+        if !chunk.room() {
+            return Ok(false);
+        }
+        if let Some(d) = load::<u128, DeliveryRecord>(&deliveries, delivery_id)? {
+            if let Some(due) = d.next_attempt_at {
+                queue.remove((id.0, due.as_key(), delivery_id))?;
+            }
+            deliveries.remove(delivery_id)?;
+        }
+        by_seq.remove(seq)?;
+        index.remove((id.0, seq))?;
+        chunk.did();
+    }
+    if found == CLEANUP_CHUNK {
+        return Ok(false);
+    }
+    // Every queue entry belongs to an indexed delivery, so this range is empty; a stray
+    // entry would otherwise outlive its webhook.
+    let mut strays = 0;
     for entry in queue
         .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
             true
         })?
+        .take(CLEANUP_CHUNK)
     {
+        entry?;
+        strays += 1;
+    }
+    Ok(strays < CLEANUP_CHUNK)
+}
+
+/// Cancels one chunk of the webhook's pending deliveries. Answers whether it is done.
+fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
+    let mut chunk = Chunk::start();
+    let mut queue = tx.txn.open_table(QUEUE)?;
+    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut entries = queue
+        .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
+            true
+        })?;
+    while chunk.room() {
+        // Only the entries read from the iterator are removed.
+        let Some(entry) = entries.next() else {
+            return Ok(true);
+        };
         let (key, _) = entry?;
         let (_, _, delivery_id) = key.value();
         cancel_delivery(&mut deliveries, delivery_id)?;
-        cancelled += 1;
+        chunk.did();
     }
-    Ok(cancelled)
+    Ok(false)
 }
 
 fn cancel_delivery(
@@ -162,4 +260,176 @@ fn cancel_delivery(
         deliveries.insert(id, encode(&delivery).as_slice())?;
     }
     Ok(())
+}
+
+/// The webhooks with a removal or cancellation under way.
+pub fn unfinished_cleanups(rtx: &ReadTransaction) -> Result<Vec<WebhookId>, StoreError> {
+    let mut ids = Vec::new();
+    for entry in rtx.open_table(WEBHOOK_CLEANUP)?.iter()? {
+        ids.push(WebhookId(entry?.0.value()));
+    }
+    Ok(ids)
+}
+
+/// Whether the webhook has a removal or cancellation under way.
+pub fn cleanup_unfinished(rtx: &ReadTransaction, id: WebhookId) -> Result<bool, StoreError> {
+    Ok(rtx.open_table(WEBHOOK_CLEANUP)?.get(id.0)?.is_some())
+}
+
+/// One chunk of the webhook's unfinished removal or cancellation, if any. Answers
+/// whether more remains.
+pub fn cleanup_step(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
+    let Some(kind) = tx
+        .txn
+        .open_table(WEBHOOK_CLEANUP)?
+        .get(id.0)?
+        .map(|k| k.value())
+    else {
+        return Ok(false);
+    };
+    let hook = load::<u128, WebhookRecord>(&tx.txn.open_table(WEBHOOKS)?, id.0)?;
+    let done = match (kind, hook) {
+        // Enabled again since: what is still queued goes out after all.
+        (CLEANUP_CANCEL, Some(h)) if h.enabled => true,
+        (CLEANUP_CANCEL, Some(_)) => cancel_chunk(tx, id)?,
+        // Removed, or (defensively) a cancellation whose webhook is gone.
+        _ => remove_chunk(tx, id)?,
+    };
+    if done {
+        tx.txn.open_table(WEBHOOK_CLEANUP)?.remove(id.0)?;
+    }
+    Ok(!done)
+}
+
+/// Serialises the chunks of every cleanup, so that two drivers of the same work (the API
+/// and the background sweep) never put two chunks into one transaction.
+static CLEANUP_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The longest pause between two chunks of a cleanup.
+const CHUNK_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs the webhook's unfinished removal or cancellation to its end, one chunk per write
+/// job, so that other writes (ingest above all) commit between the chunks.
+pub async fn finish_cleanup(store: &Store, id: WebhookId) -> Result<(), StoreError> {
+    loop {
+        let started = std::time::Instant::now();
+        let more = {
+            let _turn = CLEANUP_TURN.lock().await;
+            store.write(move |tx| cleanup_step(tx, id)).await?
+        };
+        if !more {
+            return Ok(());
+        }
+        // Leave the writer to everything else for as long as the chunk took (its work
+        // and commit), so cleaning up takes at most about half of the writer's time and
+        // a write that arrives meanwhile mostly finds no chunk in its way.
+        tokio::time::sleep(started.elapsed().min(CHUNK_PAUSE_MAX)).await;
+    }
+}
+
+/// Finishes every unfinished removal and cancellation (after a restart, or after a
+/// webhook was disabled by its receiver). Answers how many webhooks it finished.
+pub async fn finish_cleanups(store: &Store) -> Result<usize, StoreError> {
+    let ids = store.read(unfinished_cleanups)?;
+    for &id in &ids {
+        finish_cleanup(store, id).await?;
+    }
+    Ok(ids.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EventId, EventPattern, EventType};
+    use crate::store::ops::events::{self, NewEvent};
+    use redb::ReadableTableMetadata;
+
+    fn count_for(store: &Store, id: WebhookId) -> (usize, usize, u64, u64, u64) {
+        store
+            .read(|r| {
+                let index = r
+                    .open_table(WEBHOOK_DELIVERIES)?
+                    .range((id.0, 0u64)..=(id.0, u64::MAX))?
+                    .count();
+                let queued = r
+                    .open_table(QUEUE)?
+                    .range((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX))?
+                    .count();
+                Ok((
+                    index,
+                    queued,
+                    r.open_table(DELIVERIES)?.len()?,
+                    r.open_table(DELIVERIES_BY_SEQ)?.len()?,
+                    r.open_table(WEBHOOK_CLEANUP)?.len()?,
+                ))
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_big_delete_goes_in_chunks_keeping_the_indexes_in_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let hook = WebhookRecord::new(
+            "u".into(),
+            "n".into(),
+            "https://example.com/".into(),
+            vec![EventPattern::All],
+            None,
+            Millis(0),
+        );
+        let id = hook.id;
+        store
+            .write_blocking(move |tx| create(tx, hook, 10))
+            .unwrap();
+        let n = CLEANUP_CHUNK + 500;
+        store
+            .write_blocking(move |tx| {
+                for i in 0..n {
+                    let new = NewEvent {
+                        id: EventId::parse(&format!("e{i}")).unwrap(),
+                        user: "u".into(),
+                        event_type: EventType::AppConnected,
+                        source: "s".into(),
+                        timestamp: "2024-01-01T00:00:00Z".into(),
+                        payload: "{}".into(),
+                        received_at: Millis(1_000),
+                    };
+                    events::ingest(tx, new, Millis(2_000))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(count_for(&store, id), (n, n, n as u64, n as u64, 0));
+
+        let deleted = store.write_blocking(move |tx| delete(tx, "u", id)).unwrap();
+        assert_eq!(deleted, Deleted::Deleted { more: true });
+        assert!(
+            store.read(|r| get(r, id)).unwrap().is_none(),
+            "gone at once"
+        );
+        let (index, queued, deliveries, by_seq, cleanup) = count_for(&store, id);
+        assert!(index < n && index > 0, "a first chunk only: {index}");
+        assert_eq!(
+            (queued, deliveries, by_seq),
+            (index, index as u64, index as u64)
+        );
+        assert_eq!(cleanup, 1);
+
+        let mut steps = 0;
+        while store
+            .write_blocking(move |tx| cleanup_step(tx, id))
+            .unwrap()
+        {
+            steps += 1;
+            let (index, queued, deliveries, by_seq, _) = count_for(&store, id);
+            assert_eq!(
+                (queued, deliveries, by_seq),
+                (index, index as u64, index as u64)
+            );
+        }
+        assert!(steps >= 1);
+        assert_eq!(count_for(&store, id), (0, 0, 0, 0, 0));
+        store.close(std::time::Duration::ZERO);
+    }
 }
