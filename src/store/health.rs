@@ -120,6 +120,7 @@ impl Health {
         }
     }
 
+    /// A commit succeeded again: the outage is over.
     pub(crate) fn recovered(&self) {
         *self.down.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }

@@ -15,7 +15,7 @@
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
@@ -278,14 +278,22 @@ impl Writer {
     }
 
     /// Closes the failed database and opens it again, with backoff, answering jobs with
-    /// `Unavailable` meanwhile. `None` if hookd shuts down first.
+    /// `Unavailable` meanwhile, until a commit succeeds on the reopened file (a reopen alone
+    /// proves nothing: on a full disk it succeeds while commits still fail). The outage
+    /// lasts, for `/healthz` and the watchdog, from the first failure to that commit.
+    /// `None` if hookd shuts down first.
     fn reopen(&mut self, failed: Arc<Database>, mut fault: Fault) -> Option<Arc<Database>> {
         let old = self.slot.take().unwrap_or(failed);
         let old_file = Arc::downgrade(&old);
         drop(old);
         let mut wait = FIRST_REOPEN_WAIT;
+        let mut next_try = Instant::now() + wait;
         loop {
-            match self.jobs.recv_timeout(wait) {
+            // Beat at least every IDLE_BEAT, however long the backoff.
+            let timeout = next_try
+                .saturating_duration_since(Instant::now())
+                .min(IDLE_BEAT);
+            match self.jobs.recv_timeout(timeout) {
                 Ok(job) => {
                     job.finish(Err(StoreError::Unavailable(fault)));
                     while let Ok(job) = self.jobs.try_recv() {
@@ -296,32 +304,37 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
             self.health.writer_beat();
-            if old_file.strong_count() > 0 {
-                continue; // a read still holds the failed file; reads are short
+            if Instant::now() < next_try || old_file.strong_count() > 0 {
+                continue; // not yet, or a read still holds the failed file (reads are short)
             }
-            let reopened = self.slot.open().and_then(|db| {
-                let stored = load_sequences(&db)?;
-                Ok((db, stored))
-            });
-            match reopened {
-                Ok((db, stored)) => {
-                    self.seqs = Sequences {
-                        event: self.seqs.event.max(stored.event),
-                        delivery: self.seqs.delivery.max(stored.delivery),
-                    };
+            match self.open_and_commit() {
+                Ok(db) => {
                     self.slot.put(Arc::clone(&db));
                     self.health.recovered();
-                    tracing::info!("store reopened; commits resume");
+                    tracing::info!("store reopened and committing again");
                     return Some(db);
                 }
                 Err(e) => {
                     fault = e.fault().unwrap_or(fault);
                     self.health.failed(fault);
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "store still cannot be opened");
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "store still cannot commit");
                     wait = (wait * 2).min(MAX_REOPEN_WAIT);
+                    next_try = Instant::now() + wait;
                 }
             }
         }
+    }
+
+    /// Opens the file and commits the sequence counters to it: the proof that commits work.
+    fn open_and_commit(&mut self) -> Result<Arc<Database>, StoreError> {
+        let db = self.slot.open()?;
+        let stored = load_sequences(&db)?;
+        self.seqs = Sequences {
+            event: self.seqs.event.max(stored.event),
+            delivery: self.seqs.delivery.max(stored.delivery),
+        };
+        run_batch(&db, &mut [], &mut self.seqs)?;
+        Ok(db)
     }
 }
 
