@@ -260,15 +260,19 @@ impl Writer {
                     delivery: self.seqs.delivery.max(before.delivery),
                 };
             }
-            for job in batch {
-                job.finish(result.clone());
-            }
+            // The health first, then the answers: a client that got its 503 and asks
+            // /healthz next must hear the same.
             if let Some(fault) = fault {
                 self.health.failed(fault);
                 if fault == Fault::Full {
                     // Refuse new events at once, not at the next free-space reading.
                     self.slot.check_space(&self.health, self.health.reserve());
                 }
+            }
+            for job in batch {
+                job.finish(result.clone());
+            }
+            if let Some(fault) = fault {
                 match self.reopen(db, fault) {
                     Some(fresh) => db = fresh,
                     None => return, // shut down while the store was down
