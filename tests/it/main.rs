@@ -17,4 +17,5 @@ mod events;
 mod faults;
 mod openapi;
 mod operations;
+mod promises;
 mod security;
