@@ -93,12 +93,12 @@ fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>
 // ---------------------------------------------------------------------------------------
 
 /// Sends `GET /api/hooks/webhooks` (or an ingest, for the publisher) with `token` in a
-/// loop until `stop`; returns (when it was sent, status) for each request.
+/// loop until `stop`; returns (when it was sent, when it was answered, status) for each.
 fn keep_asking(
     addr: std::net::SocketAddr,
     token: &'static str,
     stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<Vec<(Instant, u16)>> {
+) -> std::thread::JoinHandle<Vec<(Instant, Instant, u16)>> {
     std::thread::spawn(move || {
         let auth = format!("Bearer {token}");
         let mut seen = Vec::new();
@@ -126,7 +126,7 @@ fn keep_asking(
                     None,
                 )
             };
-            seen.push((sent, r.status));
+            seen.push((sent, Instant::now(), r.status));
             std::thread::sleep(Duration::from_millis(5));
         }
         seen
@@ -191,15 +191,16 @@ fn sighup_revokes_a_removed_token_at_once_and_reloads_nothing_else() {
     let kept_user = kept_user.join().unwrap();
     let kept_publisher = kept_publisher.join().unwrap();
 
+    // Answered before the signal, or sent after the reload was logged.
     let before: Vec<u16> = removed
         .iter()
-        .filter(|(at, _)| *at < hup_sent)
-        .map(|(_, s)| *s)
+        .filter(|(_, answered, _)| *answered < hup_sent)
+        .map(|(_, _, s)| *s)
         .collect();
     let after: Vec<u16> = removed
         .iter()
-        .filter(|(at, _)| *at > reloaded)
-        .map(|(_, s)| *s)
+        .filter(|(sent, _, _)| *sent > reloaded)
+        .map(|(_, _, s)| *s)
         .collect();
     assert!(before.len() >= 3 && after.len() >= 3, "{removed:?}");
     assert!(
@@ -212,10 +213,10 @@ fn sighup_revokes_a_removed_token_at_once_and_reloads_nothing_else() {
     );
     // The kept tokens never failed, before, during or after the reload.
     assert!(kept_user.len() >= 6, "{kept_user:?}");
-    assert!(kept_user.iter().all(|(_, s)| *s == 200), "{kept_user:?}");
+    assert!(kept_user.iter().all(|(_, _, s)| *s == 200), "{kept_user:?}");
     assert!(kept_publisher.len() >= 6, "{kept_publisher:?}");
     assert!(
-        kept_publisher.iter().all(|(_, s)| *s == 202),
+        kept_publisher.iter().all(|(_, _, s)| *s == 202),
         "{kept_publisher:?}"
     );
 
@@ -1102,6 +1103,18 @@ fn pings_stop_when_the_store_cannot_commit(stall: impl FnOnce(&SmallDisk)) {
             .then_some(())
     });
     let gave_up = Instant::now();
+    // For that reason: not the writer's silence while it waits to reopen the store (with
+    // a 200 ms watchdog that shows after 2 s), but max_unavailable.
+    let why = hookd
+        .log()
+        .lines()
+        .find(|l| l.contains("not pinging the systemd watchdog"))
+        .unwrap()
+        .to_string();
+    assert!(
+        why.contains("unable to commit") && why.contains("store.max_unavailable is 1s"),
+        "{why}"
+    );
     // The last ping came no earlier than max_unavailable (less one period) after the store
     // was broken: it cannot have failed before that.
     let last = *notify.times("WATCHDOG=1").last().unwrap();
