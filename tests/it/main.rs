@@ -18,4 +18,5 @@ mod events;
 mod faults;
 mod openapi;
 mod operations;
+mod promises;
 mod security;
