@@ -7,8 +7,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::disk::SmallDisk;
 use crate::common::receiver::{Receiver, Reply};
-use crate::common::{Hookd, OTHER_USER, Settings, USER};
+use crate::common::{Hookd, OTHER_USER, Settings, USER, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -279,95 +280,6 @@ fn proxy_variables_do_not_get_around_the_guard() {
     );
     assert_eq!(seen.lock().expect("lock").clone(), Vec::<String>::new());
     assert!(receiver.received().is_empty());
-}
-
-/// A small tmpfs for a data dir, unmounted on drop. `None` (with the reason printed) where
-/// this process may not mount; under `CI=true` that is a failure, not a skip.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(SmallDisk { dir }),
-            other => {
-                let why = format!("cannot mount a tmpfs (needs root): {other:?}");
-                assert!(std::env::var("CI").is_err(), "{why}");
-                eprintln!("skipped: {why}");
-                None
-            }
-        }
-    }
-
-    fn data(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// Writes a file until the disk has at most `leave` bytes free (0: until ENOSPC).
-    fn fill(&self, leave: u64) {
-        let path = self.dir.path().join("filler");
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .expect("filler");
-        let chunk = vec![0x5a_u8; 64 * 1024];
-        loop {
-            let free = free_bytes(self.dir.path());
-            if free <= leave {
-                break;
-            }
-            let n = usize::try_from((free - leave).min(chunk.len() as u64)).unwrap_or(0);
-            if f.write_all(&chunk[..n]).is_err() {
-                break; // full
-            }
-        }
-        let _ = f.sync_all();
-    }
-
-    fn free(&self) {
-        std::fs::remove_file(self.dir.path().join("filler")).expect("remove filler");
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-fn free_bytes(dir: &std::path::Path) -> u64 {
-    let out = std::process::Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(dir)
-        .output()
-        .expect("df");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .expect("df output")
-}
-
-/// Polls `f` every 50 ms until it returns `Some`, failing after `timeout`.
-fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what} (waited {timeout:?})");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Below `store.min_free_space` new events are refused with 503 store_full and a

@@ -1,6 +1,7 @@
 //! Test harness: runs the real `hookd` binary on a free loopback port with a temporary
 //! data dir, and talks to it over plain HTTP/1.1 sockets (so tests control every byte).
 
+pub mod disk;
 pub mod receiver;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -425,5 +426,17 @@ impl Hookd {
         let r = self.get(&format!("/api/hooks/webhooks/{webhook}"), token);
         assert_eq!(r.status, 200, "{}", r.body);
         r.json()
+    }
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, failing after `timeout`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} (waited {timeout:?})");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
