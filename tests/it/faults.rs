@@ -13,20 +13,20 @@ use crate::common::{Hookd, OTHER_USER, Settings, USER, eventually};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Two old webhooks with 15-event backlogs to a receiver that answers in 1 s, two workers,
-/// one attempt at a time per webhook: a newer webhook's one event must get the first
-/// worker that frees up, not wait behind both backlogs (it used to wait ~15 s).
-#[test]
-fn a_busy_webhook_does_not_starve_a_newer_one() {
+/// A hookd with two workers and `per_webhook` attempts at once per webhook, a receiver
+/// that answers in 1 s and one that answers at once.
+fn two_workers(per_webhook: usize) -> (Hookd, Receiver, Receiver) {
     let hookd = Hookd::start_with(Settings {
-        delivery: "workers = 2\nmax_in_flight_per_webhook = 1".into(),
+        delivery: format!("workers = 2\nmax_in_flight_per_webhook = {per_webhook}"),
         ..Settings::default()
     });
     let slow = Receiver::start(|_, _| Reply::Delayed(Duration::from_secs(1), 200));
-    let fast = Receiver::ok();
-    let a1 = hookd.create_webhook(USER, &slow.url("/a1"), &["message:received"], None);
-    let a2 = hookd.create_webhook(USER, &slow.url("/a2"), &["message:received"], None);
-    for n in 0..15 {
+    (hookd, slow, Receiver::ok())
+}
+
+/// Ingests `n` `message:received` events for user-123 (a backlog for its webhooks).
+fn backlog(hookd: &Hookd, n: usize) {
+    for n in 0..n {
         let r = hookd.ingest(
             "message:received",
             "user-123",
@@ -35,6 +35,17 @@ fn a_busy_webhook_does_not_starve_a_newer_one() {
         );
         assert_eq!(r.status, 202, "{}", r.body);
     }
+}
+
+/// Two old webhooks with 15-event backlogs to a receiver that answers in 1 s, two workers,
+/// one attempt at a time per webhook: a newer webhook's one event must get the first
+/// worker that frees up, not wait behind both backlogs (it used to wait ~15 s).
+#[test]
+fn a_busy_webhook_does_not_starve_a_newer_one() {
+    let (hookd, slow, fast) = two_workers(1);
+    let a1 = hookd.create_webhook(USER, &slow.url("/a1"), &["message:received"], None);
+    let a2 = hookd.create_webhook(USER, &slow.url("/a2"), &["message:received"], None);
+    backlog(&hookd, 15);
     // Both backlogs are being worked on before the newcomer arrives.
     slow.wait_for(2, WAIT);
     let b = hookd.create_webhook(USER, &fast.url("/b"), &["agent:error"], None);
@@ -58,22 +69,9 @@ fn a_busy_webhook_does_not_starve_a_newer_one() {
 /// The same across users: one user's backlog does not hold up another user's webhook.
 #[test]
 fn one_users_backlog_does_not_starve_another_user() {
-    let hookd = Hookd::start_with(Settings {
-        delivery: "workers = 2\nmax_in_flight_per_webhook = 2".into(),
-        ..Settings::default()
-    });
-    let slow = Receiver::start(|_, _| Reply::Delayed(Duration::from_secs(1), 200));
-    let fast = Receiver::ok();
+    let (hookd, slow, fast) = two_workers(2);
     hookd.create_webhook(USER, &slow.url("/busy"), &["message:received"], None);
-    for n in 0..12 {
-        let r = hookd.ingest(
-            "message:received",
-            "user-123",
-            &format!("{{\"n\":{n}}}"),
-            None,
-        );
-        assert_eq!(r.status, 202, "{}", r.body);
-    }
+    backlog(&hookd, 12);
     slow.wait_for(2, WAIT);
     hookd.create_webhook(OTHER_USER, &fast.url("/other"), &["message:received"], None);
     let r = hookd.ingest("message:received", "user-456", "{}", None);
