@@ -10,6 +10,9 @@ pub mod retention;
 pub mod stats;
 pub mod webhooks;
 
+#[cfg(test)]
+mod observe_tests;
+
 use redb::{Database, ReadableTable, Table};
 
 use super::codec::{self, Record};
