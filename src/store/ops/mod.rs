@@ -224,11 +224,10 @@ impl<V, I: Iterator<Item = Result<(u64, V), StoreError>>> Iterator for MergeDesc
                 None => {}
                 // An error goes out first; the listing stops there.
                 Some(Err(_)) => return range.next(),
-                Some(Ok((seq, _))) => {
-                    if best.is_none_or(|(_, b)| *seq > b) {
-                        best = Some((i, *seq));
-                    }
+                Some(Ok((seq, _))) if best.is_none_or(|(_, b)| *seq > b) => {
+                    best = Some((i, *seq));
                 }
+                Some(Ok(_)) => {}
             }
         }
         best.and_then(|(i, _)| self.ranges[i].next())
