@@ -3,11 +3,20 @@
 //! Counters that only the running process knows (events ingested, attempts and their
 //! durations, finished deliveries) live here as atomics and restart from zero with the
 //! process, as Prometheus counters may. Gauges that describe the store (queue depth,
-//! due backlog, webhooks by status, file size) are read from the store at scrape time.
+//! webhooks by status, file size) are read at scrape time from what the store keeps
+//! counted (`store::tables`): a scrape costs a few point lookups, never a scan, so an
+//! unauthenticated `/metrics` cannot be made to cost more as the store grows.
+//!
+//! The due backlog depends on the time, so the store cannot keep it counted: a
+//! background thread ([`DueGauge`]) counts it in bounded steps at most every
+//! [`DUE_EVERY`] while `/metrics` is being scraped, and the scrape shows the last count.
 
 use std::fmt::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use crate::clock::now_ms;
 
 use crate::model::DeliveryStatus;
 
@@ -26,12 +35,71 @@ pub struct Metrics {
     duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
+    pub queue_due: DueGauge,
+}
+
+/// How often the due backlog is counted while `/metrics` is scraped.
+pub const DUE_EVERY: Duration = Duration::from_secs(5);
+/// No counting once `/metrics` has not been scraped for this long.
+const DUE_IDLE_AFTER: Duration = Duration::from_secs(120);
+const NEVER: u64 = u64::MAX;
+
+/// `hookd_queue_due`: the last count of the due backlog, made by a background thread
+/// (started by the first scrape) so that a scrape never counts anything.
+pub struct DueGauge {
+    value: AtomicU64,
+    /// [`now_ms`] when the last count finished ([`NEVER`] before the first).
+    counted_at: AtomicU64,
+    scraped_at: AtomicU64,
+    counter: OnceLock<std::thread::Thread>,
+}
+
+impl Default for DueGauge {
+    fn default() -> Self {
+        DueGauge {
+            value: AtomicU64::new(0),
+            counted_at: AtomicU64::new(NEVER),
+            scraped_at: AtomicU64::new(NEVER),
+            counter: OnceLock::new(),
+        }
+    }
+}
+
+impl DueGauge {
+    /// For a scrape: the last count (`None` before the first). Starts the counting thread
+    /// with `start` the first time, and wakes it when the count is overdue (after an
+    /// idle spell without scrapes).
+    pub fn scrape(&self, start: impl FnOnce() -> std::thread::Thread) -> Option<u64> {
+        let now = now_ms();
+        self.scraped_at.store(now, Relaxed);
+        let counter = self.counter.get_or_init(start);
+        let counted_at = self.counted_at.load(Relaxed);
+        if counted_at == NEVER || now.saturating_sub(counted_at) > 2 * DUE_EVERY.as_millis() as u64
+        {
+            counter.unpark();
+        }
+        (counted_at != NEVER).then(|| self.value.load(Relaxed))
+    }
+
+    /// For the counting thread: whether anyone has scraped lately.
+    pub fn wanted(&self) -> bool {
+        let scraped_at = self.scraped_at.load(Relaxed);
+        scraped_at != NEVER
+            && now_ms().saturating_sub(scraped_at) < DUE_IDLE_AFTER.as_millis() as u64
+    }
+
+    /// For the counting thread: a finished count.
+    pub fn set(&self, due: u64) {
+        self.value.store(due, Relaxed);
+        self.counted_at.store(now_ms(), Relaxed);
+    }
 }
 
 /// What the store says at scrape time.
 pub struct StoreGauges {
     pub queue_depth: u64,
-    pub queue_due: u64,
+    /// `None` until the first background count.
+    pub queue_due: Option<u64>,
     pub webhooks_healthy: u64,
     pub webhooks_failing: u64,
     pub webhooks_disabled: u64,
@@ -116,11 +184,15 @@ impl Metrics {
             "Pending deliveries in the durable queue.",
             &[("", store.queue_depth as f64)],
         );
+        let due: &[(&str, f64)] = match store.queue_due {
+            Some(due) => &[("", due as f64)],
+            None => &[],
+        };
         metric(
             "hookd_queue_due",
             "gauge",
-            "Pending deliveries already due but not yet sent (backlog).",
-            &[("", store.queue_due as f64)],
+            "Pending deliveries already due but not yet sent (backlog), as counted in the background every 5 s while scraped: up to about 5 s old, absent until the first count.",
+            due,
         );
         metric(
             "hookd_webhooks",
@@ -210,7 +282,7 @@ mod tests {
         );
         let text = m.render(&StoreGauges {
             queue_depth: 4,
-            queue_due: 1,
+            queue_due: Some(1),
             webhooks_healthy: 2,
             webhooks_failing: 1,
             webhooks_disabled: 0,
@@ -226,6 +298,7 @@ mod tests {
             "hookd_attempts_total{result=\"failure\"} 1",
             "hookd_deliveries_finished_total{status=\"succeeded\"} 1",
             "hookd_queue_depth 4",
+            "hookd_queue_due 1",
             "hookd_webhooks{status=\"failing\"} 1",
             "hookd_attempt_duration_seconds_bucket{le=\"0.005\"} 1",
             "hookd_attempt_duration_seconds_bucket{le=\"0.5\"} 1",

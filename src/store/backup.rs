@@ -53,6 +53,8 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, ATTEMPT_STATS)?;
         copy(&snapshot, &txn, EVENT_DELIVERIES)?;
         copy(&snapshot, &txn, WEBHOOK_CLEANUP)?;
+        copy(&snapshot, &txn, DELIVERY_FILTER)?;
+        copy(&snapshot, &txn, USER_TYPE_EVENTS)?;
         txn.commit()?;
         events
     };
@@ -87,7 +89,13 @@ mod tests {
         write_copy(&db, &dest).expect("backup");
         let copy = Database::open(&dest).expect("open the copy");
         assert_eq!(table_names(&copy), table_names(&db));
-        for table in ["attempt_stats", "event_deliveries", "webhook_cleanup"] {
+        for table in [
+            "attempt_stats",
+            "event_deliveries",
+            "webhook_cleanup",
+            "delivery_filter",
+            "user_type_events",
+        ] {
             assert!(table_names(&db).contains(&table.to_owned()), "{table}");
         }
     }

@@ -15,6 +15,8 @@
 //! | `attempt_stats`      | (webhook id, unix minute)         | `MinuteStats`    |
 //! | `event_deliveries`   | (event seq, delivery seq)         | ()               |
 //! | `webhook_cleanup`    | webhook id                        | cleanup kind     |
+//! | `delivery_filter`    | (webhook id, status, type, seq)   | delivery id      |
+//! | `user_type_events`   | (user, event type, event seq)     | event id         |
 //!
 //! Invariants, kept by every write in `store::ops`:
 //! - `user_webhooks` has an entry exactly for each webhook, under its owner.
@@ -28,7 +30,34 @@
 //!   ingestion order, so retention prunes the oldest first without a scan.
 //! - `attempt_stats` counts every recorded attempt once, under its webhook and the
 //!   minute it started; it keeps at most the last day per webhook (`ops::stats`).
-//! - Counters in `meta` only grow; a sequence number is never reused.
+//! - Sequence numbers in `meta` (`event_seq`, `delivery_seq`) only grow; a sequence
+//!   number is never reused.
+//! - `meta` keeps the webhooks by status for `/metrics`, changed in the same transaction
+//!   as every webhook record that is created, deleted or changes its status:
+//!   [`WEBHOOKS_HEALTHY`], [`WEBHOOKS_FAILING`] and [`WEBHOOKS_DISABLED`] equal the number
+//!   of `webhooks` records with that status. They are counted afresh from `webhooks` at
+//!   every open ([`super::ops::ensure_tables`]: one scan of a table of at most users ×
+//!   `max_per_user` rows), so a store written by an older hookd gets them too.
+//!   The queue depth needs no counter: redb keeps every table's length in its root, so
+//!   `queue.len()` is exact and O(1), and it *is* the number of pending deliveries.
+//! - `delivery_filter` indexes each delivery with `seq >= meta[`[`DELIVERY_FILTER_FROM`]`]`
+//!   exactly once, under its webhook, its *current* status and its event type
+//!   ([`status_code`], [`type_code`]); every status change moves the entry in the same
+//!   transaction, and the entry goes with its delivery (retention, webhook removal). It
+//!   serves the delivery log's `status=` and `eventType=` filters in O(page). Deliveries
+//!   written by an older hookd (seq below the mark, set once at the first open by this
+//!   version to the next delivery seq) have no entry and never get one (a status change
+//!   moves an entry only if there was one); filtered listings reach them through
+//!   `webhook_deliveries` with a scan, until retention prunes them.
+//! - `user_type_events` likewise indexes each event with `seq >= meta[`[`EVENT_FILTER_FROM`]`]`
+//!   exactly once under its user and type (events never change type); the entry goes with
+//!   its event (retention). It serves the event log's `type=` filter: an exact type is one
+//!   range, a group (`message:*`) merges the ranges of its types, `*` uses `user_events`.
+//!   Older events are reached by a scan, as for deliveries.
+//!
+//!   The marks and counters are kept only by this version and later: a file written by an
+//!   older hookd after this one must not be opened by this one again (go back to an older
+//!   version by restoring a backup, as operations.md says; that file predates the marks).
 //! - `event_deliveries` has an entry for every delivery of every stored event (made with
 //!   the event); the entries go with their event. An entry whose delivery is gone (pruned,
 //!   or removed with its webhook) may remain until then. Retention reads it to keep an
@@ -39,7 +68,7 @@
 //!   `webhook_cleanup` says which is unfinished, so a restart resumes it:
 //!   - [`CLEANUP_REMOVE`]: the webhook was deleted. Its record and `user_webhooks` entry
 //!     went in the first commit; its deliveries (with their `webhook_deliveries`,
-//!     `deliveries_by_seq` and `queue` entries) are removed chunk by chunk, each delivery
+//!     `deliveries_by_seq`, `delivery_filter` and `queue` entries) are removed chunk by chunk, each delivery
 //!     with all of its index entries at once. Deliveries whose webhook is gone exist only
 //!     under such an entry; nothing sends them (no webhook record, nothing to send to).
 //!   - [`CLEANUP_CANCEL`]: the webhook was disabled. Its record says so since the first
@@ -50,6 +79,8 @@
 //!   A webhook has at most one entry; a delete turns a cancel into a remove.
 
 use redb::TableDefinition;
+
+use crate::model::{DeliveryStatus, EventType, WebhookStatus};
 
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub const WEBHOOKS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhooks");
@@ -77,3 +108,48 @@ pub const CLEANUP_REMOVE: u8 = 1;
 pub const CLEANUP_CANCEL: u8 = 2;
 /// At most this many deliveries are removed, cancelled or queued again per write job.
 pub const CLEANUP_CHUNK: usize = 1000;
+
+/// (webhook id, [`status_code`], [`type_code`], delivery seq) → delivery id: the delivery
+/// log's filters (see the invariants above).
+pub const DELIVERY_FILTER: TableDefinition<(u128, u8, u8, u64), u128> =
+    TableDefinition::new("delivery_filter");
+/// (user, [`type_code`], event seq) → event id: the event log's `type=` filter.
+pub const USER_TYPE_EVENTS: TableDefinition<(&str, u8, u64), &str> =
+    TableDefinition::new("user_type_events");
+
+/// `meta`: the number of webhooks whose status is `healthy`.
+pub const WEBHOOKS_HEALTHY: &str = "webhooks_healthy";
+/// `meta`: the number of webhooks whose status is `failing`.
+pub const WEBHOOKS_FAILING: &str = "webhooks_failing";
+/// `meta`: the number of webhooks whose status is `disabled`.
+pub const WEBHOOKS_DISABLED: &str = "webhooks_disabled";
+/// `meta`: the lowest delivery seq that `delivery_filter` indexes (set once).
+pub const DELIVERY_FILTER_FROM: &str = "delivery_filter_from";
+/// `meta`: the lowest event seq that `user_type_events` indexes (set once).
+pub const EVENT_FILTER_FROM: &str = "event_filter_from";
+
+/// The `meta` counter of webhooks with `status`.
+pub fn webhook_counter(status: WebhookStatus) -> &'static str {
+    match status {
+        WebhookStatus::Healthy => WEBHOOKS_HEALTHY,
+        WebhookStatus::Failing => WEBHOOKS_FAILING,
+        WebhookStatus::Disabled => WEBHOOKS_DISABLED,
+    }
+}
+
+/// A delivery status in index keys: its position in [`DeliveryStatus::ALL`], which is
+/// stable (variants are only appended, see `model`).
+pub fn status_code(status: DeliveryStatus) -> u8 {
+    DeliveryStatus::ALL
+        .iter()
+        .position(|s| *s == status)
+        .map_or(u8::MAX, |i| i as u8)
+}
+
+/// An event type in index keys: its position in [`EventType::ALL`] (append only).
+pub fn type_code(event_type: EventType) -> u8 {
+    EventType::ALL
+        .iter()
+        .position(|t| *t == event_type)
+        .map_or(u8::MAX, |i| i as u8)
+}

@@ -16,6 +16,7 @@ mod delivery;
 mod durability;
 mod events;
 mod faults;
+mod observe;
 mod openapi;
 mod operations;
 mod promises;

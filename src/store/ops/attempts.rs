@@ -3,7 +3,9 @@
 //! starting a failed delivery's schedule again (manual retry, recover).
 //!
 //! Every function keeps the queue invariant of [`crate::store::tables`]: a delivery is
-//! `Pending` exactly when it has one queue entry, keyed by its `next_attempt_at`.
+//! `Pending` exactly when it has one queue entry, keyed by its `next_attempt_at`; and
+//! every status change moves the delivery's `delivery_filter` entry, and every webhook
+//! status change the webhooks-by-status counters, in the same transaction.
 
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use redb::{ReadTransaction, ReadableTable, Table};
 
 use super::stats;
 use super::webhooks::start_cancel;
-use super::{Chunk, StoreError, load};
+use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
 use crate::delivery::retry::RetryPolicy;
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::Tx;
@@ -110,6 +112,11 @@ pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, Sto
     d.status = DeliveryStatus::Cancelled;
     d.next_attempt_at = None;
     save(&mut deliveries, &d)?;
+    filter_move(
+        &mut tx.txn.open_table(DELIVERY_FILTER)?,
+        &d,
+        DeliveryStatus::Pending,
+    )?;
     Ok(true)
 }
 
@@ -160,10 +167,12 @@ pub fn record(
         // receiver took it, it was delivered (the disable or delete waited for this
         // attempt before answering, see `delivery::fence`), and the log says so.
         let delivered = delivery.status == DeliveryStatus::Cancelled && verdict == Verdict::Success;
+        let was = delivery.status;
         if delivered {
             delivery.status = DeliveryStatus::Succeeded;
         }
         save(&mut deliveries, &delivery)?;
+        filter_move(&mut tx.txn.open_table(DELIVERY_FILTER)?, &delivery, was)?;
         return Ok(Some(Recorded {
             webhook_disabled: false,
             status: delivered.then_some(DeliveryStatus::Succeeded),
@@ -180,6 +189,7 @@ pub fn record(
         queue.remove(key)?;
     }
     let mut recorded = Recorded::default();
+    let status_before = webhook.status;
     delivery.next_attempt_at = None;
     let mut webhook_changed = true;
 
@@ -236,8 +246,14 @@ pub fn record(
     }
     recorded.status = Some(delivery.status);
     save(&mut deliveries, &delivery)?;
-    if webhook_changed {
+    filter_move(
+        &mut tx.txn.open_table(DELIVERY_FILTER)?,
+        &delivery,
+        DeliveryStatus::Pending,
+    )?;
+    if webhook_changed || webhook.status != status_before {
         hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
+        count_webhook(tx, Some(status_before), Some(webhook.status))?;
     }
     drop((deliveries, queue, hooks));
     if recorded.webhook_disabled {
@@ -287,12 +303,15 @@ pub enum Requeue {
 fn restart_schedule(
     d: &mut DeliveryRecord,
     queue: &mut Table<'_, (u128, u64, u128), ()>,
+    filter: &mut FilterIndex<'_>,
     due: Millis,
 ) -> Result<(), StoreError> {
+    let was = d.status;
     d.status = DeliveryStatus::Pending;
     d.schedule_base = u32::try_from(d.attempts.len()).unwrap_or(u32::MAX);
     d.next_attempt_at = Some(due);
     queue.insert((d.webhook_id.0, due.as_key(), d.id.0), ())?;
+    filter_move(filter, d, was)?;
     Ok(())
 }
 
@@ -330,7 +349,12 @@ pub fn retry(
     if !hook.enabled {
         return Ok(Requeue::WebhookDisabled);
     }
-    restart_schedule(&mut d, &mut tx.txn.open_table(QUEUE)?, due)?;
+    restart_schedule(
+        &mut d,
+        &mut tx.txn.open_table(QUEUE)?,
+        &mut tx.txn.open_table(DELIVERY_FILTER)?,
+        due,
+    )?;
     save(&mut deliveries, &d)?;
     Ok(Requeue::Queued(due))
 }
@@ -367,6 +391,7 @@ pub fn recover(
     let index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
+    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
     let mut out = Recovered {
         queued: 0,
         next: None,
@@ -389,7 +414,7 @@ pub fn recover(
         if d.created_at >= until || d.status != DeliveryStatus::Failed {
             continue;
         }
-        restart_schedule(&mut d, &mut queue, due)?;
+        restart_schedule(&mut d, &mut queue, &mut filter, due)?;
         save(&mut deliveries, &d)?;
         out.queued += 1;
     }

@@ -1,12 +1,14 @@
 //! The event log and ingestion: storing an event together with one pending delivery (and
 //! its queue entry) per enabled webhook of the event's user that subscribes to its type,
 //! and the `event_deliveries` entries that let retention find the event's deliveries.
+//! Every event and delivery gets its filter index entry (`user_type_events`,
+//! `delivery_filter`) here, so the filtered listings read only what they show.
 
 use redb::{ReadTransaction, Table};
 
-use super::{Page, StoreError, load, webhooks::user_hooks};
+use super::{MergeDesc, Page, StoreError, filter_insert, load, meta_get, webhooks::user_hooks};
 use crate::model::{
-    DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, WebhookId,
+    DeliveryId, DeliveryStatus, EventGroup, EventId, EventPattern, EventType, Millis, WebhookId,
 };
 use crate::store::Tx;
 use crate::store::codec::encode;
@@ -129,12 +131,17 @@ fn store_event(
     tx.txn
         .open_table(EVENTS_BY_SEQ)?
         .insert(event.seq, event.id.as_str())?;
+    tx.txn.open_table(USER_TYPE_EVENTS)?.insert(
+        (event.user.as_str(), type_code(event.event_type), event.seq),
+        event.id.as_str(),
+    )?;
     let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
 
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut per_event = tx.txn.open_table(EVENT_DELIVERIES)?;
+    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
     let mut queued = Vec::with_capacity(targets.len());
     for webhook_id in targets {
         let delivery = DeliveryRecord {
@@ -151,6 +158,7 @@ fn store_event(
         };
         deliveries.insert(delivery.id.0, encode(&delivery).as_slice())?;
         index.insert((webhook_id.0, delivery.seq), delivery.id.0)?;
+        filter_insert(&mut filter, &delivery)?;
         by_seq.insert(delivery.seq, delivery.id.0)?;
         per_event.insert((event.seq, delivery.seq), ())?;
         queue.insert(
@@ -171,6 +179,9 @@ pub fn get(rtx: &ReadTransaction, id: &str) -> Result<Option<EventRecord>, Store
 }
 
 /// The user's events, newest first, optionally of matching types, older than `before`.
+/// A filter reads `user_type_events` (an exact type: one range; a group: its types'
+/// ranges merged), so a page costs what it shows; events older than the index's mark
+/// (written by an older hookd) are then looked for through `user_events`.
 pub fn list_for_user(
     rtx: &ReadTransaction,
     user: &str,
@@ -181,11 +192,38 @@ pub fn list_for_user(
     let index = rtx.open_table(USER_EVENTS)?;
     let events = rtx.open_table(EVENTS)?;
     let end = before.unwrap_or(u64::MAX);
+    let types: Vec<EventType> = match filter {
+        None | Some(EventPattern::All) => Vec::new(),
+        Some(EventPattern::Exact(t)) => vec![t],
+        Some(EventPattern::Group(g)) => group_types(g),
+    };
+    let scan_below = if types.is_empty() {
+        end
+    } else {
+        meta_get(&rtx.open_table(META)?, EVENT_FILTER_FROM)?.min(end)
+    };
+    let by_type = rtx.open_table(USER_TYPE_EVENTS)?;
+    let mut ranges = Vec::with_capacity(types.len());
+    if scan_below < end {
+        for t in &types {
+            let code = type_code(*t);
+            let range = by_type.range((user, code, scan_below)..(user, code, end))?;
+            ranges.push(range.rev().map(|e| {
+                let (key, id) = e?;
+                Ok((key.value().2, id.value().to_owned()))
+            }));
+        }
+    }
+    let indexed = MergeDesc::new(ranges).map(|e| e.map(|(_, id)| id));
+    let scanned = index
+        .range((user, 0u64)..(user, scan_below))?
+        .rev()
+        .map(|e| Ok(e?.1.value().to_owned()));
     let mut items = Vec::with_capacity(limit.min(128));
     let mut next = None;
-    for entry in index.range((user, 0u64)..(user, end))?.rev() {
-        let (_, id) = entry?;
-        let Some(event) = load::<&str, EventRecord>(&events, id.value())? else {
+    for id in indexed.chain(scanned) {
+        let id: String = id?;
+        let Some(event) = load::<&str, EventRecord>(&events, id.as_str())? else {
             continue;
         };
         if filter.is_some_and(|f| !f.matches(event.event_type)) {
@@ -198,4 +236,13 @@ pub fn list_for_user(
         items.push(event);
     }
     Ok(Page { items, next })
+}
+
+/// The event types of a group (`message:*`).
+fn group_types(group: EventGroup) -> Vec<EventType> {
+    EventType::ALL
+        .iter()
+        .copied()
+        .filter(|t| t.group() == group)
+        .collect()
 }

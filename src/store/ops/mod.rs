@@ -10,16 +10,47 @@ pub mod retention;
 pub mod stats;
 pub mod webhooks;
 
-use redb::{Database, ReadableTable};
+#[cfg(test)]
+mod observe_tests;
 
-use super::StoreError;
+use redb::{Database, ReadableTable, Table};
+
 use super::codec::{self, Record};
+use super::records::WebhookRecord;
 use super::tables::*;
+use super::{StoreError, Tx};
+use crate::model::WebhookStatus;
 
-/// Creates every table so that read transactions never meet a missing one.
+/// Creates every table so that read transactions never meet a missing one; counts the
+/// webhooks by status into `meta` (one scan of `webhooks`, so the counters hold whatever
+/// wrote the file before); and sets the marks from which the filter indexes are complete
+/// the first time this version opens the file (see [`super::tables`]).
 pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
-    txn.open_table(META)?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let mut by_status = [0u64; 3];
+        for entry in txn.open_table(WEBHOOKS)?.iter()? {
+            let hook: WebhookRecord = codec::decode(entry?.1.value())?;
+            by_status[hook.status as usize] += 1;
+        }
+        for status in [
+            WebhookStatus::Healthy,
+            WebhookStatus::Failing,
+            WebhookStatus::Disabled,
+        ] {
+            meta.insert(webhook_counter(status), by_status[status as usize])?;
+        }
+        for (mark, seq) in [
+            (DELIVERY_FILTER_FROM, DELIVERY_SEQ),
+            (EVENT_FILTER_FROM, EVENT_SEQ),
+        ] {
+            if meta.get(mark)?.is_none() {
+                let next = meta.get(seq)?.map_or(0, |v| v.value()) + 1;
+                meta.insert(mark, next)?;
+            }
+        }
+    }
     txn.open_table(WEBHOOKS)?;
     txn.open_table(USER_WEBHOOKS)?;
     txn.open_table(EVENTS)?;
@@ -32,6 +63,8 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(ATTEMPT_STATS)?;
     txn.open_table(EVENT_DELIVERIES)?;
     txn.open_table(WEBHOOK_CLEANUP)?;
+    txn.open_table(DELIVERY_FILTER)?;
+    txn.open_table(USER_TYPE_EVENTS)?;
     txn.commit()?;
     Ok(())
 }
@@ -87,4 +120,116 @@ impl Chunk {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<u64>,
+}
+
+/// A `meta` value (0 when absent).
+pub(crate) fn meta_get(
+    meta: &impl ReadableTable<&'static str, u64>,
+    name: &str,
+) -> Result<u64, StoreError> {
+    Ok(meta.get(name)?.map_or(0, |v| v.value()))
+}
+
+/// Keeps the webhooks-by-status counters of `meta`: a webhook record went from `before`
+/// to `after` (`None`: absent). Call it in the transaction that writes the record.
+pub(crate) fn count_webhook(
+    tx: &Tx<'_>,
+    before: Option<WebhookStatus>,
+    after: Option<WebhookStatus>,
+) -> Result<(), StoreError> {
+    if before == after {
+        return Ok(());
+    }
+    let mut meta = tx.txn.open_table(META)?;
+    if let Some(status) = before {
+        let name = webhook_counter(status);
+        let n = meta_get(&meta, name)?;
+        meta.insert(name, n.saturating_sub(1))?;
+    }
+    if let Some(status) = after {
+        let name = webhook_counter(status);
+        let n = meta_get(&meta, name)?;
+        meta.insert(name, n + 1)?;
+    }
+    Ok(())
+}
+
+/// The `delivery_filter` table as writes use it.
+pub(crate) type FilterIndex<'t> = Table<'t, (u128, u8, u8, u64), u128>;
+
+fn filter_key(
+    d: &super::records::DeliveryRecord,
+    status: crate::model::DeliveryStatus,
+) -> (u128, u8, u8, u64) {
+    (
+        d.webhook_id.0,
+        status_code(status),
+        type_code(d.event_type),
+        d.seq,
+    )
+}
+
+/// A new delivery's `delivery_filter` entry.
+pub(crate) fn filter_insert(
+    index: &mut FilterIndex<'_>,
+    d: &super::records::DeliveryRecord,
+) -> Result<(), StoreError> {
+    index.insert(filter_key(d, d.status), d.id.0)?;
+    Ok(())
+}
+
+/// Moves the delivery's `delivery_filter` entry from status `was` to its current one.
+/// A delivery written before the index existed has none and gets none.
+pub(crate) fn filter_move(
+    index: &mut FilterIndex<'_>,
+    d: &super::records::DeliveryRecord,
+    was: crate::model::DeliveryStatus,
+) -> Result<(), StoreError> {
+    if was != d.status && index.remove(filter_key(d, was))?.is_some() {
+        index.insert(filter_key(d, d.status), d.id.0)?;
+    }
+    Ok(())
+}
+
+/// Removes the delivery's `delivery_filter` entry along with the delivery.
+pub(crate) fn filter_remove(
+    index: &mut FilterIndex<'_>,
+    d: &super::records::DeliveryRecord,
+) -> Result<(), StoreError> {
+    index.remove(filter_key(d, d.status))?;
+    Ok(())
+}
+
+/// Merges index ranges, each in descending sequence order, into one descending stream:
+/// a filtered listing reads one entry per item shown plus one per range.
+pub(crate) struct MergeDesc<I: Iterator> {
+    ranges: Vec<std::iter::Peekable<I>>,
+}
+
+impl<V, I: Iterator<Item = Result<(u64, V), StoreError>>> MergeDesc<I> {
+    pub(crate) fn new(ranges: impl IntoIterator<Item = I>) -> Self {
+        MergeDesc {
+            ranges: ranges.into_iter().map(Iterator::peekable).collect(),
+        }
+    }
+}
+
+impl<V, I: Iterator<Item = Result<(u64, V), StoreError>>> Iterator for MergeDesc<I> {
+    type Item = Result<(u64, V), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, range) in self.ranges.iter_mut().enumerate() {
+            match range.peek() {
+                None => {}
+                // An error goes out first; the listing stops there.
+                Some(Err(_)) => return range.next(),
+                Some(Ok((seq, _))) if best.is_none_or(|(_, b)| *seq > b) => {
+                    best = Some((i, *seq));
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        best.and_then(|(i, _)| self.ranges[i].next())
+    }
 }

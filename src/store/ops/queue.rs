@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::{StoreError, load};
+use super::{StoreError, load, meta_get};
 use crate::model::{DeliveryId, Millis, WebhookId};
 use crate::store::records::WebhookRecord;
 use crate::store::tables::*;
@@ -70,39 +70,81 @@ pub fn peek(
     })
 }
 
-/// Gauges for `/metrics`: queue depth, due backlog, and webhooks by status.
+/// Gauges for `/metrics` that the store keeps exactly: queue depth and webhooks by
+/// status. Reading them is a few point lookups, whatever the store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueGauges {
     pub depth: u64,
-    pub due: u64,
     pub healthy: u64,
     pub failing: u64,
     pub disabled: u64,
 }
 
-pub fn gauges(rtx: &ReadTransaction, now: Millis) -> Result<QueueGauges, StoreError> {
-    use crate::model::WebhookStatus;
+pub fn gauges(rtx: &ReadTransaction) -> Result<QueueGauges, StoreError> {
     use redb::ReadableTableMetadata;
+    let meta = rtx.open_table(META)?;
+    Ok(QueueGauges {
+        // redb keeps each table's length in its root: O(1), and exact.
+        depth: rtx.open_table(QUEUE)?.len()?,
+        healthy: meta_get(&meta, WEBHOOKS_HEALTHY)?,
+        failing: meta_get(&meta, WEBHOOKS_FAILING)?,
+        disabled: meta_get(&meta, WEBHOOKS_DISABLED)?,
+    })
+}
+
+/// Where a count of due deliveries goes on: the first queue key it has not looked at.
+pub type DueCursor = (u128, u64, u128);
+
+/// One bounded step of counting the queue entries due at `now` (the due backlog, which
+/// depends on the time and so cannot be a counter): reads at most about `budget` queue
+/// entries from `from` on, webhook by webhook, and answers how many were due and where
+/// the next step starts (`None` when the queue is done). The caller sums the steps, each
+/// in its own read transaction; the total is then a little stale, which a gauge may be.
+pub fn count_due(
+    rtx: &ReadTransaction,
+    now: Millis,
+    from: DueCursor,
+    budget: usize,
+) -> Result<(u64, Option<DueCursor>), StoreError> {
     let queue = rtx.open_table(QUEUE)?;
-    let hooks = rtx.open_table(WEBHOOKS)?;
-    let mut g = QueueGauges {
-        depth: queue.len()?,
-        due: 0,
-        healthy: 0,
-        failing: 0,
-        disabled: 0,
-    };
-    for entry in hooks.iter()? {
-        let (id, _) = entry?;
-        let Some(hook) = load::<u128, WebhookRecord>(&hooks, id.value())? else {
-            continue;
-        };
-        match hook.status {
-            WebhookStatus::Healthy => g.healthy += 1,
-            WebhookStatus::Failing => g.failing += 1,
-            WebhookStatus::Disabled => g.disabled += 1,
+    let now = now.as_key();
+    let mut due = 0;
+    let mut read = 0;
+    let mut cursor = from;
+    loop {
+        if read >= budget {
+            return Ok((due, Some(cursor)));
         }
-        let due = queue.range((hook.id.0, 0u64, 0u128)..=(hook.id.0, now.as_key(), u128::MAX))?;
-        g.due += due.count() as u64;
+        // The first entry of the next webhook with anything queued.
+        let Some(first) = queue.range(cursor..)?.next() else {
+            return Ok((due, None));
+        };
+        let (webhook, at, id) = first?.0.value();
+        read += 1;
+        if at <= now {
+            for entry in queue.range((webhook, at, id)..=(webhook, now, u128::MAX))? {
+                let (webhook, at, id) = entry?.0.value();
+                due += 1;
+                read += 1;
+                if read >= budget {
+                    return Ok((due, successor((webhook, at, id))));
+                }
+            }
+        }
+        match webhook.checked_add(1) {
+            Some(next) => cursor = (next, 0, 0),
+            None => return Ok((due, None)),
+        }
     }
-    Ok(g)
+}
+
+/// The queue key right after `key`, if any.
+fn successor((webhook, at, id): DueCursor) -> Option<DueCursor> {
+    if let Some(id) = id.checked_add(1) {
+        Some((webhook, at, id))
+    } else if let Some(at) = at.checked_add(1) {
+        Some((webhook, at, 0))
+    } else {
+        webhook.checked_add(1).map(|w| (w, 0, 0))
+    }
 }

@@ -8,7 +8,7 @@
 
 use redb::ReadableTable;
 
-use super::{CHUNK_MIN, CHUNK_TIME, StoreError, load};
+use super::{CHUNK_MIN, CHUNK_TIME, StoreError, filter_remove, load};
 use crate::model::{DeliveryStatus, Millis};
 use crate::store::Tx;
 use crate::store::records::{DeliveryRecord, EventRecord};
@@ -40,6 +40,7 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
     let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut per_webhook = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
+    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
     let mut doomed = Vec::new();
     let mut looked_at = 0;
     for entry in by_seq.iter()? {
@@ -70,14 +71,16 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
         if let Some(d) = d {
             deliveries.remove(d.id.0)?;
             per_webhook.remove((d.webhook_id.0, d.seq))?;
+            filter_remove(&mut filter, &d)?;
             pruned.deliveries += 1;
         }
     }
-    drop((by_seq, deliveries, per_webhook));
+    drop((by_seq, deliveries, per_webhook, filter));
 
     let mut by_seq = tx.txn.open_table(EVENTS_BY_SEQ)?;
     let mut events = tx.txn.open_table(EVENTS)?;
     let mut per_user = tx.txn.open_table(USER_EVENTS)?;
+    let mut per_type = tx.txn.open_table(USER_TYPE_EVENTS)?;
     let mut per_event = tx.txn.open_table(EVENT_DELIVERIES)?;
     let delivery_ids = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
     let deliveries = tx.txn.open_table(DELIVERIES)?;
@@ -111,6 +114,7 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
         if let Some(e) = event {
             events.remove(e.id.as_str())?;
             per_user.remove((e.user.as_str(), e.seq))?;
+            per_type.remove((e.user.as_str(), type_code(e.event_type), e.seq))?;
             per_event.retain_in((e.seq, 0u64)..=(e.seq, u64::MAX), |_, _| false)?;
             pruned.events += 1;
         }

@@ -11,7 +11,7 @@
 
 use redb::{ReadTransaction, ReadableTable, Table};
 
-use super::{Chunk, StoreError, load};
+use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, filter_remove, load};
 use crate::model::{DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::codec::encode;
 use crate::store::records::{DeliveryRecord, WebhookRecord};
@@ -75,6 +75,7 @@ pub fn create(
     let mut hooks = tx.txn.open_table(WEBHOOKS)?;
     hooks.insert(hook.id.0, encode(&hook).as_slice())?;
     index.insert((hook.user.as_str(), hook.id.0), ())?;
+    count_webhook(tx, None, Some(hook.status))?;
     Ok(Created::Created(Box::new(hook)))
 }
 
@@ -109,6 +110,7 @@ pub fn update(
     }
     hooks.insert(id.0, encode(&hook).as_slice())?;
     drop(hooks);
+    count_webhook(tx, Some(before.status), Some(hook.status))?;
     if was_enabled && !hook.enabled {
         start_cancel(tx, id)?;
     } else if hook.enabled {
@@ -147,6 +149,7 @@ pub fn delete(tx: &mut Tx<'_>, user: &str, id: WebhookId) -> Result<Deleted, Sto
         .open_table(USER_WEBHOOKS)?
         .remove((hook.user.as_str(), id.0))?;
     drop(hooks);
+    count_webhook(tx, Some(hook.status), None)?;
     super::stats::forget(tx, id)?;
     let more = !remove_chunk(tx, id)?;
     let mut cleanup = tx.txn.open_table(WEBHOOK_CLEANUP)?;
@@ -187,6 +190,7 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
+    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
     let mut keys = Vec::with_capacity(CLEANUP_CHUNK);
     for entry in index
         .range((id.0, 0u64)..=(id.0, u64::MAX))?
@@ -204,6 +208,7 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
             if let Some(due) = d.next_attempt_at {
                 queue.remove((id.0, due.as_key(), delivery_id))?;
             }
+            filter_remove(&mut filter, &d)?;
             deliveries.remove(delivery_id)?;
         }
         by_seq.remove(seq)?;
@@ -233,6 +238,7 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
     let mut chunk = Chunk::start();
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
     let mut entries = queue
         .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
             true
@@ -244,7 +250,7 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
         };
         let (key, _) = entry?;
         let (_, _, delivery_id) = key.value();
-        cancel_delivery(&mut deliveries, delivery_id)?;
+        cancel_delivery(&mut deliveries, &mut filter, delivery_id)?;
         chunk.did();
     }
     Ok(false)
@@ -252,12 +258,15 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
 
 fn cancel_delivery(
     deliveries: &mut Table<'_, u128, &'static [u8]>,
+    filter: &mut FilterIndex<'_>,
     id: u128,
 ) -> Result<(), StoreError> {
     if let Some(mut delivery) = load::<u128, DeliveryRecord>(deliveries, id)? {
+        let was = delivery.status;
         delivery.status = DeliveryStatus::Cancelled;
         delivery.next_attempt_at = None;
         deliveries.insert(id, encode(&delivery).as_slice())?;
+        filter_move(filter, &delivery, was)?;
     }
     Ok(())
 }
