@@ -95,14 +95,21 @@ impl DueGauge {
     }
 }
 
-/// What the store says at scrape time.
-pub struct StoreGauges {
+/// The store's kept counters (`store::tables`).
+pub struct StoreCounts {
     pub queue_depth: u64,
-    /// `None` until the first background count.
-    pub queue_due: Option<u64>,
     pub webhooks_healthy: u64,
     pub webhooks_failing: u64,
     pub webhooks_disabled: u64,
+}
+
+/// What the store says at scrape time.
+pub struct StoreGauges {
+    /// The gauges read from the store; `None` while it cannot be read (it is being
+    /// reopened after an I/O error): their samples are left out, the rest still renders.
+    pub counts: Option<StoreCounts>,
+    /// `None` until the first background count.
+    pub queue_due: Option<u64>,
     pub store_bytes: u64,
     /// Whether the store can commit (see `store::health`).
     pub store_up: bool,
@@ -182,7 +189,11 @@ impl Metrics {
             "hookd_queue_depth",
             "gauge",
             "Pending deliveries in the durable queue.",
-            &[("", store.queue_depth as f64)],
+            &store
+                .counts
+                .as_ref()
+                .map(|c| vec![("", c.queue_depth as f64)])
+                .unwrap_or_default(),
         );
         let due: &[(&str, f64)] = match store.queue_due {
             Some(due) => &[("", due as f64)],
@@ -198,11 +209,17 @@ impl Metrics {
             "hookd_webhooks",
             "gauge",
             "Webhooks by status.",
-            &[
-                ("{status=\"healthy\"}", store.webhooks_healthy as f64),
-                ("{status=\"failing\"}", store.webhooks_failing as f64),
-                ("{status=\"disabled\"}", store.webhooks_disabled as f64),
-            ],
+            &store
+                .counts
+                .as_ref()
+                .map(|c| {
+                    vec![
+                        ("{status=\"healthy\"}", c.webhooks_healthy as f64),
+                        ("{status=\"failing\"}", c.webhooks_failing as f64),
+                        ("{status=\"disabled\"}", c.webhooks_disabled as f64),
+                    ]
+                })
+                .unwrap_or_default(),
         );
         metric(
             "hookd_store_bytes",
@@ -281,11 +298,13 @@ mod tests {
             Some(DeliveryStatus::Pending),
         );
         let text = m.render(&StoreGauges {
-            queue_depth: 4,
+            counts: Some(StoreCounts {
+                queue_depth: 4,
+                webhooks_healthy: 2,
+                webhooks_failing: 1,
+                webhooks_disabled: 0,
+            }),
             queue_due: Some(1),
-            webhooks_healthy: 2,
-            webhooks_failing: 1,
-            webhooks_disabled: 0,
             store_bytes: 4096,
             store_up: false,
             store_errors: 3,

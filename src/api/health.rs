@@ -67,7 +67,18 @@ pub fn healthz(state: &AppState) -> Result<HttpResponse, ApiError> {
 /// one small read transaction of counters the store keeps (`store::tables`), and the
 /// due backlog as last counted in the background ([`count_due_forever`]).
 pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
-    let g = state.store.read(crate::store::ops::queue::gauges)?;
+    // While the store is being reopened its gauges are left out; the health gauges
+    // below say why.
+    let counts = state
+        .store
+        .read(crate::store::ops::queue::gauges)
+        .map(|g| crate::metrics::StoreCounts {
+            queue_depth: g.depth,
+            webhooks_healthy: g.healthy,
+            webhooks_failing: g.failing,
+            webhooks_disabled: g.disabled,
+        })
+        .ok();
     let queue_due = state.metrics.queue_due.scrape(|| {
         let store = state.store.clone();
         let metrics = Arc::clone(&state.metrics);
@@ -87,11 +98,8 @@ pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
         .map(|m| m.len())
         .unwrap_or(0);
     let text = state.metrics.render(&crate::metrics::StoreGauges {
-        queue_depth: g.depth,
+        counts,
         queue_due,
-        webhooks_healthy: g.healthy,
-        webhooks_failing: g.failing,
-        webhooks_disabled: g.disabled,
         store_bytes,
         store_up: health.commit_fault().is_none(),
         store_errors: health.errors(),

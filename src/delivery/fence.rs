@@ -10,9 +10,15 @@
 //! is still writing). The answer is sent after that wait, so the order is:
 //!
 //! ```text
-//! API:    close (epoch+1) ── commit ── wait until sending == 0 ── answer
-//! worker: enter (epoch ok?, sending+1) ── resolve/connect/write/read ── sending-1
+//! API:       close (epoch+1) ── commit ── close (epoch+1) ── wait until sending == 0 ── answer
+//! scheduler: epoch ── read the queue and webhook ── dispatch stamped with that epoch
+//! worker:    enter (epoch ok?, sending+1) ── resolve/connect/write/read ── sending-1
 //! ```
+//!
+//! The close after the commit is what makes the fence hold: a job stamped while the
+//! commit was under way was planned from a read that may not see it, and cannot enter
+//! after the second close; a job stamped after it was planned from a read that sees the
+//! webhook deleted or disabled, so it is never dispatched.
 //!
 //! A worker that enters after the bump sees the new epoch and sends nothing; one that
 //! entered before is waited for. The wait is bounded by the attempt timeout (plus a

@@ -69,9 +69,16 @@ impl DeliveryHandle {
         self.fences.close(webhook);
     }
 
-    /// Waits (bounded by the attempt timeout) until no attempt of `webhook` is writing
-    /// to its receiver, so that an answer sent after it is a true fence (see [`fence`]).
+    /// Call after the commit that deletes or disables `webhook`: closes its fence again
+    /// and waits (bounded by the attempt timeout) until no attempt of it is writing to its
+    /// receiver, so that an answer sent after this is a true fence (see [`fence`]).
+    ///
+    /// The second close matters: a job the scheduler stamped while the commit was under
+    /// way carries the epoch of the first close, and its worker may have read the webhook
+    /// as it was before the commit. After this close it can no longer enter; a job stamped
+    /// later was planned from a read that already sees the commit.
     pub async fn quiesce(&self, webhook: WebhookId) {
+        self.fences.close(webhook);
         if !self.fences.wait_quiet(webhook, self.quiesce_limit).await {
             tracing::warn!(webhook = %webhook, "an attempt outlived its timeout while the webhook was being fenced");
         }

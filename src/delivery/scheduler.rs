@@ -242,20 +242,21 @@ impl Scheduler {
                 }
                 self.look_at(done.webhook, now);
             }
+            // Kept only for a storage fault, which passes: any other error (a record
+            // that cannot be decoded, say) would fail the same way every time, and each
+            // retry would take down the group commit of everything recorded with it.
             Err(Failed {
                 error,
                 outcome: Some(outcome),
-            }) => {
+            }) if error.fault().is_some() || matches!(error, crate::store::StoreError::Closed) => {
                 tracing::warn!(delivery = %done.delivery, error = %error, "attempt made but not recorded; it is kept and recorded once the store commits");
                 self.unrecorded.push((done.webhook, done.delivery, outcome));
                 self.record_again_at
                     .get_or_insert(now.saturating_add(STORE_RETRY));
             }
-            Err(Failed {
-                error,
-                outcome: None,
-            }) => {
-                // Nothing was sent: the delivery may go again once the store is back.
+            Err(Failed { error, .. }) => {
+                // Nothing was sent, or what was cannot be recorded: the delivery may go
+                // again after a pause (at-least-once).
                 self.claims = self.claims.saturating_sub(1);
                 tracing::error!(delivery = %done.delivery, error = %error, "could not prepare an attempt; will retry");
                 let until = now.saturating_add(STORE_RETRY);
@@ -279,7 +280,8 @@ impl Scheduler {
         }
         self.record_again_at = None;
         for (webhook, delivery, outcome) in std::mem::take(&mut self.unrecorded) {
-            submit_outcome(&self.ctx, webhook, delivery, outcome, false, &self.reply);
+            let again = (false, crate::store::ops::attempts::Recording::Again);
+            submit_outcome(&self.ctx, webhook, delivery, outcome, again, &self.reply);
         }
     }
 
@@ -397,6 +399,9 @@ impl Scheduler {
         let Some(state) = self.webhooks.get_mut(&webhook) else {
             return Ok(());
         };
+        // The epoch before the read: a delete or disable committed after this read closes
+        // the fence after its commit, so a job planned from a stale read cannot send.
+        let epoch = self.fences.epoch(webhook);
         let claimed = &state.claimed;
         let peek = self
             .store
@@ -414,7 +419,6 @@ impl Scheduler {
             self.look_at(webhook, paused);
             return Ok(());
         }
-        let epoch = self.fences.epoch(webhook);
         let mut rate_limited = false;
         for delivery in peek.due {
             if !state.limiter.try_acquire(now) {
@@ -439,6 +443,11 @@ impl Scheduler {
         }
         if rate_limited {
             return self.hold_back(webhook, now).await;
+        }
+        // A claim cooling off after a failure asks for its own look: the looks planned
+        // meanwhile may all come before it ends, and the queue skips claimed entries.
+        if let Some(until) = state.cooling.iter().map(|(until, _)| *until).min() {
+            self.look_at(webhook, until);
         }
         match peek.next {
             // More is due than there was room for. If the pool (or the others' turns) was

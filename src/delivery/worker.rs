@@ -138,18 +138,20 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
     let frees_early = outcome.verdict == attempts::Verdict::Success;
     // Even with the scheduler gone (shutdown), the outcome is still recorded.
     let scheduler_alive = !frees_early || sent();
-    submit_outcome(ctx, job.webhook, job.delivery, outcome, !frees_early, inbox);
+    let first = (!frees_early, attempts::Recording::First);
+    submit_outcome(ctx, job.webhook, job.delivery, outcome, first, inbox);
     scheduler_alive
 }
 
 /// Hands `outcome` to the next group commit. Once it is durable (or has failed) the
 /// scheduler hears [`Message::Done`], preceded by [`Message::Sent`] if `frees_slot`.
+/// `recording` says whether this outcome was handed over before (see `attempts::record`).
 pub fn submit_outcome(
     ctx: &WorkerContext,
     webhook: WebhookId,
     id: DeliveryId,
     outcome: Outcome,
-    frees_slot: bool,
+    (frees_slot, recording): (bool, attempts::Recording),
     inbox: &UnboundedSender<Message>,
 ) {
     let policy = Arc::clone(&ctx.policy);
@@ -189,7 +191,16 @@ pub fn submit_outcome(
     // If the store is closed, the job still answers through `on_commit` (with an error),
     // so the scheduler hears of this attempt exactly once either way.
     let _ = ctx.store.write_then(
-        move |tx| attempts::record(tx, id, verdict, attempt, &policy, Millis::now()),
+        move |tx| {
+            attempts::record(
+                tx,
+                id,
+                verdict,
+                (attempt, recording),
+                &policy,
+                Millis::now(),
+            )
+        },
         on_commit,
     );
 }

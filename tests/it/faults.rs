@@ -389,6 +389,17 @@ fn a_full_disk_is_survived_without_a_restart() {
     let health = hookd.get("/healthz", USER);
     assert_eq!(health.status, 503, "{}", health.body);
     assert_eq!(health.json()["status"], "degraded");
+    // /metrics still answers while the store is down, and counts the failure.
+    let metrics = hookd.get("/metrics", USER);
+    assert_eq!(metrics.status, 200, "{}", metrics.body);
+    assert!(
+        metrics
+            .body
+            .lines()
+            .any(|l| l.starts_with("hookd_store_errors_total ") && !l.ends_with(" 0")),
+        "the outage is counted: {}",
+        metrics.body
+    );
     disk.free();
     eventually(
         Duration::from_secs(30),
@@ -396,13 +407,6 @@ fn a_full_disk_is_survived_without_a_restart() {
         || (hookd.get("/healthz", USER).status == 200).then_some(()),
     );
     assert_eq!(ingest(&mut acknowledged).status, 202);
-    let metrics = hookd.get("/metrics", USER).body;
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("hookd_store_errors_total ") && !l.ends_with(" 0")),
-        "the outage is counted: {metrics}"
-    );
     for id in &acknowledged {
         let r = hookd.get(&format!("/api/hooks/events/{id}"), USER);
         assert_eq!(r.status, 200, "acknowledged event {id} lost: {}", r.body);

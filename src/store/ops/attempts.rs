@@ -133,13 +133,24 @@ fn save(
     Ok(())
 }
 
+/// How an outcome reaches [`record`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recording {
+    /// Straight from the attempt.
+    First,
+    /// Again, after a commit that reported failure (the outage path): that commit may in
+    /// fact have reached the disk, so an attempt already in the log is not added twice.
+    Again,
+}
+
 /// Records an attempt (its number is assigned here) and applies its verdict. `None` when
-/// the delivery no longer exists (its webhook was deleted meanwhile).
+/// the delivery no longer exists or its webhook was deleted meanwhile (the delivery is
+/// removed chunk by chunk with the rest of the webhook's, `webhooks::delete`).
 pub fn record(
     tx: &mut Tx<'_>,
     id: DeliveryId,
     verdict: Verdict,
-    mut attempt: Attempt,
+    (mut attempt, recording): (Attempt, Recording),
     policy: &RetryPolicy,
     now: Millis,
 ) -> Result<Option<Recorded>, StoreError> {
@@ -147,18 +158,23 @@ pub fn record(
     let Some(mut delivery) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
         return Ok(None);
     };
-    // An outcome recorded again after a commit that reported failure may in fact have
-    // reached the disk (the failure came after the write): record it once.
-    if delivery
-        .attempts
-        .last()
-        .is_some_and(|last| last.at == attempt.at && last.duration_ms == attempt.duration_ms)
+    if recording == Recording::Again
+        && delivery
+            .attempts
+            .last()
+            .is_some_and(|last| last.at == attempt.at && last.duration_ms == attempt.duration_ms)
     {
         return Ok(Some(Recorded {
             webhook_disabled: false,
             status: Some(delivery.status),
         }));
     }
+    let mut hooks = tx.txn.open_table(WEBHOOKS)?;
+    // Its webhook deleted meanwhile: nothing to record (no statistics for a webhook that
+    // is gone either); the delivery keeps its queue entry until its chunk is removed.
+    let Some(mut webhook) = load::<u128, WebhookRecord>(&hooks, delivery.webhook_id.0)? else {
+        return Ok(None);
+    };
     attempt.number = u32::try_from(delivery.attempts.len() + 1).unwrap_or(u32::MAX);
     stats::count(tx, delivery.webhook_id, &attempt)?;
     delivery.attempts.push(attempt);
@@ -178,12 +194,6 @@ pub fn record(
             status: delivered.then_some(DeliveryStatus::Succeeded),
         }));
     }
-    let mut hooks = tx.txn.open_table(WEBHOOKS)?;
-    // Its webhook deleted meanwhile: the delivery is removed chunk by chunk with the rest
-    // of the webhook's (`webhooks::delete`); until then it keeps its queue entry.
-    let Some(mut webhook) = load::<u128, WebhookRecord>(&hooks, delivery.webhook_id.0)? else {
-        return Ok(None);
-    };
     let mut queue = tx.txn.open_table(QUEUE)?;
     if let Some(key) = queue_key(&delivery) {
         queue.remove(key)?;

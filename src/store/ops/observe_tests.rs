@@ -371,7 +371,15 @@ fn run(seed: u64, steps: usize) {
                 let policy = policy.clone();
                 store
                     .write_blocking(move |tx| {
-                        attempts::record(tx, d, verdict, attempt, &policy, now).map(|_| ())
+                        attempts::record(
+                            tx,
+                            d,
+                            verdict,
+                            (attempt, attempts::Recording::First),
+                            &policy,
+                            now,
+                        )
+                        .map(|_| ())
                     })
                     .unwrap();
                 "record"
