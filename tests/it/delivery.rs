@@ -130,12 +130,10 @@ fn bodies_match_node_json_stringify_byte_for_byte() {
     }
 
     // Where Node is installed, run the guide's own verification code on every delivery.
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("node not on PATH: skipping the guide's Node.js verifier");
+    if !common::optional_tool(
+        common::runs("node"),
+        "node is not on PATH, so the guide's Node.js verifier does not run",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -188,7 +186,7 @@ fn retries_follow_the_schedule_then_fail_and_recover_health() {
     let hookd = Hookd::start_with(settings(r#"retry_schedule = ["0s", "300ms", "600ms"]"#));
     let rx = Receiver::start(|_, _| Reply::Full(500, vec![], "upstream broke".into()));
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
-    hookd.ingest("agent:error", "user-123", "{}", Some("r1"));
+    hookd.publish("agent:error", "user-123", "{}", Some("r1"));
     let got = rx.wait_for(3, WAIT);
     let ids: Vec<&str> = got
         .iter()
@@ -224,7 +222,7 @@ fn retries_follow_the_schedule_then_fail_and_recover_health() {
     assert_eq!(rx.received().len(), 3, "no fourth attempt");
 
     rx.set(|_, _| Reply::Status(204));
-    hookd.ingest("agent:error", "user-123", "{}", Some("r2"));
+    hookd.publish("agent:error", "user-123", "{}", Some("r2"));
     hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "succeeded");
     assert_eq!(hookd.webhook(USER, &hook)["status"], "healthy");
 }
@@ -247,7 +245,7 @@ fn redirects_timeouts_and_resets_fail_the_attempt() {
     let reset = hookd.create_webhook(USER, &rx.url("/reset"), &["*"], None);
     let refused = hookd.create_webhook(USER, "http://127.0.0.1:1/nothing-listens", &["*"], None);
     let started = Instant::now();
-    hookd.ingest("message:sent", "user-123", "{}", None);
+    hookd.publish("message:sent", "user-123", "{}", None);
     let failed = |hook: &str| {
         hookd.wait_deliveries(USER, hook, WAIT, |d| {
             d.first().is_some_and(|d| d["status"] == "failed")
@@ -289,7 +287,7 @@ fn a_hanging_receiver_does_not_delay_other_webhooks() {
     hookd.create_webhook(USER, &slow.url("/slow"), &["app:*"], None);
     hookd.create_webhook(USER, &fast.url("/fast"), &["message:*"], None);
     for i in 0..10 {
-        hookd.ingest(
+        hookd.publish(
             "app:connected",
             "user-123",
             "{}",
@@ -298,7 +296,7 @@ fn a_hanging_receiver_does_not_delay_other_webhooks() {
     }
     slow.wait_for(2, WAIT);
     let sent = Instant::now();
-    hookd.ingest("message:received", "user-123", "{}", Some("fast-1"));
+    hookd.publish("message:received", "user-123", "{}", Some("fast-1"));
     fast.wait_for(1, WAIT);
     assert!(
         sent.elapsed() < Duration::from_secs(2),
@@ -320,7 +318,7 @@ fn delete_and_disable_cancel_pending_deliveries() {
     let doomed = hookd.create_webhook(USER, &failing.url("/doomed"), &["app:*"], None);
     let paused = hookd.create_webhook(USER, &failing.url("/paused"), &["app:*"], None);
     hookd.create_webhook(USER, &sentinel.url("/sentinel"), &["app:*"], None);
-    hookd.ingest("app:connected", "user-123", "{}", Some("c1"));
+    hookd.publish("app:connected", "user-123", "{}", Some("c1"));
     failing.wait_for(2, WAIT);
     // Both now wait for their second attempt; cancel them.
     assert_eq!(
@@ -359,7 +357,7 @@ fn gone_disables_the_webhook_and_cancels_the_rest() {
     let rx = Receiver::start(|_, _| Reply::Delayed(Duration::from_millis(500), 410));
     let hook = hookd.create_webhook(USER, &rx.url("/gone"), &["*"], None);
     for i in 0..3 {
-        hookd.ingest("agent:invoked", "user-123", "{}", Some(&format!("g{i}")));
+        hookd.publish("agent:invoked", "user-123", "{}", Some(&format!("g{i}")));
     }
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.iter().all(|d| d["status"] != "pending")
@@ -396,13 +394,13 @@ fn retry_after_defers_the_whole_webhook() {
         }
     });
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
-    hookd.ingest("agent:invoked", "user-123", "{}", Some("ra-1"));
+    hookd.publish("agent:invoked", "user-123", "{}", Some("ra-1"));
     rx.wait_for(1, WAIT);
     // Queued after the pause began: it waits too.
     hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d[0]["attempts"].as_array().is_some_and(|a| a.len() == 1)
     });
-    hookd.ingest("agent:invoked", "user-123", "{}", Some("ra-2"));
+    hookd.publish("agent:invoked", "user-123", "{}", Some("ra-2"));
     let pending = hookd
         .get(
             &format!("/api/hooks/webhooks/{hook}/deliveries?status=pending"),
@@ -435,7 +433,7 @@ fn manual_retry_and_recover_bring_failed_deliveries_back() {
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
     let since = "2000-01-01T00:00:00Z";
     for i in 0..3 {
-        hookd.ingest("message:sent", "user-123", "{}", Some(&format!("m{i}")));
+        hookd.publish("message:sent", "user-123", "{}", Some(&format!("m{i}")));
     }
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.len() == 3 && d.iter().all(|d| d["status"] == "failed")
@@ -529,7 +527,7 @@ fn rate_limit_delays_without_losing_anything() {
     };
     let started = Instant::now();
     for i in 0..6 {
-        hookd.ingest(
+        hookd.publish(
             "message:received",
             "user-123",
             "{}",
@@ -543,7 +541,7 @@ fn rate_limit_delays_without_losing_anything() {
     });
     // One more once the next minute is fully promised: it must queue a minute further
     // and must not take, or move, the slots already promised.
-    hookd.ingest("message:received", "user-123", "{}", Some("rl6"));
+    hookd.publish("message:received", "user-123", "{}", Some("rl6"));
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.iter().filter(|d| held_back(d)).count() == 4
     });
@@ -618,7 +616,7 @@ fn failing_for_disable_after_disables_the_webhook() {
     ));
     let rx = Receiver::start(|_, _| Reply::Status(500));
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
-    hookd.ingest("app:health_check", "user-123", "{}", Some("da-1"));
+    hookd.publish("app:health_check", "user-123", "{}", Some("da-1"));
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "cancelled");
     let attempts = log[0]["attempts"].as_array().unwrap();
     assert!(
@@ -638,6 +636,6 @@ fn failing_for_disable_after_disables_the_webhook() {
         r#"{"enabled":true}"#,
     );
     assert_eq!(r.json()["status"], "healthy");
-    hookd.ingest("app:health_check", "user-123", "{}", Some("da-2"));
+    hookd.publish("app:health_check", "user-123", "{}", Some("da-2"));
     hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "succeeded");
 }

@@ -73,7 +73,7 @@ fn metrics_move_with_traffic() {
     hookd.create_webhook(USER, &ok.url("/ok"), &["*"], None);
     let bad = hookd.create_webhook(USER, &failing.url("/bad"), &["*"], None);
     for i in 0..3 {
-        hookd.ingest("app:connected", "user-123", "{}", Some(&format!("m{i}")));
+        hookd.publish("app:connected", "user-123", "{}", Some(&format!("m{i}")));
     }
     ok.wait_for(3, WAIT);
     failing.wait_for(3, WAIT);
@@ -131,7 +131,13 @@ fn metrics_move_with_traffic() {
     );
     assert_eq!(metric(&after, "hookd_webhooks{status=\"healthy\"}"), 2.0);
     // A repeat is not counted again.
-    hookd.ingest("app:connected", "user-123", "{}", Some("m0"));
+    let repeat = hookd.ingest("app:connected", "user-123", "{}", Some("m0"));
+    assert_eq!(
+        repeat.status, 200,
+        "a repeat is answered 200: {}",
+        repeat.body
+    );
+    assert_eq!(repeat.json()["id"], "m0");
     assert_eq!(metric(&scrape(), "hookd_events_ingested_total"), 3.0);
 }
 
@@ -143,7 +149,7 @@ fn json_logs_are_one_object_per_line() {
     });
     let rx = Receiver::ok();
     hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
-    hookd.ingest("app:connected", "user-123", "{}", None);
+    hookd.publish("app:connected", "user-123", "{}", None);
     rx.wait_for(1, WAIT);
     assert!(hookd.wait_for_log("delivery attempt", WAIT));
     let log = hookd.log();
@@ -166,12 +172,10 @@ fn json_logs_are_one_object_per_line() {
 #[test]
 fn systemd_unit_is_hardened_and_valid() {
     let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/hookd.service");
-    if std::process::Command::new("systemd-analyze")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("systemd-analyze not installed: skipping the unit check (.ci/run installs it)");
+    if !common::optional_tool(
+        common::runs("systemd-analyze"),
+        "systemd-analyze is not installed, so the unit file is not checked (.ci/run installs it)",
+    ) {
         return;
     }
     let out = std::process::Command::new("systemd-analyze")
@@ -225,8 +229,8 @@ fn retention_prunes_old_records_and_leaves_the_queue_alone() {
     let down = Receiver::start(|_, _| Reply::Status(503));
     let delivered = hookd.create_webhook(USER, &ok.url("/ok"), &["app:*"], None);
     let waiting = hookd.create_webhook(USER, &down.url("/down"), &["message:*"], None);
-    hookd.ingest("app:connected", "user-123", "{}", Some("old-app"));
-    hookd.ingest("message:sent", "user-123", "{}", Some("old-msg"));
+    hookd.publish("app:connected", "user-123", "{}", Some("old-app"));
+    hookd.publish("message:sent", "user-123", "{}", Some("old-msg"));
     ok.wait_for(1, WAIT);
     down.wait_for(1, WAIT);
 
@@ -247,7 +251,7 @@ fn retention_prunes_old_records_and_leaves_the_queue_alone() {
     let metrics = hookd.request("GET", "/metrics", None, None).body;
     assert_eq!(metric(&metrics, "hookd_queue_depth"), 1.0);
     // New events are kept.
-    hookd.ingest("app:connected", "user-123", "{}", Some("new-app"));
+    hookd.publish("app:connected", "user-123", "{}", Some("new-app"));
     assert_eq!(hookd.get("/api/hooks/events/new-app", USER).status, 200);
     assert!(hookd.log().contains("retention: pruned"));
 }
@@ -338,7 +342,7 @@ fn a_pending_delivery_whose_event_was_pruned_is_cancelled_not_spun() {
     );
     let rx = Receiver::start(|_, _| Reply::Status(500));
     hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
-    hookd.ingest("app:connected", "user-123", "{}", Some("short-lived"));
+    hookd.publish("app:connected", "user-123", "{}", Some("short-lived"));
     rx.wait_for(1, WAIT);
     // The event is pruned before the retry is due; the retry then has nothing to send.
     let deadline = Instant::now() + WAIT;
