@@ -392,6 +392,17 @@ pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Resp {
     try_raw(addr, bytes).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// One HTTP/1.1 request on a fresh connection; `Err` says why there was no complete answer.
+pub fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Resp, String> {
+    try_raw(addr, &request_bytes(addr, method, path, headers, body))
+}
+
 /// Sends `bytes` and reads the answer to the end. The answer must be whole: a head, and
 /// all of its `Content-Length`. The server may answer (e.g. 413) and close before it read
 /// everything, so a failed write, or a read that ends in an error, is accepted once the
