@@ -4,8 +4,8 @@
 //! - [`wall_ms`]: the wall clock as hookd uses it for everything stored, scheduled and
 //!   shown ([`crate::model::Millis::now`]): the system clock, except that it never goes
 //!   backwards. After a backwards step (an operator setting the time, a VM restored from a
-//!   snapshot) it carries on from where it was at the pace of the monotonic clock until
-//!   the system clock catches up. A due time, a rate-limit window or a `Retry-After` pause
+//!   snapshot) it carries on from where it was at half the pace of the monotonic clock,
+//!   so the system clock catches up after twice the step and is followed from then on. A due time, a rate-limit window or a `Retry-After` pause
 //!   therefore never stretches by the size of the step (it used to freeze a webhook for
 //!   as long as the clock went back). Small corrections (under [`STEP`]) are absorbed by
 //!   letting the clock stand still for that long. A forwards step is followed: due
@@ -42,7 +42,7 @@ impl Beat {
 /// A backwards difference larger than this is a step, not a correction.
 pub const STEP: i64 = 1_000;
 
-/// Where the wall clock was last seen, in system and monotonic terms.
+/// The last reading of both clocks, and what was handed out then.
 #[derive(Clone, Copy, Debug)]
 struct Anchor {
     system: i64,
@@ -73,15 +73,16 @@ fn steady(anchor: &mut Option<Anchor>, system: i64, mono: u64) -> i64 {
         return system;
     };
     let elapsed = i64::try_from(mono.saturating_sub(a.mono)).unwrap_or(i64::MAX);
-    let projected = a.system.saturating_add(elapsed);
-    let out = if system.saturating_add(STEP) >= projected {
-        // In step with the system clock (or ahead of it): follow it, re-anchored.
-        a.system = system;
-        a.mono = mono;
-        system.max(a.last)
+    a.system = system;
+    a.mono = mono;
+    let out = if system >= a.last {
+        system // in step with the system clock, or it stepped forwards: follow it
+    } else if a.last - system <= STEP {
+        a.last // a small correction: stand still until the system clock is back
     } else {
-        // The system clock stepped back: carry on from the anchor.
-        projected.max(a.last)
+        // The system clock stepped back: go on at half the monotonic pace, so the system
+        // clock catches up after twice the step and hookd follows it again.
+        a.last.saturating_add(elapsed / 2)
     };
     a.last = out;
     out
@@ -96,14 +97,17 @@ mod tests {
         let mut a = None;
         assert_eq!(steady(&mut a, 1_000_000, 0), 1_000_000);
         assert_eq!(steady(&mut a, 1_000_500, 500), 1_000_500);
-        // The system clock goes back an hour: hookd's time carries on.
-        assert_eq!(steady(&mut a, 1_000_500 - 3_600_000, 1_500), 1_001_500);
-        assert_eq!(steady(&mut a, 1_000_500 - 3_599_000, 2_500), 1_002_500);
+        // The system clock goes back ten seconds: hookd's time goes on at half pace...
+        assert_eq!(steady(&mut a, 990_500, 1_500), 1_001_000);
+        assert_eq!(steady(&mut a, 991_500, 2_500), 1_001_500);
+        // ... until the system clock has caught up (after twice the step), then follows it.
+        assert_eq!(steady(&mut a, 1_011_000, 22_500), 1_011_000);
+        assert_eq!(steady(&mut a, 1_011_100, 22_600), 1_011_100);
         // A forwards step is followed.
-        assert_eq!(steady(&mut a, 2_000_000, 3_000), 2_000_000);
+        assert_eq!(steady(&mut a, 2_000_000, 23_000), 2_000_000);
         // A small correction backwards makes time stand still, never go back.
-        assert_eq!(steady(&mut a, 1_999_800, 3_100), 2_000_000);
-        assert_eq!(steady(&mut a, 2_000_300, 3_600), 2_000_300);
+        assert_eq!(steady(&mut a, 1_999_800, 23_100), 2_000_000);
+        assert_eq!(steady(&mut a, 2_000_300, 23_600), 2_000_300);
     }
 
     #[test]

@@ -69,7 +69,9 @@ impl Liveness {
                 self.scheduler.silent_for()
             ));
         }
-        if health.writer_silent_for() > stale {
+        // While the store is down the writer may sit in a long reopen (redb repairs the
+        // file); max_unavailable bounds that case below.
+        if health.commit_fault().is_none() && health.writer_silent_for() > stale {
             return Some(format!(
                 "the store's writer has not run for {:?}",
                 health.writer_silent_for()

@@ -191,17 +191,20 @@ impl Scheduler {
             }
         }
         let deadline = tokio::time::Instant::now() + drain;
-        // Outcomes kept through a store outage get one more chance to be recorded.
-        if !self.unrecorded.is_empty() {
-            self.record_again_at = Some(Millis::now());
-            self.record_again();
-        }
         while self.claims > 0 {
-            match tokio::time::timeout_at(deadline, self.inbox.recv()).await {
+            // Outcomes kept through a store outage are handed over again each second
+            // while the drain lasts, in case the store comes back.
+            if !self.unrecorded.is_empty() {
+                self.record_again_at = Some(Millis::now());
+                self.record_again();
+            }
+            let wake = deadline.min(tokio::time::Instant::now() + STORE_RETRY);
+            match tokio::time::timeout_at(wake, self.inbox.recv()).await {
                 Ok(Some(Message::Done(done))) => self.recorded(done),
                 Ok(Some(Message::Sent(webhook))) => self.sent(webhook),
                 Ok(Some(Message::Queued(..))) => {}
                 Ok(None) => break,
+                Err(_) if tokio::time::Instant::now() < deadline => {}
                 Err(_) => {
                     tracing::warn!(
                         abandoned = self.claims,

@@ -225,15 +225,19 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::sto
     let number = delivery.attempts.len() + 1;
     let body = delivery_body(event, webhook);
     let started = Millis::now();
+    // Receivers check the signed timestamp against their own clock, so it is the system
+    // clock's, even while hookd's own is riding out a backwards step (`crate::clock`).
+    let timestamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let mut headers: Vec<(&str, String)> = vec![
         ("Content-Type", "application/json".to_owned()),
         ("X-Hook-Event", event.event_type.as_str().to_owned()),
         ("X-Hook-Delivery", delivery.id.to_string()),
         ("X-Hook-Attempt", number.to_string()),
-        ("X-Hook-Timestamp", (started.0 / 1000).to_string()),
+        ("X-Hook-Timestamp", timestamp.to_string()),
     ];
     if let Some(secret) = &webhook.secret {
-        let timestamp = started.0 / 1000;
         headers.push(("X-Hook-Signature", hook_signature(secret, body.as_bytes())));
         let mut standard =
             standard_signature(secret, event.id.as_str(), timestamp, body.as_bytes());

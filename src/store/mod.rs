@@ -234,7 +234,9 @@ impl Store {
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db()?.begin_read()?;
+        // The handle is held for the whole read, so a reopen waits for it.
+        let db = self.db()?;
+        let txn = db.begin_read()?;
         f(&txn)
     }
 

@@ -125,6 +125,7 @@ impl WriterHandle {
         let db = slot.current().ok_or(StoreError::Closed)?;
         let seqs = load_sequences(&db)?;
         let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
+        health.writer_beat();
         let writer = Writer {
             slot,
             health,

@@ -210,7 +210,8 @@ fn users_are_isolated_and_limited() {
         hookd.create_webhook(USER, RECEIVER, &["*"], None);
     }
     // Disabled webhooks count toward the limit too.
-    hookd.patch(&path, USER, r#"{"enabled":false}"#);
+    let r = hookd.patch(&path, USER, r#"{"enabled":false}"#);
+    assert_eq!(r.json()["status"], "disabled", "{}", r.body);
     let eleventh = hookd.post(
         HOOKS,
         USER,
@@ -275,7 +276,8 @@ fn authentication_and_roles() {
     // A publisher on user endpoints, a user on the publisher endpoint: 403.
     hookd.get(HOOKS, PUBLISHER).assert_error(403, "forbidden");
     hookd.get(EVENTS, PUBLISHER).assert_error(403, "forbidden");
-    hookd.ingest("app:connected", "user-123", "{}", None);
+    // (The publisher's own endpoint takes the same token: 202.)
+    hookd.publish("app:connected", "user-123", "{}", None);
     hookd
         .post(
             EVENTS,
@@ -583,7 +585,7 @@ fn precedence_details_found_by_the_openapi_check() {
         "nothing was deleted"
     );
     // Percent-encoded event ids are decoded.
-    hookd.ingest("message:sent", "user-123", "{}", Some("msg:1"));
+    hookd.publish("message:sent", "user-123", "{}", Some("msg:1"));
     assert_eq!(hookd.get(&format!("{EVENTS}/msg%3A1"), USER).status, 200);
     // Any positive limit is clamped, however many digits it has.
     assert_eq!(

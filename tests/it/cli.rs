@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::common::{Hookd, USER};
+use crate::common::{Hookd, OTHER_USER, Settings, USER};
 use sha2::{Digest, Sha256};
 
 fn hookd(args: &[&str]) -> Output {
@@ -159,16 +159,37 @@ fn verify_checks_signatures_over_the_raw_body() {
 
 #[test]
 fn sighup_reloads_tokens_and_keeps_them_on_a_broken_config() {
-    let hookd_proc = Hookd::start();
+    let hookd_proc = Hookd::start_with(Settings {
+        limits: "max_payload_bytes = 4096".into(),
+        ..Settings::default()
+    });
     let new_token = "fresh-token-for-reload-test";
     assert_eq!(hookd_proc.get("/api/hooks/webhooks", new_token).status, 401);
+    assert_eq!(
+        hookd_proc.get("/api/hooks/webhooks", OTHER_USER).status,
+        200
+    );
+    // An event between the two limits: accepted now, refused if 1024 ever applied.
+    let padded = format!(r#"{{"pad":"{}"}}"#, "p".repeat(2000));
+    hookd_proc.publish("app:connected", "user-123", &padded, None);
 
+    // The new file adds a token, drops user-456's (revokes it), and changes a key that
+    // is not a token: only [[tokens]] is reloaded.
     let original = std::fs::read_to_string(&hookd_proc.config_path).unwrap();
+    let revoked = format!(
+        "[[tokens]]\nuser = \"user-456\"\nrole = \"user\"\nsha256 = \"{}\"\n",
+        hex::encode(Sha256::digest(OTHER_USER.as_bytes()))
+    );
+    assert!(original.contains(&revoked), "{original}");
+    assert!(original.contains("max_payload_bytes = 4096"), "{original}");
     let hash = hex::encode(Sha256::digest(new_token.as_bytes()));
+    let changed = original
+        .replace(&revoked, "")
+        .replace("max_payload_bytes = 4096", "max_payload_bytes = 1024");
     std::fs::write(
         &hookd_proc.config_path,
         format!(
-            "{original}\n[[tokens]]\nuser = \"user-789\"\nrole = \"user\"\nsha256 = \"{hash}\"\n"
+            "{changed}\n[[tokens]]\nuser = \"user-789\"\nrole = \"user\"\nsha256 = \"{hash}\"\n"
         ),
     )
     .unwrap();
@@ -180,6 +201,15 @@ fn sighup_reloads_tokens_and_keeps_them_on_a_broken_config() {
     );
     assert_eq!(hookd_proc.get("/api/hooks/webhooks", new_token).status, 200);
     assert_eq!(hookd_proc.get("/api/hooks/webhooks", USER).status, 200);
+    hookd_proc
+        .get("/api/hooks/webhooks", OTHER_USER)
+        .assert_error(401, "unauthorized");
+    let r = hookd_proc.ingest("app:connected", "user-123", &padded, None);
+    assert_eq!(
+        r.status, 202,
+        "SIGHUP applied max_payload_bytes = 1024, but it reloads only [[tokens]]: {}",
+        r.body
+    );
 
     std::fs::write(&hookd_proc.config_path, "this is = not [valid toml").unwrap();
     hookd_proc.signal("HUP");
@@ -193,6 +223,9 @@ fn sighup_reloads_tokens_and_keeps_them_on_a_broken_config() {
         200,
         "old tokens still work"
     );
+    hookd_proc
+        .get("/api/hooks/webhooks", OTHER_USER)
+        .assert_error(401, "unauthorized");
     assert!(
         !hookd_proc.log().contains(new_token),
         "tokens never reach the log"

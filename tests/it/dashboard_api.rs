@@ -114,7 +114,7 @@ fn stats_count_attempts_per_minute_by_outcome() {
     assert_eq!(empty["series"].as_array().unwrap().len(), 60);
 
     for i in 0..3 {
-        hookd.ingest("app:connected", "user-123", "{}", Some(&format!("s{i}")));
+        hookd.publish("app:connected", "user-123", "{}", Some(&format!("s{i}")));
     }
     hookd.wait_deliveries(USER, &ok, WAIT, |d| {
         d.len() == 3 && d.iter().all(|d| d["status"] == "succeeded")
@@ -158,7 +158,8 @@ fn stats_count_attempts_per_minute_by_outcome() {
         .assert_error(404, "not_found");
     // Statistics survive a restart: they are in the store, not in memory.
     let mut hookd = hookd;
-    hookd.terminate();
+    let status = hookd.terminate();
+    assert!(status.success(), "{status}; log:\n{}", hookd.log());
     hookd.restart();
     let after = hookd
         .get(&format!("/api/hooks/webhooks/{bad}/stats"), USER)
@@ -171,9 +172,9 @@ fn the_delivery_log_filters_by_event_type() {
     let hookd = Hookd::start();
     let rx = Receiver::ok();
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
-    hookd.ingest("app:connected", "user-123", "{}", Some("t1"));
-    hookd.ingest("agent:error", "user-123", "{}", Some("t2"));
-    hookd.ingest("app:connected", "user-123", "{}", Some("t3"));
+    hookd.publish("app:connected", "user-123", "{}", Some("t1"));
+    hookd.publish("agent:error", "user-123", "{}", Some("t2"));
+    hookd.publish("app:connected", "user-123", "{}", Some("t3"));
     hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.len() == 3 && d.iter().all(|d| d["status"] == "succeeded")
     });

@@ -130,12 +130,10 @@ fn bodies_match_node_json_stringify_byte_for_byte() {
     }
 
     // Where Node is installed, run the guide's own verification code on every delivery.
-    if std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("node not on PATH: skipping the guide's Node.js verifier");
+    if !common::optional_tool(
+        common::runs("node"),
+        "node is not on PATH, so the guide's Node.js verifier does not run",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -188,7 +186,7 @@ fn retries_follow_the_schedule_then_fail_and_recover_health() {
     let hookd = Hookd::start_with(settings(r#"retry_schedule = ["0s", "300ms", "600ms"]"#));
     let rx = Receiver::start(|_, _| Reply::Full(500, vec![], "upstream broke".into()));
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
-    hookd.ingest("agent:error", "user-123", "{}", Some("r1"));
+    hookd.publish("agent:error", "user-123", "{}", Some("r1"));
     let got = rx.wait_for(3, WAIT);
     let ids: Vec<&str> = got
         .iter()
@@ -205,12 +203,14 @@ fn retries_follow_the_schedule_then_fail_and_recover_health() {
     assert_eq!(numbers, ["1", "2", "3"]);
     let gap1 = got[1].at - got[0].at;
     let gap2 = got[2].at - got[1].at;
+    // Never early; late only by what a loaded machine can explain (the upper bounds only
+    // catch a schedule that is not followed at all, e.g. one step skipped or doubled).
     assert!(
-        gap1 >= Duration::from_millis(300) && gap1 < Duration::from_millis(900),
+        gap1 >= Duration::from_millis(300) && gap1 < Duration::from_millis(300 + 3_000),
         "{gap1:?}"
     );
     assert!(
-        gap2 >= Duration::from_millis(600) && gap2 < Duration::from_millis(1200),
+        gap2 >= Duration::from_millis(600) && gap2 < Duration::from_millis(600 + 3_000),
         "{gap2:?}"
     );
 
@@ -224,7 +224,7 @@ fn retries_follow_the_schedule_then_fail_and_recover_health() {
     assert_eq!(rx.received().len(), 3, "no fourth attempt");
 
     rx.set(|_, _| Reply::Status(204));
-    hookd.ingest("agent:error", "user-123", "{}", Some("r2"));
+    hookd.publish("agent:error", "user-123", "{}", Some("r2"));
     hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "succeeded");
     assert_eq!(hookd.webhook(USER, &hook)["status"], "healthy");
 }
@@ -238,7 +238,8 @@ fn redirects_timeouts_and_resets_fail_the_attempt() {
             vec![("Location".into(), "/elsewhere".into())],
             String::new(),
         ),
-        "/hang" => Reply::Hang(Duration::from_secs(3)),
+        // Far longer than any bound below: only the 500 ms timeout ends these attempts.
+        "/hang" => Reply::Hang(Duration::from_secs(60)),
         "/reset" => Reply::Reset,
         _ => Reply::Status(200),
     });
@@ -247,7 +248,7 @@ fn redirects_timeouts_and_resets_fail_the_attempt() {
     let reset = hookd.create_webhook(USER, &rx.url("/reset"), &["*"], None);
     let refused = hookd.create_webhook(USER, "http://127.0.0.1:1/nothing-listens", &["*"], None);
     let started = Instant::now();
-    hookd.ingest("message:sent", "user-123", "{}", None);
+    hookd.publish("message:sent", "user-123", "{}", None);
     let failed = |hook: &str| {
         hookd.wait_deliveries(USER, hook, WAIT, |d| {
             d.first().is_some_and(|d| d["status"] == "failed")
@@ -261,17 +262,19 @@ fn redirects_timeouts_and_resets_fail_the_attempt() {
     let a = failed(&hang);
     assert!(a["error"].as_str().unwrap().contains("timeout"), "{a}");
     assert!(a.get("statusCode").is_none());
+    let took = a["durationMs"].as_u64().unwrap();
     assert!(
-        a["durationMs"].as_u64().unwrap() < 2000,
-        "the attempt gave up at the timeout: {a}"
+        (450..15_000).contains(&took),
+        "the attempt gave up at the 500 ms timeout: {a}"
     );
     let a = failed(&reset);
     assert!(a["error"].as_str().unwrap().contains("reset"), "{a}");
     let a = failed(&refused);
     assert!(a["error"].as_str().unwrap().contains("refused"), "{a}");
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "all failures were bounded by the timeout"
+        started.elapsed() < Duration::from_secs(30),
+        "all failures were bounded by the timeout, not the 60 s hang: {:?}",
+        started.elapsed()
     );
     assert!(
         !rx.received().iter().any(|r| r.path == "/elsewhere"),
@@ -281,15 +284,17 @@ fn redirects_timeouts_and_resets_fail_the_attempt() {
 
 #[test]
 fn a_hanging_receiver_does_not_delay_other_webhooks() {
+    // The slow receiver holds its two attempts for 60 s (within the timeout): the healthy
+    // webhook's event must not wait for them.
     let hookd = Hookd::start_with(settings(
-        "timeout = \"5s\"\nworkers = 4\nmax_in_flight_per_webhook = 2",
+        "timeout = \"90s\"\nworkers = 4\nmax_in_flight_per_webhook = 2",
     ));
-    let slow = Receiver::start(|_, _| Reply::Hang(Duration::from_secs(4)));
+    let slow = Receiver::start(|_, _| Reply::Hang(Duration::from_secs(60)));
     let fast = Receiver::ok();
     hookd.create_webhook(USER, &slow.url("/slow"), &["app:*"], None);
     hookd.create_webhook(USER, &fast.url("/fast"), &["message:*"], None);
     for i in 0..10 {
-        hookd.ingest(
+        hookd.publish(
             "app:connected",
             "user-123",
             "{}",
@@ -298,10 +303,10 @@ fn a_hanging_receiver_does_not_delay_other_webhooks() {
     }
     slow.wait_for(2, WAIT);
     let sent = Instant::now();
-    hookd.ingest("message:received", "user-123", "{}", Some("fast-1"));
+    hookd.publish("message:received", "user-123", "{}", Some("fast-1"));
     fast.wait_for(1, WAIT);
     assert!(
-        sent.elapsed() < Duration::from_secs(2),
+        sent.elapsed() < Duration::from_secs(20),
         "healthy webhook waited {:?}",
         sent.elapsed()
     );
@@ -320,7 +325,7 @@ fn delete_and_disable_cancel_pending_deliveries() {
     let doomed = hookd.create_webhook(USER, &failing.url("/doomed"), &["app:*"], None);
     let paused = hookd.create_webhook(USER, &failing.url("/paused"), &["app:*"], None);
     hookd.create_webhook(USER, &sentinel.url("/sentinel"), &["app:*"], None);
-    hookd.ingest("app:connected", "user-123", "{}", Some("c1"));
+    hookd.publish("app:connected", "user-123", "{}", Some("c1"));
     failing.wait_for(2, WAIT);
     // Both now wait for their second attempt; cancel them.
     assert_eq!(
@@ -359,7 +364,7 @@ fn gone_disables_the_webhook_and_cancels_the_rest() {
     let rx = Receiver::start(|_, _| Reply::Delayed(Duration::from_millis(500), 410));
     let hook = hookd.create_webhook(USER, &rx.url("/gone"), &["*"], None);
     for i in 0..3 {
-        hookd.ingest("agent:invoked", "user-123", "{}", Some(&format!("g{i}")));
+        hookd.publish("agent:invoked", "user-123", "{}", Some(&format!("g{i}")));
     }
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.iter().all(|d| d["status"] != "pending")
@@ -396,27 +401,63 @@ fn retry_after_defers_the_whole_webhook() {
         }
     });
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
-    hookd.ingest("agent:invoked", "user-123", "{}", Some("ra-1"));
+    hookd.publish("agent:invoked", "user-123", "{}", Some("ra-1"));
     rx.wait_for(1, WAIT);
     // Queued after the pause began: it waits too.
-    hookd.wait_deliveries(USER, &hook, WAIT, |d| {
+    let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d[0]["attempts"].as_array().is_some_and(|a| a.len() == 1)
     });
-    hookd.ingest("agent:invoked", "user-123", "{}", Some("ra-2"));
+    let ms = |v: &Value| {
+        hookd::model::parse_rfc3339_millis(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
+            .unwrap()
+            .0
+    };
+    // The 429 was answered after the attempt began: the pause ends 2 s after that at least.
+    let answered_429 = ms(&log[0]["attempts"][0]["at"]);
+    hookd.publish("agent:invoked", "user-123", "{}", Some("ra-2"));
     let pending = hookd
         .get(
             &format!("/api/hooks/webhooks/{hook}/deliveries?status=pending"),
             USER,
         )
         .json();
-    assert!(
-        pending["deliveries"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["nextAttemptAt"].is_string())
+    let pending = pending["deliveries"].as_array().expect("deliveries");
+    let mut ids: Vec<&str> = pending
+        .iter()
+        .map(|d| d["eventId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["ra-1", "ra-2"],
+        "both wait for the pause: {pending:#?}"
     );
+    let promised: std::collections::HashMap<&str, i64> = pending
+        .iter()
+        .map(|d| (d["eventId"].as_str().unwrap(), ms(&d["nextAttemptAt"])))
+        .collect();
+    for (id, at) in &promised {
+        let after = at - answered_429;
+        assert!(
+            (2_000..10_000).contains(&after),
+            "{id}: nextAttemptAt is {after} ms after the 429's attempt, not at the end of the 2 s pause"
+        );
+    }
     let got = rx.wait_for(3, WAIT);
+    for r in &got[1..3] {
+        let arrived = r
+            .wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let promise = promised[r.event_id().as_str()];
+        assert!(
+            arrived >= promise - 5,
+            "{} arrived {} ms before its nextAttemptAt",
+            r.event_id(),
+            promise - arrived
+        );
+    }
     assert!(
         got[1].at - got[0].at >= Duration::from_millis(1900),
         "Retry-After honoured: {:?}",
@@ -435,7 +476,7 @@ fn manual_retry_and_recover_bring_failed_deliveries_back() {
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
     let since = "2000-01-01T00:00:00Z";
     for i in 0..3 {
-        hookd.ingest("message:sent", "user-123", "{}", Some(&format!("m{i}")));
+        hookd.publish("message:sent", "user-123", "{}", Some(&format!("m{i}")));
     }
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.len() == 3 && d.iter().all(|d| d["status"] == "failed")
@@ -529,7 +570,7 @@ fn rate_limit_delays_without_losing_anything() {
     };
     let started = Instant::now();
     for i in 0..6 {
-        hookd.ingest(
+        hookd.publish(
             "message:received",
             "user-123",
             "{}",
@@ -543,7 +584,7 @@ fn rate_limit_delays_without_losing_anything() {
     });
     // One more once the next minute is fully promised: it must queue a minute further
     // and must not take, or move, the slots already promised.
-    hookd.ingest("message:received", "user-123", "{}", Some("rl6"));
+    hookd.publish("message:received", "user-123", "{}", Some("rl6"));
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.iter().filter(|d| held_back(d)).count() == 4
     });
@@ -593,7 +634,7 @@ fn rate_limit_delays_without_losing_anything() {
             .as_millis() as i64;
         let late = arrived - p(&r.event_id());
         assert!(
-            (-50..1500).contains(&late),
+            (-50..5_000).contains(&late),
             "{} arrived {late} ms after its nextAttemptAt",
             r.event_id()
         );
@@ -614,15 +655,18 @@ fn rate_limit_delays_without_losing_anything() {
 #[test]
 fn failing_for_disable_after_disables_the_webhook() {
     let hookd = Hookd::start_with(settings(
-        "retry_schedule = [\"0s\", \"400ms\", \"400ms\", \"400ms\", \"400ms\"]\ndisable_after = \"1s\"",
+        "retry_schedule = [\"0s\", \"400ms\", \"400ms\", \"400ms\", \"400ms\", \"400ms\", \"400ms\", \"400ms\", \"400ms\", \"400ms\"]\ndisable_after = \"1s\"",
     ));
     let rx = Receiver::start(|_, _| Reply::Status(500));
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
-    hookd.ingest("app:health_check", "user-123", "{}", Some("da-1"));
+    hookd.publish("app:health_check", "user-123", "{}", Some("da-1"));
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "cancelled");
     let attempts = log[0]["attempts"].as_array().unwrap();
+    // Attempts are at least 400 ms apart, so a second of failures takes three at least;
+    // a slow machine may stretch the gaps, but the schedule has ten, and being disabled
+    // must end it well before they run out.
     assert!(
-        attempts.len() >= 3 && attempts.len() < 5,
+        attempts.len() >= 3 && attempts.len() < 9,
         "disabled after about a second of failures: {attempts:?}"
     );
     let w = hookd.webhook(USER, &hook);
@@ -638,6 +682,6 @@ fn failing_for_disable_after_disables_the_webhook() {
         r#"{"enabled":true}"#,
     );
     assert_eq!(r.json()["status"], "healthy");
-    hookd.ingest("app:health_check", "user-123", "{}", Some("da-2"));
+    hookd.publish("app:health_check", "user-123", "{}", Some("da-2"));
     hookd.wait_deliveries(USER, &hook, WAIT, |d| d[0]["status"] == "succeeded");
 }

@@ -21,11 +21,12 @@ fn ingest_queues_one_delivery_per_matching_enabled_webhook() {
     let all = hookd.create_webhook(USER, RECEIVER, &["*"], None);
     let other_type = hookd.create_webhook(USER, RECEIVER, &["message:*"], None);
     let disabled = hookd.create_webhook(USER, RECEIVER, &["*"], None);
-    hookd.patch(
+    let r = hookd.patch(
         &format!("/api/hooks/webhooks/{disabled}"),
         USER,
         r#"{"enabled":false}"#,
     );
+    assert_eq!(r.json()["enabled"], false, "{}", r.body);
     let someone_else = hookd.create_webhook(OTHER_USER, RECEIVER, &["*"], None);
 
     let r = hookd.ingest(
@@ -177,7 +178,7 @@ fn timestamps_default_to_now_and_normalize_to_utc() {
         hookd.get(&format!("{EVENTS}/t1"), USER).json()["timestamp"],
         "2024-01-26T10:30:00Z"
     );
-    hookd.ingest("app:connected", "user-123", "{}", Some("t2"));
+    hookd.publish("app:connected", "user-123", "{}", Some("t2"));
     let ts = hookd.get(&format!("{EVENTS}/t2"), USER).json()["timestamp"]
         .as_str()
         .unwrap()
@@ -206,7 +207,7 @@ fn event_log_lists_newest_first_with_cursor_and_filter() {
             202
         );
     }
-    hookd.ingest("app:connected", "user-456", "{}", Some("theirs"));
+    hookd.publish("app:connected", "user-456", "{}", Some("theirs"));
 
     let page1 = hookd.get(&format!("{EVENTS}?limit=3"), USER).json();
     let ids = |page: &Value| -> Vec<String> {
@@ -295,7 +296,7 @@ fn deliveries_listing_validates_and_pages() {
     let hookd = Hookd::start();
     let hook = hookd.create_webhook(USER, RECEIVER, &["*"], None);
     for i in 0..5 {
-        hookd.ingest("agent:invoked", "user-123", "{}", Some(&format!("d{i}")));
+        hookd.publish("agent:invoked", "user-123", "{}", Some(&format!("d{i}")));
     }
     let path = format!("/api/hooks/webhooks/{hook}/deliveries");
     let page = hookd.get(&format!("{path}?limit=2"), USER).json();

@@ -4,6 +4,10 @@
 //! Webhook receivers are real sockets on 127.0.0.1 too (`common::receiver`).
 //!
 //! Run one area with `cargo test --release --test it <module>::`, e.g. `delivery::`.
+//! Tools some tests drive (Python's `standardwebhooks`, Node, `systemd-analyze`,
+//! Chromium) are optional on a developer machine, where a missing one skips that check
+//! with a note; under `CI=true` (which .ci/run sets) a missing tool fails the test
+//! (`common::optional_tool`).
 
 mod common;
 
@@ -16,6 +20,7 @@ mod delivery;
 mod durability;
 mod events;
 mod faults;
+mod harness;
 mod observe;
 mod openapi;
 mod operations;

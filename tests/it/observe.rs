@@ -218,7 +218,7 @@ fn filtered_listings_equal_the_full_listing_filtered_by_hand_across_pages() {
         );
         // Another user's events never show in this user's log.
         if i % 10 == 0 {
-            hookd.ingest(t, "user-456", "{}", Some(&format!("g{i}")));
+            hookd.publish(t, "user-456", "{}", Some(&format!("g{i}")));
         }
     }
     receiver.wait_for(n, WAIT);

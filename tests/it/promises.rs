@@ -236,7 +236,7 @@ fn shutdown_waits_for_the_attempt_under_way(sig: &str) {
     ));
     let rx = Receiver::start(|_, _| Reply::Hang(Duration::from_secs(30)));
     let hook = hookd.create_webhook(USER, &rx.url("/hang"), &["*"], None);
-    hookd.ingest("app:connected", "user-123", "{}", Some("in-flight"));
+    hookd.publish("app:connected", "user-123", "{}", Some("in-flight"));
     let arrived = rx.wait_for(1, WAIT)[0].at;
     hookd.signal(sig);
     let signalled = Instant::now();
@@ -306,7 +306,7 @@ fn an_attempt_cut_off_by_shutdown_is_made_again_with_the_same_number() {
         }
     });
     let hook = hookd.create_webhook(USER, &rx.url("/slow"), &["*"], Some("cut-secret"));
-    hookd.ingest("app:connected", "user-123", "{}", Some("cut-off"));
+    hookd.publish("app:connected", "user-123", "{}", Some("cut-off"));
     let first = rx.wait_for(1, WAIT)[0].clone();
     hookd.signal("TERM");
     let signalled = Instant::now();
@@ -400,7 +400,7 @@ fn retry_after_is_honoured_on_429_and_503_only_and_capped_at_an_hour() {
     })
     .collect();
     let hook = |p: &str| hooks.iter().find(|(q, _)| q == p).unwrap().1.clone();
-    hookd.ingest("agent:invoked", "user-123", "{}", Some("ra"));
+    hookd.publish("agent:invoked", "user-123", "{}", Some("ra"));
 
     // After the first attempt each delivery is pending; nextAttemptAt against the attempt.
     let next_after_first = |p: &str| -> (i64, i64) {
@@ -581,13 +581,13 @@ fn recover_takes_since_but_not_until_and_never_cancelled_deliveries() {
     let hook = hookd.create_webhook(USER, &rx.url("/h"), &["*"], None);
     let path = format!("/api/hooks/webhooks/{hook}");
     for i in 1..=4 {
-        hookd.ingest("message:sent", "user-123", "{}", Some(&format!("f-{i}")));
+        hookd.publish("message:sent", "user-123", "{}", Some(&format!("f-{i}")));
         hookd.wait_deliveries(USER, &hook, WAIT, |d| {
             d.len() == i && d.iter().all(|d| d["status"] == "failed")
         });
     }
     for id in ["g-1", "g-2", "g-3"] {
-        hookd.ingest("message:sent", "user-123", "{}", Some(id));
+        hookd.publish("message:sent", "user-123", "{}", Some(id));
     }
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.len() == 7 && d.iter().all(|d| d["status"] != "pending")
@@ -799,7 +799,7 @@ fn a_restored_backup_signs_and_sends_what_was_pending() {
         r#"{"secret":"bk-new","graceSeconds":3600}"#,
     );
     assert_eq!(r.status, 200, "{}", r.body);
-    hookd.ingest("app:connected", "user-123", "{}", Some("bk-1"));
+    hookd.publish("app:connected", "user-123", "{}", Some("bk-1"));
     let log = hookd.wait_deliveries(USER, &hook, WAIT, |d| {
         d.len() == 1 && d[0]["attempts"].as_array().is_some_and(|a| a.len() == 1)
     });

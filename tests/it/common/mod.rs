@@ -120,11 +120,30 @@ impl Hookd {
         self.addr = addr;
     }
 
+    /// SIGKILL, and waits for the process to be gone. Fails when hookd is not running or
+    /// had already exited: a kill -9 test must kill a live process.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("SIGKILL");
-            child.wait().expect("reap");
+        let mut child = self
+            .child
+            .take()
+            .expect("kill9: hookd is not running (stopped already?)");
+        if let Some(status) = child.try_wait().expect("kill9: try_wait") {
+            panic!(
+                "kill9: hookd had already exited ({status}) before the kill; log:\n{}",
+                self.log()
+            );
         }
+        child
+            .kill()
+            .unwrap_or_else(|e| panic!("kill9: SIGKILL to pid {}: {e}", child.id()));
+        let status = child.wait().expect("kill9: reap");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "kill9: hookd ended with {status}, not by SIGKILL; log:\n{}",
+            self.log()
+        );
     }
 
     pub fn signal(&self, sig: &str) {
@@ -175,6 +194,7 @@ impl Hookd {
         false
     }
 
+    #[must_use = "an answer nobody checks proves nothing"]
     pub fn request(
         &self,
         method: &str,
@@ -196,18 +216,22 @@ impl Hookd {
         http(self.addr, method, path, &headers, json.map(str::as_bytes))
     }
 
+    #[must_use = "an answer nobody checks proves nothing"]
     pub fn get(&self, path: &str, token: &str) -> Resp {
         self.request("GET", path, Some(token), None)
     }
 
+    #[must_use = "an answer nobody checks proves nothing"]
     pub fn post(&self, path: &str, token: &str, json: &str) -> Resp {
         self.request("POST", path, Some(token), Some(json))
     }
 
+    #[must_use = "an answer nobody checks proves nothing"]
     pub fn patch(&self, path: &str, token: &str, json: &str) -> Resp {
         self.request("PATCH", path, Some(token), Some(json))
     }
 
+    #[must_use = "an answer nobody checks proves nothing"]
     pub fn delete(&self, path: &str, token: &str) -> Resp {
         self.request("DELETE", path, Some(token), None)
     }
@@ -230,13 +254,21 @@ impl Hookd {
         r.json()["id"].as_str().expect("id").to_string()
     }
 
-    /// Ingests an event of `event_type` for `user` and returns (status, answer).
+    /// Ingests an event of `event_type` for `user` and returns the answer.
+    #[must_use = "an answer nobody checks proves nothing"]
     pub fn ingest(&self, event_type: &str, user: &str, payload: &str, id: Option<&str>) -> Resp {
         let id_field = id.map(|i| format!(",\"id\":\"{i}\"")).unwrap_or_default();
         let body = format!(
             "{{\"type\":\"{event_type}\",\"userId\":\"{user}\",\"source\":\"whatsapp\",\"payload\":{payload}{id_field}}}"
         );
         self.post("/api/hooks/events", PUBLISHER, &body)
+    }
+
+    /// Ingests a new event, asserts the 202, and returns the event's id.
+    pub fn publish(&self, event_type: &str, user: &str, payload: &str, id: Option<&str>) -> String {
+        let r = self.ingest(event_type, user, payload, id);
+        assert_eq!(r.status, 202, "ingest {event_type} {id:?}: {}", r.body);
+        r.json()["id"].as_str().expect("event id").to_string()
     }
 }
 
@@ -332,6 +364,7 @@ impl Resp {
 }
 
 /// One HTTP/1.1 request on a fresh connection.
+#[must_use = "an answer nobody checks proves nothing"]
 pub fn http(
     addr: SocketAddr,
     method: &str,
@@ -339,6 +372,16 @@ pub fn http(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Resp {
+    raw(addr, &request_bytes(addr, method, path, headers, body))
+}
+
+fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Vec<u8> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -351,20 +394,81 @@ pub fn http(
     if let Some(b) = body {
         bytes.extend_from_slice(b);
     }
-    raw(addr, &bytes)
+    bytes
 }
 
-/// Sends `bytes` as they are and parses the answer.
+/// Sends `bytes` as they are and parses the answer; fails, saying what went wrong, when
+/// there is no complete answer.
+#[must_use = "an answer nobody checks proves nothing"]
 pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Resp {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+    try_raw(addr, bytes).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One HTTP/1.1 request on a fresh connection; `Err` says why there was no complete answer.
+pub fn try_http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Resp, String> {
+    try_raw(addr, &request_bytes(addr, method, path, headers, body))
+}
+
+/// Sends `bytes` and reads the answer to the end. The answer must be whole: a head, and
+/// all of its `Content-Length`. The server may answer (e.g. 413) and close before it read
+/// everything, so a failed write, or a read that ends in an error, is accepted once the
+/// answer is whole.
+pub fn try_raw(addr: SocketAddr, bytes: &[u8]) -> Result<Resp, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect to {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    // The server may answer (e.g. 413) and close before reading everything we send.
-    let _ = stream.write_all(bytes);
+        .map_err(|e| format!("set_read_timeout: {e}"))?;
+    let written = stream.write_all(bytes);
     let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    parse_response(&answer)
+    let read = stream.read_to_end(&mut answer);
+    let request_line = String::from_utf8_lossy(bytes)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let problem = match (&written, &read) {
+        (Ok(()), Ok(_)) => None,
+        (Err(e), _) => Some(format!("sending failed ({e})")),
+        (_, Err(e)) => Some(format!("reading failed ({e})")),
+    };
+    // An answer to HEAD announces the length of a body it does not send.
+    let head_request = request_line.starts_with("HEAD ");
+    let incomplete = match announced_length(&answer) {
+        None => Some("closed without a whole response head".to_string()),
+        Some((Some(len), got)) if got < len && !head_request => {
+            Some(format!("the body ends after {got} of its {len} bytes"))
+        }
+        // Delimited by the close: whole only if the connection ended cleanly.
+        Some((None, _)) if problem.is_some() => Some("no Content-Length".to_string()),
+        Some(_) => None,
+    };
+    if let Some(incomplete) = incomplete {
+        return Err(format!(
+            "no complete answer from {addr} to {request_line:?}: {incomplete}{}; got {} bytes: {:?}",
+            problem.map(|p| format!(", {p}")).unwrap_or_default(),
+            answer.len(),
+            String::from_utf8_lossy(&answer)
+        ));
+    }
+    Ok(parse_response(&answer))
+}
+
+/// `None` without a whole response head; else (its Content-Length, the body's length).
+fn announced_length(answer: &[u8]) -> Option<(Option<usize>, usize)> {
+    let text = String::from_utf8_lossy(answer);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    Some((length, body.len()))
 }
 
 pub fn parse_response(answer: &[u8]) -> Resp {
@@ -407,10 +511,11 @@ impl Hookd {
                 token,
             );
             assert_eq!(r.status, 200, "{}", r.body);
+            // A missing array is an answer that is wrong, not an empty log: fail.
             let list = r.json()["deliveries"]
                 .as_array()
                 .cloned()
-                .unwrap_or_default();
+                .unwrap_or_else(|| panic!("no `deliveries` array in {}", r.body));
             if pred(&list) {
                 return list;
             }
@@ -439,4 +544,30 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
         assert!(Instant::now() < deadline, "{what} (waited {timeout:?})");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Whether this is a CI run (`CI=true`, which .ci/run sets): then a missing optional tool
+/// fails the test that needs it instead of skipping that check.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Gate for a check that needs an optional tool (Node, Python's standardwebhooks,
+/// systemd-analyze, Chromium). `true`: run it. When the tool is missing (`available` is
+/// false), a CI run fails here, naming it; elsewhere the check is skipped with a note.
+pub fn optional_tool(available: bool, missing: &str) -> bool {
+    if available {
+        return true;
+    }
+    assert!(!in_ci(), "CI=true, but {missing}");
+    eprintln!("skipping a check: {missing} (under CI=true this fails)");
+    false
+}
+
+/// Whether `program --version` runs and succeeds.
+pub fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

@@ -61,6 +61,9 @@ type Behaviour = Box<dyn Fn(&Received, usize) -> Reply + Send + Sync>;
 
 struct Shared {
     received: Mutex<Vec<Received>>,
+    /// Requests that broke off before their end (headers or the announced body), each
+    /// described; any one fails the test at its next look at the receiver.
+    broken: Mutex<Vec<String>>,
     arrived: Condvar,
     behaviour: Mutex<Arc<Behaviour>>,
 }
@@ -77,6 +80,7 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
+            broken: Mutex::new(Vec::new()),
             arrived: Condvar::new(),
             behaviour: Mutex::new(Arc::new(Box::new(reply))),
         });
@@ -104,7 +108,19 @@ impl Receiver {
     }
 
     pub fn received(&self) -> Vec<Received> {
+        self.assert_none_broken();
         self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Fails if any request arrived incomplete (see `Shared::broken`).
+    fn assert_none_broken(&self) {
+        let broken = self.shared.broken.lock().unwrap();
+        assert!(
+            broken.is_empty(),
+            "the receiver got {} incomplete request(s):\n{}",
+            broken.len(),
+            broken.join("\n")
+        );
     }
 
     /// Waits until `pred` holds for the requests received so far (at most `timeout`).
@@ -115,7 +131,11 @@ impl Receiver {
     ) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
         let mut got = self.shared.received.lock().unwrap();
-        while !pred(&got) {
+        loop {
+            self.assert_none_broken();
+            if pred(&got) {
+                break;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
                 !left.is_zero(),
@@ -133,13 +153,28 @@ impl Receiver {
     }
 }
 
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.assert_none_broken();
+        }
+    }
+}
+
 fn serve(stream: TcpStream, shared: &Shared) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
     let mut writer = stream;
+    let broken = |what: String| {
+        shared.broken.lock().unwrap().push(what);
+        shared.arrived.notify_all();
+    };
     let mut request_line = String::new();
-    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-        return;
+    match reader.read_line(&mut request_line) {
+        // A connection closed before sending anything is not a request.
+        Ok(0) => return,
+        Ok(_) => {}
+        Err(e) => return broken(format!("reading the request line: {e}")),
     }
     let path = request_line
         .split_whitespace()
@@ -149,8 +184,18 @@ fn serve(stream: TcpStream, shared: &Shared) {
     let mut headers = Vec::new();
     loop {
         let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
+        match reader.read_line(&mut line) {
+            Ok(0) => {
+                return broken(format!(
+                    "{request_line:?}: the connection closed inside the headers {headers:?}"
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return broken(format!(
+                    "{request_line:?}: reading the headers {headers:?}: {e}"
+                ));
+            }
         }
         let line = line.trim_end();
         if line.is_empty() {
@@ -166,8 +211,10 @@ fn serve(stream: TcpStream, shared: &Shared) {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
     let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
+    if let Err(e) = reader.read_exact(&mut body) {
+        return broken(format!(
+            "{request_line:?}: a body shorter than its Content-Length {length}: {e}"
+        ));
     }
     let request = Received {
         path,
