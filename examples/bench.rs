@@ -181,6 +181,23 @@ fn main() {
             _ => unreachable!("checked above"),
         }
     }
+    if LOSSES.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("bench: deliveries were lost or duplicated (see above): failing");
+        std::process::exit(1);
+    }
+}
+
+/// Set when any scenario lost or duplicated a delivery: the run then exits 1, so a
+/// script (or CI) running the benchmark cannot miss it. Scenarios kill nothing, so the
+/// bound for both is zero.
+static LOSSES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a scenario's lost and duplicated deliveries and remembers any.
+fn report_losses(lost: usize, duplicates: usize) {
+    println!("lost / duplicates {lost} / {duplicates}");
+    if lost > 0 || duplicates > 0 {
+        LOSSES.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Delivery rates of the empty-queue scenarios, to compare the backlog drain with.
@@ -438,7 +455,7 @@ impl Bench {
                 );
             }
         }
-        println!("lost / duplicates {} / {}", stats.lost, stats.duplicates);
+        report_losses(stats.lost, stats.duplicates);
         Api::new(hookd.addr).print_stats_cost(pending);
         let stopped = hookd.stop();
         println!(
@@ -484,10 +501,7 @@ impl Bench {
             "                  {:.2} % within 50 ms; {early} more than 1 ms early",
             100.0 * within as f64 / lateness.len().max(1) as f64
         );
-        println!(
-            "lost / duplicates {} / {}",
-            run.stats.lost, run.stats.duplicates
-        );
+        report_losses(run.stats.lost, run.stats.duplicates);
         let stopped = run.hookd.stop();
         print_rss(&stopped.rss);
         run.cpu.print();
@@ -1240,7 +1254,7 @@ impl DeliveryStats {
             percentile_ms(&self.e2e_ns, 99.0),
             percentile_ms(&self.e2e_ns, 100.0)
         );
-        println!("lost / duplicates {} / {}", self.lost, self.duplicates);
+        report_losses(self.lost, self.duplicates);
         Measured { delivery_rate }
     }
 }
