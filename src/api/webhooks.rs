@@ -274,8 +274,12 @@ pub async fn update(
         })
         .await?
         .ok_or_else(|| ApiError::not_found("no such webhook"))?;
-    if enabled == Some(false) {
-        state.delivery.quiesce(id).await;
+    match enabled {
+        Some(false) => state.delivery.quiesce(id).await,
+        // A look at once: whatever is queued for it (a retry, a recover, a cancellation
+        // that a concurrent disable left unfinished) must not wait for the next message.
+        Some(true) => state.delivery.queued(id, Millis::now()),
+        None => {}
     }
     tracing::info!(webhook = %updated.id, enabled = updated.enabled, "webhook updated");
     // Committed: a failed look here must not turn the answer into an error (the
