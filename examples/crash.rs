@@ -258,21 +258,8 @@ fn campaign(args: &Args, bin: &Path, dir: &Path) -> Result<bool, String> {
     ];
     let mut hooks: Vec<Hook> = Vec::new();
     for (key, user, receiver, types) in stable_plan {
-        let mut hook = Hook {
-            key: key.to_string(),
-            user,
-            receiver,
-            types: types.iter().map(|t| t.to_string()).collect(),
-            stable: true,
-            id: None,
-            existence: Existence::Unknown,
-            create_sent_ns: 0,
-            created_ns: None,
-            disable_sent_ns: None,
-            disabled_ns: None,
-            delete_sent_ns: None,
-            deleted_ns: None,
-        };
+        let types = types.iter().map(|t| t.to_string()).collect();
+        let mut hook = Hook::planned(key.to_string(), user, receiver, types, true);
         load::create_hook(&api, &mut hook, &receivers.addrs)?;
         if hook.existence != Existence::Live {
             return Err(format!("creating webhook {key} got no answer"));

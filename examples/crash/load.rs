@@ -181,6 +181,31 @@ pub struct Hook {
 }
 
 impl Hook {
+    /// A webhook about to be created: nothing sent or known yet.
+    pub fn planned(
+        key: String,
+        user: usize,
+        receiver: usize,
+        types: Vec<String>,
+        stable: bool,
+    ) -> Hook {
+        Hook {
+            key,
+            user,
+            receiver,
+            types,
+            stable,
+            id: None,
+            existence: Existence::Unknown,
+            create_sent_ns: 0,
+            created_ns: None,
+            disable_sent_ns: None,
+            disabled_ns: None,
+            delete_sent_ns: None,
+            deleted_ns: None,
+        }
+    }
+
     pub fn url(&self, receivers: &[std::net::SocketAddr]) -> String {
         format!("http://{}/h/{}", receivers[self.receiver], self.key)
     }
@@ -313,21 +338,13 @@ pub fn mutator(
                         CHURN_PATTERNS[rng.below(CHURN_PATTERNS.len() as u64) as usize].to_string()
                     })
                     .collect();
-                let mut hook = Hook {
-                    key: format!("churn-{next_key}"),
-                    user: rng.below(USERS.len() as u64) as usize,
-                    receiver: churn_receivers[rng.below(churn_receivers.len() as u64) as usize],
+                let mut hook = Hook::planned(
+                    format!("churn-{next_key}"),
+                    rng.below(USERS.len() as u64) as usize,
+                    churn_receivers[rng.below(churn_receivers.len() as u64) as usize],
                     types,
-                    stable: false,
-                    id: None,
-                    existence: Existence::Unknown,
-                    create_sent_ns: 0,
-                    created_ns: None,
-                    disable_sent_ns: None,
-                    disabled_ns: None,
-                    delete_sent_ns: None,
-                    deleted_ns: None,
-                };
+                    false,
+                );
                 if let Err(e) = create_hook(&api, &mut hook, receivers) {
                     m.errors.push(e);
                 } else if hook.existence == Existence::Live {

@@ -13,6 +13,32 @@ pub mod webhooks;
 #[cfg(test)]
 mod observe_tests;
 
+/// For unit tests: a fresh store in a temp dir (kept alive by the returned guard) with one
+/// webhook of user `u` subscribed to every event.
+#[cfg(test)]
+pub(crate) fn test_store_with_webhook() -> (
+    tempfile::TempDir,
+    crate::store::Store,
+    crate::model::WebhookId,
+) {
+    use crate::model::{EventPattern, Millis};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = crate::store::Store::open(&dir.path().join("t.redb")).expect("open store");
+    let hook = WebhookRecord::new(
+        "u".into(),
+        "n".into(),
+        "https://example.com/".into(),
+        vec![EventPattern::All],
+        None,
+        Millis(0),
+    );
+    let id = hook.id;
+    store
+        .write_blocking(move |tx| webhooks::create(tx, hook, 10))
+        .expect("create webhook");
+    (dir, store, id)
+}
+
 use redb::{Database, ReadableTable, Table};
 
 use super::codec::{self, Record};

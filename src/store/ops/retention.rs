@@ -152,25 +152,11 @@ fn has_pending(
 mod tests {
     use super::*;
     use crate::model::*;
-    use crate::store::Store;
-    use crate::store::ops::{events, webhooks};
-    use crate::store::records::WebhookRecord;
+    use crate::store::ops::events;
 
     #[test]
     fn old_pending_deliveries_are_kept_and_do_not_keep_the_job_busy() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let hook = WebhookRecord::new(
-            "u".into(),
-            "n".into(),
-            "https://example.com/".into(),
-            vec![EventPattern::All],
-            None,
-            Millis(0),
-        );
-        store
-            .write_blocking(move |tx| webhooks::create(tx, hook, 10))
-            .unwrap();
+        let (_dir, store, _) = super::super::test_store_with_webhook();
         // Alternately an event with a pending delivery (user `u` has the webhook) and
         // one without deliveries (user `v` has none).
         for i in 0..60 {

@@ -349,7 +349,7 @@ pub async fn finish_cleanups(store: &Store) -> Result<usize, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{EventId, EventPattern, EventType};
+    use crate::model::{EventId, EventType};
     use crate::store::ops::events::{self, NewEvent};
     use redb::ReadableTableMetadata;
 
@@ -377,20 +377,7 @@ mod tests {
 
     #[test]
     fn a_big_delete_goes_in_chunks_keeping_the_indexes_in_step() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let hook = WebhookRecord::new(
-            "u".into(),
-            "n".into(),
-            "https://example.com/".into(),
-            vec![EventPattern::All],
-            None,
-            Millis(0),
-        );
-        let id = hook.id;
-        store
-            .write_blocking(move |tx| create(tx, hook, 10))
-            .unwrap();
+        let (_dir, store, id) = super::super::test_store_with_webhook();
         let n = CLEANUP_CHUNK + 500;
         store
             .write_blocking(move |tx| {
