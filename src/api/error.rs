@@ -133,10 +133,9 @@ impl ApiError {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if self.code == Fault::Full.code() || self.code == Fault::Unavailable.code() {
-            headers.insert(
-                RETRY_AFTER,
-                HeaderValue::from_static(STORE_RETRY_AFTER_SECONDS),
-            );
+            // The writer's longest wait between two attempts to reopen the store.
+            let wait = crate::store::MAX_REOPEN_WAIT.as_secs();
+            headers.insert(RETRY_AFTER, HeaderValue::from(wait));
         }
         response
     }
@@ -148,10 +147,6 @@ impl From<Invalid> for ApiError {
         ApiError::bad_request(e.0)
     }
 }
-
-/// How long a client is asked to wait after a store failure: about the writer's longest
-/// wait between two attempts to reopen the store.
-const STORE_RETRY_AFTER_SECONDS: &str = "5";
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {

@@ -125,12 +125,10 @@ impl Engine {
         let alive = Arc::new(crate::clock::Beat::default());
         alive.beat();
         let scheduler = scheduler::Scheduler::new(
-            store,
             Arc::clone(&alive),
             ctx,
             inbox_tx.clone(),
             limits,
-            Arc::clone(&fences),
             jobs_tx,
             inbox_rx,
         );

@@ -35,12 +35,10 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
 use super::Message;
-use super::fence::Fences;
 use super::ratelimit::RateLimiter;
 use super::turns::Turns;
 use super::worker::{Done, Failed, Job, Outcome, WorkerContext, submit_outcome};
 use crate::model::{DeliveryId, Millis, WebhookId};
-use crate::store::Store;
 use crate::store::ops::{attempts, queue};
 
 /// How many rate-limited deliveries one look moves to their future slots.
@@ -88,10 +86,10 @@ impl WebhookState {
 }
 
 pub struct Scheduler {
-    store: Store,
     /// Beats while the loop is responsive (read by the watchdog).
     alive: Arc<crate::clock::Beat>,
-    /// For recording again the outcomes whose commit failed.
+    /// The store and the fences (shared with the workers), and what records again the
+    /// outcomes whose commit failed.
     ctx: Arc<WorkerContext>,
     reply: UnboundedSender<Message>,
     /// Attempts made whose outcome is not in the store yet (their claims stay).
@@ -99,7 +97,6 @@ pub struct Scheduler {
     /// When to try recording them again.
     record_again_at: Option<Millis>,
     limits: Limits,
-    fences: Arc<Fences>,
     jobs: SyncSender<Job>,
     inbox: UnboundedReceiver<Message>,
     webhooks: HashMap<WebhookId, WebhookState>,
@@ -114,26 +111,23 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    #[allow(clippy::too_many_arguments)]
+    /// `ctx` is the workers' context (the store and the fences come from it); `reply`
+    /// sends to `inbox`, for outcomes recorded again.
     pub fn new(
-        store: Store,
         alive: Arc<crate::clock::Beat>,
         ctx: Arc<WorkerContext>,
         reply: UnboundedSender<Message>,
         limits: Limits,
-        fences: Arc<Fences>,
         jobs: SyncSender<Job>,
         inbox: UnboundedReceiver<Message>,
     ) -> Scheduler {
         Scheduler {
-            store,
             alive,
             ctx,
             reply,
             unrecorded: Vec::new(),
             record_again_at: None,
             limits,
-            fences,
             jobs,
             inbox,
             webhooks: HashMap::new(),
@@ -150,7 +144,7 @@ impl Scheduler {
     /// entry is untouched, so it is attempted again after the restart.
     pub async fn run(mut self, mut stop: oneshot::Receiver<()>, drain: Duration) {
         let now = Millis::now();
-        match self.store.read(queue::enabled_webhooks) {
+        match self.ctx.store.read(queue::enabled_webhooks) {
             Ok(ids) => ids.into_iter().for_each(|id| self.look_at(id, now)),
             Err(e) => tracing::error!(error = %e, "scheduler cannot list webhooks"),
         }
@@ -277,14 +271,22 @@ impl Scheduler {
         if self.record_again_at.is_none_or(|at| at > now) {
             return;
         }
-        if self.store.health().commit_fault().is_some() {
+        if self.ctx.store.health().commit_fault().is_some() {
             self.record_again_at = Some(now.saturating_add(STORE_RETRY));
             return;
         }
         self.record_again_at = None;
         for (webhook, delivery, outcome) in std::mem::take(&mut self.unrecorded) {
-            let again = (false, crate::store::ops::attempts::Recording::Again);
-            submit_outcome(&self.ctx, webhook, delivery, outcome, again, &self.reply);
+            let again = crate::store::ops::attempts::Recording::Again;
+            submit_outcome(
+                &self.ctx,
+                webhook,
+                delivery,
+                outcome,
+                false,
+                again,
+                &self.reply,
+            );
         }
     }
 
@@ -341,6 +343,7 @@ impl Scheduler {
         let user = match known {
             Some(user) => user,
             None => match self
+                .ctx
                 .store
                 .read(|r| crate::store::ops::webhooks::get(r, webhook))?
             {
@@ -380,7 +383,7 @@ impl Scheduler {
                 user: None,
             });
         state.release_cooled(now);
-        if self.store.health().commit_fault().is_some() {
+        if self.ctx.store.health().commit_fault().is_some() {
             // Nothing goes out while outcomes could not be recorded; look again later.
             self.look_at(webhook, now.saturating_add(STORE_RETRY));
             return Ok(());
@@ -404,9 +407,10 @@ impl Scheduler {
         };
         // The epoch before the read: a delete or disable committed after this read closes
         // the fence after its commit, so a job planned from a stale read cannot send.
-        let epoch = self.fences.epoch(webhook);
+        let epoch = self.ctx.fences.epoch(webhook);
         let claimed = &state.claimed;
         let peek = self
+            .ctx
             .store
             .read(|r| queue::peek(r, webhook, now, claimed, room))?;
         let Some(record) = peek.webhook.filter(|w| w.enabled) else {
@@ -476,6 +480,7 @@ impl Scheduler {
         };
         let claimed = &state.claimed;
         let peek = self
+            .ctx
             .store
             .read(|r| queue::peek(r, webhook, now, claimed, RESCHEDULE_BATCH))?;
         let slots = state.limiter.reserve_slots(now, peek.due.len());
@@ -483,6 +488,7 @@ impl Scheduler {
             peek.due.into_iter().zip(slots.iter().copied()).collect();
         if !moves.is_empty()
             && let Err(e) = self
+                .ctx
                 .store
                 .write(move |tx| attempts::reschedule(tx, webhook, &moves))
                 .await
@@ -500,6 +506,7 @@ impl Scheduler {
             .map(|s| s.claimed.clone())
             .unwrap_or_default();
         let head = self
+            .ctx
             .store
             .read(|r| queue::peek(r, webhook, now, &claimed, 0))?;
         if let Some(at) = head.next {

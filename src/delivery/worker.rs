@@ -138,8 +138,16 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
     let frees_early = outcome.verdict == attempts::Verdict::Success;
     // Even with the scheduler gone (shutdown), the outcome is still recorded.
     let scheduler_alive = !frees_early || sent();
-    let first = (!frees_early, attempts::Recording::First);
-    submit_outcome(ctx, job.webhook, job.delivery, outcome, first, inbox);
+    let first = attempts::Recording::First;
+    submit_outcome(
+        ctx,
+        job.webhook,
+        job.delivery,
+        outcome,
+        !frees_early,
+        first,
+        inbox,
+    );
     scheduler_alive
 }
 
@@ -151,7 +159,8 @@ pub fn submit_outcome(
     webhook: WebhookId,
     id: DeliveryId,
     outcome: Outcome,
-    (frees_slot, recording): (bool, attempts::Recording),
+    frees_slot: bool,
+    recording: attempts::Recording,
     inbox: &UnboundedSender<Message>,
 ) {
     let policy = Arc::clone(&ctx.policy);
@@ -191,16 +200,7 @@ pub fn submit_outcome(
     // If the store is closed, the job still answers through `on_commit` (with an error),
     // so the scheduler hears of this attempt exactly once either way.
     let _ = ctx.store.write_then(
-        move |tx| {
-            attempts::record(
-                tx,
-                id,
-                verdict,
-                (attempt, recording),
-                &policy,
-                Millis::now(),
-            )
-        },
+        move |tx| attempts::record(tx, id, verdict, attempt, recording, &policy, Millis::now()),
         on_commit,
     );
 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, RwLock};
 use redb::{Database, ReadTransaction, ReadableDatabase};
 
 pub use health::{Fault, Health};
-pub use writer::Tx;
+pub use writer::{MAX_REOPEN_WAIT, Tx};
 
 /// Why a store operation failed. Cloneable because one failed group commit answers every
 /// job in its batch with the same error.

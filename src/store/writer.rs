@@ -27,7 +27,7 @@ use super::{Slot, StoreError};
 const MAX_BATCH: usize = 1024;
 /// The first wait before reopening a failed store, doubled up to [`MAX_REOPEN_WAIT`].
 const FIRST_REOPEN_WAIT: Duration = Duration::from_millis(100);
-const MAX_REOPEN_WAIT: Duration = Duration::from_secs(5);
+pub const MAX_REOPEN_WAIT: Duration = Duration::from_secs(5);
 /// An idle writer still shows it is alive this often (the watchdog reads it).
 const IDLE_BEAT: Duration = Duration::from_secs(1);
 

@@ -150,7 +150,8 @@ pub fn record(
     tx: &mut Tx<'_>,
     id: DeliveryId,
     verdict: Verdict,
-    (mut attempt, recording): (Attempt, Recording),
+    mut attempt: Attempt,
+    recording: Recording,
     policy: &RetryPolicy,
     now: Millis,
 ) -> Result<Option<Recorded>, StoreError> {

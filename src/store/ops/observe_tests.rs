@@ -375,7 +375,8 @@ fn run(seed: u64, steps: usize) {
                             tx,
                             d,
                             verdict,
-                            (attempt, attempts::Recording::First),
+                            attempt,
+                            attempts::Recording::First,
                             &policy,
                             now,
                         )
