@@ -5,7 +5,9 @@
 //! non-minimal integer encodings (`fb 05 00` decodes as 5, which encodes as `05`), so
 //! the checks are `decode(encode(r)) == r`, and that a decodable input differing from
 //! the canonical encoding is strictly longer than it (every non-minimal form is longer;
-//! everything else in these records has a single accepted encoding).
+//! everything else in these records has a single accepted encoding). An input written
+//! at an older schema version is upgraded on decode and re-encoded at the newest, so for
+//! those only the round trip is checked.
 
 #![no_main]
 
@@ -37,8 +39,9 @@ fn check<R: Record + PartialEq + Debug>(data: &[u8]) {
         "{} record does not survive encode -> decode",
         R::NAME
     );
+    let older_version = data.first() != Some(&R::VERSION);
     assert!(
-        encoded == data || encoded.len() < data.len(),
+        older_version || encoded == data || encoded.len() < data.len(),
         "{} record {record:?}: non-canonical input {data:02x?} is not longer than its encoding {encoded:02x?}",
         R::NAME
     );

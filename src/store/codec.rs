@@ -5,6 +5,16 @@
 //! field means a new version number and a decoder for the old one, never a silent
 //! misread. A record from a version this binary does not know is a clear error, not
 //! garbage — e.g. when an older hookd is started on a newer data file.
+//!
+//! How a schema evolves (append-only, like the versions themselves):
+//! 1. keep the old layout as a frozen struct (`records::v1::WebhookRecordV1`, …) that is
+//!    never changed again;
+//! 2. raise `VERSION` and change the live struct;
+//! 3. teach [`Record::decode_older`] to read the old version through [`decode_body`] and
+//!    convert it (`From<V1>`), choosing what the new fields hold for old records.
+//!
+//! Records are always *written* at the newest version, so an old record is upgraded the
+//! next time it is rewritten and never needs a migration pass over the whole file.
 
 use std::fmt;
 
@@ -17,6 +27,12 @@ pub trait Record: Serialize + DeserializeOwned {
     const NAME: &'static str;
     /// The schema version written in front of every record of this type.
     const VERSION: u8;
+
+    /// Reads a body written under an older schema `version` (always `< VERSION`). Only
+    /// records whose schema has changed override this; the default knows no older version.
+    fn decode_older(version: u8, _body: &[u8]) -> Result<Self, CodecError> {
+        Err(CodecError::unknown_version::<Self>(version))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +51,17 @@ pub enum CodecError {
     },
 }
 
+impl CodecError {
+    /// `found` is a version `R` has no decoder for.
+    pub fn unknown_version<R: Record>(found: u8) -> CodecError {
+        CodecError::UnknownVersion {
+            record: R::NAME,
+            found,
+            supported: R::VERSION,
+        }
+    }
+}
+
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -45,7 +72,7 @@ impl fmt::Display for CodecError {
                 supported,
             } => write!(
                 f,
-                "stored {record} record has schema version {found}, but this hookd reads only version {supported}; \
+                "stored {record} record has schema version {found}, but this hookd reads versions up to {supported}; \
                  was the data file written by a newer hookd?"
             ),
             CodecError::Malformed { record, detail } => {
@@ -88,26 +115,35 @@ pub fn decode<R: Record>(bytes: &[u8]) -> Result<R, CodecError> {
     let (&version, body) = bytes
         .split_first()
         .ok_or(CodecError::Empty { record: R::NAME })?;
-    if version != R::VERSION {
-        return Err(CodecError::UnknownVersion {
-            record: R::NAME,
-            found: version,
-            supported: R::VERSION,
-        });
+    if version == R::VERSION {
+        decode_body(R::NAME, body)
+    } else if version < R::VERSION {
+        R::decode_older(version, body)
+    } else {
+        Err(CodecError::unknown_version::<R>(version))
     }
-    let (record, read) = bincode::serde::decode_from_slice(body, decode_config()).map_err(|e| {
+}
+
+/// Decodes one bincode body (the bytes after the version byte) as `T`, which must use
+/// every byte. `record` names the record in errors. [`Record::decode_older`]
+/// implementations read their frozen old layouts through this.
+pub fn decode_body<T: DeserializeOwned>(
+    record: &'static str,
+    body: &[u8],
+) -> Result<T, CodecError> {
+    let (value, read) = bincode::serde::decode_from_slice(body, decode_config()).map_err(|e| {
         CodecError::Malformed {
-            record: R::NAME,
+            record,
             detail: e.to_string(),
         }
     })?;
     if read != body.len() {
         return Err(CodecError::Malformed {
-            record: R::NAME,
+            record,
             detail: format!("{} trailing bytes", body.len() - read),
         });
     }
-    Ok(record)
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -126,6 +162,25 @@ mod tests {
     impl Record for Sample {
         const NAME: &'static str = "sample";
         const VERSION: u8 = 3;
+
+        fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+            match version {
+                2 => decode_body::<SampleV2>(Self::NAME, body).map(|old| Sample {
+                    name: old.name,
+                    count: old.count,
+                    tags: Vec::new(),
+                    maybe: None,
+                }),
+                _ => Err(CodecError::unknown_version::<Self>(version)),
+            }
+        }
+    }
+
+    /// The layout `Sample` had at version 2, frozen.
+    #[derive(Serialize, Deserialize)]
+    struct SampleV2 {
+        name: String,
+        count: u64,
     }
 
     fn sample() -> Sample {
@@ -142,6 +197,31 @@ mod tests {
         let bytes = encode(&sample());
         assert_eq!(bytes[0], 3);
         assert_eq!(decode::<Sample>(&bytes), Ok(sample()));
+    }
+
+    #[test]
+    fn an_older_version_is_read_through_its_frozen_layout() {
+        let mut old = vec![2];
+        bincode::serde::encode_into_std_write(
+            &SampleV2 {
+                name: "old".into(),
+                count: 7,
+            },
+            &mut old,
+            config(),
+        )
+        .unwrap();
+        let upgraded = decode::<Sample>(&old).unwrap();
+        assert_eq!((upgraded.name.as_str(), upgraded.count), ("old", 7));
+        assert!(upgraded.tags.is_empty() && upgraded.maybe.is_none());
+        // Re-encoding writes the newest version.
+        assert_eq!(encode(&upgraded)[0], 3);
+        // A version older than any decoder knows is still a clear error.
+        old[0] = 1;
+        assert!(matches!(
+            decode::<Sample>(&old),
+            Err(CodecError::UnknownVersion { found: 1, .. })
+        ));
     }
 
     #[test]
