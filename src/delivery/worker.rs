@@ -199,7 +199,7 @@ pub fn submit_outcome(
     };
     // If the store is closed, the job still answers through `on_commit` (with an error),
     // so the scheduler hears of this attempt exactly once either way.
-    let _ = ctx.store.write_then(
+    let _ = ctx.store.write_riding(
         move |tx| attempts::record(tx, id, verdict, attempt, recording, &policy, Millis::now()),
         on_commit,
     );

@@ -218,15 +218,17 @@ impl Store {
         self.writer.submit_blocking(op)
     }
 
-    /// Runs `op` in the next group commit without waiting for it: `on_commit` runs (on the
-    /// writer thread, so it must be quick) once the commit is durable or has failed.
-    pub fn write_then<T, F, C>(&self, op: F, on_commit: C) -> Result<(), StoreError>
+    /// Runs `op` in a coming group commit without waiting for it, letting it wait up to
+    /// [`writer::RIDE_WAIT`] to share another write's commit (an attempt's outcome: see
+    /// the writer's docs for what that buys and costs). `on_commit` runs (on the writer
+    /// thread, so it must be quick) once the commit is durable or has failed.
+    pub fn write_riding<T, F, C>(&self, op: F, on_commit: C) -> Result<(), StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
         C: FnOnce(Result<T, StoreError>) + Send + 'static,
     {
-        self.writer.submit_then(op, on_commit)
+        self.writer.submit_riding(op, on_commit)
     }
 
     /// Runs `f` against a consistent snapshot.
