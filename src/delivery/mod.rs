@@ -12,6 +12,7 @@ pub mod destination;
 pub mod fence;
 pub mod http;
 pub mod payload;
+pub mod proxy;
 pub mod ratelimit;
 pub mod retry;
 pub mod scheduler;
@@ -107,7 +108,7 @@ impl Engine {
         let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(d.workers);
         let ctx = Arc::new(worker::WorkerContext {
             store: store.clone(),
-            http: http::HttpSender::new(d.timeout, destination.clone(), d.workers),
+            http: http::HttpSender::new(d.timeout, destination.clone(), d.workers, d.proxy.clone()),
             policy: Arc::clone(&policy),
             fences: Arc::clone(&fences),
             metrics,

@@ -18,6 +18,7 @@ mod dashboard;
 mod dashboard_api;
 mod delivery;
 mod durability;
+mod egress;
 mod events;
 mod faults;
 mod harness;
