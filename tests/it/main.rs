@@ -22,6 +22,7 @@ mod egress;
 mod events;
 mod faults;
 mod harness;
+mod listen;
 mod observe;
 mod openapi;
 mod operations;
