@@ -118,8 +118,8 @@ pub(super) fn lookup(
 pub struct HttpSender {
     agent: Agent,
     timeout: Duration,
-    /// Whether requests go through `delivery.proxy`.
-    proxied: bool,
+    /// `delivery.proxy`, when requests go through it.
+    proxy: Option<EgressProxy>,
 }
 
 impl HttpSender {
@@ -158,20 +158,20 @@ impl HttpSender {
             .max_idle_connections(pool_size.max(1))
             .max_idle_connections_per_host(pool_size.clamp(1, 64))
             .build();
-        match proxy.and_then(ProxyConnector::new) {
-            Some(connector) => HttpSender {
+        match proxy.and_then(|p| ProxyConnector::new(p.clone()).map(|c| (p, c))) {
+            Some((proxy, connector)) => HttpSender {
                 agent: Agent::with_parts(
                     config,
                     connector.chain(RustlsConnector::default()),
                     resolver,
                 ),
                 timeout,
-                proxied: true,
+                proxy: Some(proxy),
             },
             None => HttpSender {
                 agent: Agent::with_parts(config, DefaultConnector::default(), resolver),
                 timeout,
-                proxied: false,
+                proxy: None,
             },
         }
     }
@@ -196,12 +196,15 @@ impl HttpSender {
             Err(e) => return failed(describe_error(&e, self.timeout)),
         };
         let status = response.status().as_u16();
-        // A 407 comes from the proxy (to an absolute-form http:// request; to CONNECT it
-        // is a ProxyFailed already): the receiver never saw the request.
-        if self.proxied && status == 407 {
-            let why = "the proxy answered 407 Proxy Authentication Required";
-            tracing::warn!(error = why, "egress proxy failed");
-            return failed(ProxyFailed(why.to_owned()).to_string());
+        // A 407 to an absolute-form http:// request is the proxy's (one to CONNECT is a
+        // ProxyFailed already): the receiver never saw the request.
+        if let Some(proxy) = &self.proxy
+            && status == 407
+            && url.starts_with("http://")
+        {
+            let why = format!("the proxy {proxy} answered 407 Proxy Authentication Required");
+            tracing::warn!(proxy = %proxy, error = %why, "egress proxy failed");
+            return failed(ProxyFailed(why).to_string());
         }
         let retry_after = response
             .headers()

@@ -393,10 +393,11 @@ mod tests {
     #[test]
     fn a_407_to_an_absolute_form_request_is_the_proxys() {
         let (proxy, _seen) = fake_proxy(DENIED);
-        let outcome = sender("8.8.8.8:80", proxy).send("http://hooks.example.com/in", &[], b"{}");
+        let outcome =
+            sender("8.8.8.8:80", proxy.clone()).send("http://hooks.example.com/in", &[], b"{}");
         assert_eq!(
-            outcome.error.as_deref(),
-            Some("proxy_error: the proxy answered 407 Proxy Authentication Required")
+            outcome.error.unwrap(),
+            format!("proxy_error: the proxy {proxy} answered 407 Proxy Authentication Required")
         );
         assert_eq!(outcome.status_code, None);
     }

@@ -346,7 +346,10 @@ fn a_proxy_that_refuses_is_recorded_as_the_proxys_failure() {
              CONNECT 127.0.0.1:{port}",
             proxy.url()
         ),
-        "proxy_error: the proxy answered 407 Proxy Authentication Required".to_owned(),
+        format!(
+            "proxy_error: the proxy {} answered 407 Proxy Authentication Required",
+            proxy.url()
+        ),
     ];
     for (delivery, expected) in done.iter().zip(expected) {
         assert_eq!(delivery["status"], "failed", "{delivery}");
@@ -360,5 +363,9 @@ fn a_proxy_that_refuses_is_recorded_as_the_proxys_failure() {
         "no log line for the proxy's failure:\n{}",
         hookd.log()
     );
-    assert!(hookd.log().contains("proxy_error: the proxy answered 407"));
+    assert!(
+        hookd
+            .log()
+            .contains("answered 407 Proxy Authentication Required")
+    );
 }
