@@ -103,6 +103,9 @@ impl Engine {
             disable_after: d.disable_after,
         });
         let destination = destination::Policy::from_config(d);
+        if let Some(proxy) = &d.proxy {
+            tracing::info!(proxy = %proxy, "deliveries go through the egress proxy");
+        }
         let fences = Arc::new(Fences::default());
         let (inbox_tx, inbox_rx) = unbounded_channel();
         let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(d.workers);

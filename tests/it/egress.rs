@@ -282,6 +282,10 @@ fn an_allowed_destination_is_asked_for_by_its_checked_address() {
         None,
     );
     let done = deliver(&hookd, &[&http, &https]);
+    assert!(hookd.log().contains(&format!(
+        "deliveries go through the egress proxy proxy={}",
+        proxy.url()
+    )));
 
     // http://: absolute form to the checked address; the receiver sees the webhook's
     // host and a delivery signed as usual.
