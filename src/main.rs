@@ -62,6 +62,20 @@ enum Command {
         /// File holding the raw request body (default: stdin).
         file: Option<PathBuf>,
     },
+    /// A receiver for trying hookd: prints each delivery on 127.0.0.1:PORT and whether its
+    /// signatures verify, and answers with --status.
+    Listen {
+        /// The port on 127.0.0.1 (0 picks a free one and prints it).
+        #[arg(long)]
+        port: u16,
+        /// The webhook's secret (whsec_… or plain), to check X-Hook-Signature and
+        /// webhook-signature; without it signatures are not checked.
+        #[arg(long)]
+        secret: Option<String>,
+        /// The status every delivery is answered with (200 to 599).
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u16).range(200..=599))]
+        status: u16,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,6 +105,11 @@ fn main() -> ExitCode {
             file,
         } => cli::verify::run(&secret, &signature, file.as_deref()),
         Command::Backup { config, url, token } => cli::backup::run(config, url, &token),
+        Command::Listen {
+            port,
+            secret,
+            status,
+        } => cli::listen::run(port, secret, status),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("hookd: {e:#}");

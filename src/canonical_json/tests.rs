@@ -935,3 +935,21 @@ fn never_panics_on_any_prefix_of_valid_input() {
         }
     }
 }
+
+#[test]
+fn pretty_text_is_json_stringify_with_two_spaces() {
+    // What `JSON.stringify(JSON.parse(input), null, 2)` prints in Node.
+    let value =
+        parse(br#"{"b":[1,{"c":null,"d":"\u00e9\n"}],"a":{},"1":[],"e":[true,-0,1e21]}"#).unwrap();
+    assert_eq!(
+        value.to_pretty_string(),
+        "{\n  \"1\": [],\n  \"b\": [\n    1,\n    {\n      \"c\": null,\n      \"d\": \"é\\n\"\n    }\n  ],\n  \"a\": {},\n  \"e\": [\n    true,\n    0,\n    1e+21\n  ]\n}"
+    );
+    assert_eq!(parse(b"[]").unwrap().to_pretty_string(), "[]");
+    assert_eq!(parse(b"\"x\"").unwrap().to_pretty_string(), "\"x\"");
+    // Compact text is unchanged by the shared writer.
+    assert_eq!(
+        value.to_canonical_string(),
+        r#"{"1":[],"b":[1,{"c":null,"d":"é\n"}],"a":{},"e":[true,0,1e+21]}"#
+    );
+}

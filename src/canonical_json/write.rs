@@ -23,6 +23,28 @@ impl Value {
     /// A hand-built object with duplicate keys (which [`parse`] never
     /// returns) is written with every member, in the usual order.
     pub fn write_canonical(&self, out: &mut String) {
+        self.write(out, None);
+    }
+
+    /// The compact `JSON.stringify(value)` text of `self`.
+    pub fn to_canonical_string(&self) -> String {
+        let mut out = String::new();
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// The text of `JSON.stringify(value, null, 2)`: the same members in the same
+    /// order, one per line, indented by two spaces per level, `": "` after keys, and
+    /// empty arrays and objects as `[]` and `{}`. For people reading a body.
+    pub fn to_pretty_string(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out, Some(0));
+        out
+    }
+
+    /// Writes `self`; `level` is `None` for compact text, else the indentation level.
+    fn write(&self, out: &mut String, level: Option<usize>) {
+        let inner = level.map(|l| l + 1);
         match self {
             Value::Null => out.push_str("null"),
             Value::Bool(true) => out.push_str("true"),
@@ -30,16 +52,20 @@ impl Value {
             Value::Number(n) if n.is_finite() => write_js_number(*n, out),
             Value::Number(_) => out.push_str("null"),
             Value::String(s) => write_js_string(s, out),
+            Value::Array(items) if items.is_empty() => out.push_str("[]"),
             Value::Array(items) => {
                 out.push('[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
                         out.push(',');
                     }
-                    item.write_canonical(out);
+                    new_line(out, inner);
+                    item.write(out, inner);
                 }
+                new_line(out, level);
                 out.push(']');
             }
+            Value::Object(members) if members.is_empty() => out.push_str("{}"),
             Value::Object(members) => {
                 let mut indexed: Vec<(u32, usize)> = members
                     .iter()
@@ -48,23 +74,17 @@ impl Value {
                     .collect();
                 out.push('{');
                 if indexed.is_empty() {
-                    write_members(members.iter(), out);
+                    write_members(members.iter(), out, inner);
                 } else {
                     indexed.sort_unstable();
                     let index_keys = indexed.iter().filter_map(|&(_, i)| members.get(i));
                     let other_keys = members.iter().filter(|(key, _)| array_index(key).is_none());
-                    write_members(index_keys.chain(other_keys), out);
+                    write_members(index_keys.chain(other_keys), out, inner);
                 }
+                new_line(out, level);
                 out.push('}');
             }
         }
-    }
-
-    /// The compact `JSON.stringify(value)` text of `self`.
-    pub fn to_canonical_string(&self) -> String {
-        let mut out = String::new();
-        self.write_canonical(&mut out);
-        out
     }
 
     /// The members of an object, in the publisher's order.
@@ -104,14 +124,30 @@ impl Value {
     }
 }
 
-fn write_members<'a>(members: impl Iterator<Item = &'a (String, Value)>, out: &mut String) {
+fn write_members<'a>(
+    members: impl Iterator<Item = &'a (String, Value)>,
+    out: &mut String,
+    level: Option<usize>,
+) {
     for (i, (key, value)) in members.enumerate() {
         if i > 0 {
             out.push(',');
         }
+        new_line(out, level);
         write_js_string(key, out);
         out.push(':');
-        value.write_canonical(out);
+        if level.is_some() {
+            out.push(' ');
+        }
+        value.write(out, level);
+    }
+}
+
+/// In pretty text, a line break and the indentation of `level`; nothing in compact text.
+fn new_line(out: &mut String, level: Option<usize>) {
+    if let Some(level) = level {
+        out.push('\n');
+        out.extend(std::iter::repeat_n(' ', 2 * level));
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod check_config;
+pub mod listen;
 pub mod serve;
 pub mod token;
 pub mod verify;

@@ -16,7 +16,7 @@ use toml::{Table, Value};
 use super::keys::{self, Key, Section};
 use super::values::{
     allowed_networks, boolean, byte_size, data_dir, integer_in, log_format, positive_duration,
-    retry_schedule, role, sha256, socket_addr, user, usize_in,
+    proxy, retry_schedule, role, sha256, socket_addr, user, usize_in,
 };
 use super::{
     Config, DeliveryConfig, LimitsConfig, MAX_PAYLOAD_BYTES, MAX_TIMEOUT, MAX_WORKERS,
@@ -259,6 +259,7 @@ impl Checker {
             allow_private_networks: s.get(&keys::ALLOW_PRIVATE_NETWORKS, boolean),
             allowed_networks: s.get(&keys::ALLOWED_NETWORKS, allowed_networks),
             disable_after: s.get(&keys::DISABLE_AFTER, |v| positive_duration(v, "5d", None)),
+            proxy: s.get(&keys::PROXY, proxy),
         }
     }
 

@@ -93,6 +93,11 @@ pub const DISABLE_AFTER: Key = key(
     "\"5d\"",
     "a webhook failing this long without a success is disabled",
 );
+pub const PROXY: Key = key(
+    "proxy",
+    "\"\"",
+    "HTTP proxy for every delivery, as \"http://host:port\"; \"\" for none",
+);
 
 pub const MAX_WEBHOOKS_PER_USER: Key =
     key("max_webhooks_per_user", "10", "webhooks one user may have");
@@ -143,6 +148,7 @@ pub const DELIVERY: Section = Section {
         ALLOW_PRIVATE_NETWORKS,
         ALLOWED_NETWORKS,
         DISABLE_AFTER,
+        PROXY,
     ],
 };
 pub const LIMITS: Section = Section {

@@ -28,6 +28,8 @@
 //! * `delivery.workers` is in `1..=`[`MAX_WORKERS`] and
 //!   `delivery.max_in_flight_per_webhook` is in `1..=workers`.
 //! * `delivery.disable_after` and `retention.events` are greater than zero.
+//! * `delivery.proxy`, when set, has a non-empty host (a host name or an IP literal) and
+//!   a port from 1 to 65535, and nothing else: no credentials, path or query.
 //! * Every duration is a whole number of milliseconds and at most
 //!   [`MAX_DURATION`] (36500 days), so adding one to a timestamp or converting
 //!   it to `u64` milliseconds or `i64` nanoseconds cannot overflow.
@@ -111,6 +113,25 @@ pub struct DeliveryConfig {
     pub allowed_networks: Vec<IpNet>,
     /// A webhook failing this long with no success is disabled.
     pub disable_after: Duration,
+    /// The forward proxy every delivery goes through; `None` connects directly.
+    pub proxy: Option<EgressProxy>,
+}
+
+/// `delivery.proxy`: an HTTP forward proxy at `http://host:port`.
+///
+/// `host` is a host name or an IP literal (an IPv6 one in brackets, as in the URL). It is
+/// the operator's choice, so unlike webhook destinations it is not checked against the
+/// destination guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressProxy {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for EgressProxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}:{}", self.host, self.port)
+    }
 }
 
 /// `[limits]`: per-user and per-webhook quotas.

@@ -172,7 +172,7 @@ fn render(c: &Config) -> String {
         "listen = \"{}\"\ndata_dir = \"{}\"\n[delivery]\ntimeout = \"{}\"\n\
          retry_schedule = [{}]\nworkers = {}\nmax_in_flight_per_webhook = {}\n\
          allow_http = {}\nallow_private_networks = {}\ndisable_after = \"{}\"\n\
-         [limits]\nmax_webhooks_per_user = {}\nevents_per_minute_per_webhook = {}\n\
+         proxy = \"{}\"\n[limits]\nmax_webhooks_per_user = {}\nevents_per_minute_per_webhook = {}\n\
          max_payload_bytes = {}\n[retention]\nevents = \"{}\"\n",
         c.listen,
         c.data_dir.display(),
@@ -183,6 +183,10 @@ fn render(c: &Config) -> String {
         d.allow_http,
         d.allow_private_networks,
         format_duration(d.disable_after),
+        d.proxy
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         c.limits.max_webhooks_per_user,
         c.limits.events_per_minute_per_webhook,
         c.limits.max_payload_bytes,
@@ -211,6 +215,10 @@ fn round_trip_through_text() {
     c.delivery.max_in_flight_per_webhook = 1;
     c.delivery.allow_http = true;
     c.delivery.disable_after = secs(3600);
+    c.delivery.proxy = Some(EgressProxy {
+        host: "[::1]".into(),
+        port: 3128,
+    });
     c.limits.max_payload_bytes = MAX_PAYLOAD_BYTES;
     c.retention.events = secs(1);
     c.tokens = vec![
@@ -739,6 +747,43 @@ fn other_ranges() {
         assert!(msg.contains("between 1024 and 67108864"), "{msg}");
         assert!(msg.contains("1 KiB to 64 MiB"), "{msg}");
     }
+}
+
+#[test]
+fn proxy_values() {
+    assert_eq!(Config::default().delivery.proxy, None);
+    assert_eq!(ok("[delivery]\nproxy = \"\"").delivery.proxy, None);
+    for (text, host, port) in [
+        ("http://proxy.internal:3128", "proxy.internal", 3128),
+        ("http://proxy.internal:3128/", "proxy.internal", 3128),
+        ("http://10.0.0.5:8080", "10.0.0.5", 8080),
+        ("http://[fd00::5]:3128", "[fd00::5]", 3128),
+    ] {
+        let proxy = ok(&format!("[delivery]\nproxy = \"{text}\""))
+            .delivery
+            .proxy
+            .unwrap_or_else(|| panic!("{text}: no proxy"));
+        assert_eq!((proxy.host.as_str(), proxy.port), (host, port), "{text}");
+        assert_eq!(proxy.to_string(), text.trim_end_matches('/'));
+    }
+    for (bad, says) in [
+        ("proxy.internal:3128", "expected a URL"),
+        ("https://proxy.internal:3128", "must be an http:// URL"),
+        ("socks5://proxy.internal:1080", "must be an http:// URL"),
+        ("http://proxy.internal", "has no port"),
+        ("http://proxy.internal:0", "port 0"),
+        ("http://user:pw@proxy.internal:3128", "credentials"),
+        ("http://proxy.internal:3128/path", "path or query"),
+        ("http://proxy.internal:3128/?x=1", "path or query"),
+        ("http://[fd00::zz]:3128", "invalid host"),
+        ("http://a..b:3128", "invalid host"),
+        ("not a url", "not a URL"),
+    ] {
+        let msg = problem_at(&format!("[delivery]\nproxy = \"{bad}\""), "delivery.proxy");
+        assert!(msg.contains(says), "{bad}: {msg}");
+    }
+    let msg = problem_at("[delivery]\nproxy = 3128", "delivery.proxy");
+    assert!(msg.contains("expected a string"), "{msg}");
 }
 
 #[test]

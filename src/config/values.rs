@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use toml::Value;
 
 use super::check::Refusal;
-use super::{LogFormat, MAX_RETRY_ATTEMPTS, format_duration, parse_duration};
+use super::{EgressProxy, LogFormat, MAX_RETRY_ATTEMPTS, format_duration, parse_duration};
 use crate::auth;
 use crate::auth::Role;
 
@@ -194,6 +194,78 @@ pub(super) fn byte_size(value: &Value) -> Result<u64, String> {
             found(other)
         )),
     }
+}
+
+/// `delivery.proxy`: `""` for none, else exactly `http://host:port`.
+pub(super) fn proxy(value: &Value) -> Result<Option<EgressProxy>, String> {
+    const LIKE: &str = "like \"http://proxy.internal:3128\"";
+    let Value::String(text) = value else {
+        return Err(format!(
+            "expected a string {LIKE} (or \"\" for none), found {}",
+            found(value)
+        ));
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let quoted = format!("\"{}\"", text.escape_debug());
+    let uri: hyper::Uri = text
+        .parse()
+        .map_err(|_| format!("{quoted} is not a URL {LIKE}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(scheme) => {
+            return Err(format!(
+                "must be an http:// URL {LIKE}, found {scheme}:// (hookd speaks plain HTTP to \
+                 the proxy, and tunnels https:// deliveries through it with CONNECT)"
+            ));
+        }
+        None => return Err(format!("expected a URL {LIKE}, found {quoted}")),
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(format!("{quoted} has no host; expected a URL {LIKE}"));
+    };
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "{quoted} holds credentials (user:password@); hookd does not log in to the \
+             proxy, so allow hookd's address at the proxy instead"
+        ));
+    }
+    let host = authority.host();
+    if !valid_host(host) {
+        return Err(format!(
+            "{quoted} has an invalid host \"{}\"; expected a host name or an IP address",
+            host.escape_debug()
+        ));
+    }
+    let port = match authority.port_u16() {
+        Some(0) => return Err(format!("{quoted} has port 0; expected 1 to 65535")),
+        Some(port) => port,
+        None => return Err(format!("{quoted} has no port; write it {LIKE}")),
+    };
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "{quoted} has a path or query; expected only the scheme, host and port, {LIKE}"
+        ));
+    }
+    Ok(Some(EgressProxy {
+        host: host.to_owned(),
+        port,
+    }))
+}
+
+/// A host name (letters, digits, `-`, `_`, dot-separated) or an IP literal, IPv6 in brackets.
+fn valid_host(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    host.len() <= 253 && host.trim_end_matches('.').split('.').all(label)
 }
 
 pub(super) fn log_format(value: &Value) -> Result<LogFormat, String> {

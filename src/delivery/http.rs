@@ -6,7 +6,8 @@
 //! attempt. After the headers, at most [`MAX_BODY_READ`] bytes of the body are read within
 //! the same deadline and the connection is dropped if there is more, so an endless or
 //! dripping body costs one bounded attempt. Every address a host resolves to is checked
-//! by the destination guard before connecting ([`GuardedResolver`]).
+//! by the destination guard before connecting ([`GuardedResolver`]), with or without the
+//! egress proxy (`delivery.proxy`, [`super::proxy`]).
 
 use std::fmt;
 use std::io::{self, Read};
@@ -15,11 +16,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ureq::Agent;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout, RustlsConnector};
 
 use super::destination::Policy;
+use super::proxy::{ProxyConnector, ProxyFailed};
 use super::retry::parse_retry_after;
+use crate::config::EgressProxy;
 use crate::store::ops::attempts::Verdict;
+
+/// The `User-Agent` of every request hookd sends, `CONNECT` included.
+pub const USER_AGENT: &str = concat!("hookd/", env!("CARGO_PKG_VERSION"));
 
 /// How much of a response body is read at most.
 pub const MAX_BODY_READ: u64 = 4096;
@@ -66,27 +72,7 @@ impl<R: Resolver> Resolver for GuardedResolver<R> {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        // An IP literal needs no lookup. (ureq's default resolver runs every lookup on a
-        // fresh thread when a timeout is set, which cost a thread per attempt.)
-        let literal = uri
-            .host()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            .and_then(|h| h.parse::<std::net::IpAddr>().ok());
-        let port = uri
-            .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("http") {
-                80
-            } else {
-                443
-            });
-        let addrs = match literal {
-            Some(ip) => {
-                let mut addrs = self.empty();
-                addrs.push(SocketAddr::new(ip, port));
-                addrs
-            }
-            None => self.inner.resolve(uri, config, timeout)?,
-        };
+        let addrs = lookup(&self.inner, uri, config, timeout)?;
         let refused: Option<(&SocketAddr, &str)> = addrs
             .iter()
             .find_map(|a| self.policy.refusal(a.ip()).map(|why| (a, why)));
@@ -101,41 +87,92 @@ impl<R: Resolver> Resolver for GuardedResolver<R> {
     }
 }
 
+/// The addresses of `uri`'s host, unchecked: an IP literal as it is, a name through
+/// `inner`. (ureq's default resolver runs every lookup on a fresh thread when a timeout
+/// is set, which would cost a thread per attempt for a literal.)
+pub(super) fn lookup(
+    inner: &impl Resolver,
+    uri: &ureq::http::Uri,
+    config: &ureq::config::Config,
+    timeout: NextTimeout,
+) -> Result<ResolvedSocketAddrs, ureq::Error> {
+    let literal = uri
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+    let Some(ip) = literal else {
+        return inner.resolve(uri, config, timeout);
+    };
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
+    let mut addrs = inner.empty();
+    addrs.push(SocketAddr::new(ip, port));
+    Ok(addrs)
+}
+
 pub struct HttpSender {
     agent: Agent,
     timeout: Duration,
+    /// `delivery.proxy`, when requests go through it.
+    proxy: Option<EgressProxy>,
 }
 
 impl HttpSender {
-    pub fn new(timeout: Duration, policy: Policy, pool_size: usize) -> HttpSender {
+    pub fn new(
+        timeout: Duration,
+        policy: Policy,
+        pool_size: usize,
+        proxy: Option<EgressProxy>,
+    ) -> HttpSender {
         let resolver = GuardedResolver {
             inner: DefaultResolver::default(),
             policy,
         };
-        Self::with_resolver(timeout, pool_size, resolver)
+        Self::with_resolver(timeout, pool_size, resolver, proxy)
     }
 
+    /// `proxy` is a checked `delivery.proxy`; one whose host and port do not form a URI
+    /// (which the config check never lets through) is not used.
     pub fn with_resolver(
         timeout: Duration,
         pool_size: usize,
         resolver: impl Resolver,
+        proxy: Option<EgressProxy>,
     ) -> HttpSender {
         let config = Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             // ureq reads HTTP_PROXY/HTTPS_PROXY/ALL_PROXY by default; a proxy would then
             // resolve and connect to the webhook's host itself, after the guard checked
-            // only the proxy's address. Outbound requests never follow the environment.
+            // only the proxy's address. Outbound requests never follow the environment;
+            // `delivery.proxy` is ProxyConnector's, which keeps the guard in charge.
             .proxy(None)
             .timeout_global(Some(timeout))
-            .user_agent(concat!("hookd/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .max_response_header_size(MAX_RESPONSE_HEADER_BYTES)
             .max_idle_connections(pool_size.max(1))
             .max_idle_connections_per_host(pool_size.clamp(1, 64))
             .build();
-        HttpSender {
-            agent: Agent::with_parts(config, DefaultConnector::default(), resolver),
-            timeout,
+        match proxy.and_then(|p| ProxyConnector::new(p.clone()).map(|c| (p, c))) {
+            Some((proxy, connector)) => HttpSender {
+                agent: Agent::with_parts(
+                    config,
+                    connector.chain(RustlsConnector::default()),
+                    resolver,
+                ),
+                timeout,
+                proxy: Some(proxy),
+            },
+            None => HttpSender {
+                agent: Agent::with_parts(config, DefaultConnector::default(), resolver),
+                timeout,
+                proxy: None,
+            },
         }
     }
 
@@ -159,6 +196,16 @@ impl HttpSender {
             Err(e) => return failed(describe_error(&e, self.timeout)),
         };
         let status = response.status().as_u16();
+        // A 407 to an absolute-form http:// request is the proxy's (one to CONNECT is a
+        // ProxyFailed already): the receiver never saw the request.
+        if let Some(proxy) = &self.proxy
+            && status == 407
+            && url.starts_with("http://")
+        {
+            let why = format!("the proxy {proxy} answered 407 Proxy Authentication Required");
+            tracing::warn!(proxy = %proxy, error = %why, "egress proxy failed");
+            return failed(ProxyFailed(why).to_string());
+        }
         let retry_after = response
             .headers()
             .get("retry-after")
@@ -221,6 +268,12 @@ fn describe_error(e: &ureq::Error, timeout: Duration) -> String {
             {
                 return refused.to_string();
             }
+            if let Some(failed) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<ProxyFailed>())
+            {
+                return failed.to_string();
+            }
             if io.to_string().contains("lookup address") {
                 return "host not found".to_owned();
             }
@@ -244,12 +297,12 @@ fn describe_error(e: &ureq::Error, timeout: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// A resolver that answers every name with one fixed address: DNS rebinding in a box.
     #[derive(Debug)]
-    struct Rebinding(SocketAddr);
+    pub(in crate::delivery) struct Rebinding(pub SocketAddr);
 
     impl Resolver for Rebinding {
         fn resolve(
@@ -270,7 +323,7 @@ mod tests {
             inner: Rebinding("8.8.8.8:1".parse().unwrap()),
             policy: Policy::default(),
         };
-        let sender = HttpSender::with_resolver(Duration::from_secs(1), 1, resolver);
+        let sender = HttpSender::with_resolver(Duration::from_secs(1), 1, resolver, None);
         for url in [
             "http://127.0.0.1:9/x",
             "https://[::1]/x",
@@ -296,7 +349,7 @@ mod tests {
                 inner: Rebinding(target.parse().unwrap()),
                 policy: Policy::default(),
             };
-            let sender = HttpSender::with_resolver(Duration::from_secs(1), 1, resolver);
+            let sender = HttpSender::with_resolver(Duration::from_secs(1), 1, resolver, None);
             let outcome = sender.send("https://passed-at-create-time.example/hook", &[], b"{}");
             let error = outcome.error.unwrap();
             assert!(

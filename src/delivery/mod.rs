@@ -12,6 +12,7 @@ pub mod destination;
 pub mod fence;
 pub mod http;
 pub mod payload;
+pub mod proxy;
 pub mod ratelimit;
 pub mod retry;
 pub mod scheduler;
@@ -102,12 +103,15 @@ impl Engine {
             disable_after: d.disable_after,
         });
         let destination = destination::Policy::from_config(d);
+        if let Some(proxy) = &d.proxy {
+            tracing::info!(proxy = %proxy, "deliveries go through the egress proxy");
+        }
         let fences = Arc::new(Fences::default());
         let (inbox_tx, inbox_rx) = unbounded_channel();
         let (jobs_tx, jobs_rx) = std::sync::mpsc::sync_channel(d.workers);
         let ctx = Arc::new(worker::WorkerContext {
             store: store.clone(),
-            http: http::HttpSender::new(d.timeout, destination.clone(), d.workers),
+            http: http::HttpSender::new(d.timeout, destination.clone(), d.workers, d.proxy.clone()),
             policy: Arc::clone(&policy),
             fences: Arc::clone(&fences),
             metrics,

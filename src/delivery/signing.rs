@@ -67,6 +67,57 @@ pub fn standard_signature(secret: &str, msg_id: &str, timestamp: i64, body: &[u8
     format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
 }
 
+/// How far `webhook-timestamp` may be from the receiver's clock, either way, for a
+/// delivery to count as fresh: the window of the Standard Webhooks libraries, which the
+/// guide tells receivers to use.
+pub const TIMESTAMP_TOLERANCE_SECS: i64 = 5 * 60;
+
+/// What a receiver makes of a delivery's `webhook-signature`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandardVerdict {
+    /// An entry matches, and `webhook-timestamp` is within the window.
+    Valid,
+    /// No entry matches (or the timestamp is not a number).
+    Invalid,
+    /// An entry matches, but `webhook-timestamp` is more than
+    /// [`TIMESTAMP_TOLERANCE_SECS`] from `now`: a replay, or a wrong clock.
+    Stale,
+}
+
+/// Checks a delivery's Standard Webhooks headers (`webhook-id`, `webhook-timestamp`,
+/// `webhook-signature`) over its raw `body` as a receiver would at `now` (Unix seconds).
+/// Any `v1,` entry may match (two are sent during a rotation's grace period); each is
+/// compared in constant time.
+pub fn verify_standard_signature(
+    secret: &str,
+    msg_id: &str,
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+    now: i64,
+) -> StandardVerdict {
+    let Ok(seconds) = timestamp.trim().parse::<i64>() else {
+        return StandardVerdict::Invalid;
+    };
+    let mut signed = mac(
+        &standard_key(secret),
+        format!("{msg_id}.{seconds}.").as_bytes(),
+    );
+    signed.update(body);
+    let matches = signature
+        .split_whitespace()
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|b64| BASE64.decode(b64).ok())
+        .any(|digest| signed.clone().verify_slice(&digest).is_ok());
+    if !matches {
+        StandardVerdict::Invalid
+    } else if now.abs_diff(seconds) > TIMESTAMP_TOLERANCE_SECS.unsigned_abs() {
+        StandardVerdict::Stale
+    } else {
+        StandardVerdict::Valid
+    }
+}
+
 /// A fresh secret: `whsec_` + base64 of 32 random bytes.
 pub fn generate_secret() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
@@ -87,6 +138,56 @@ mod tests {
             standard_signature(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    #[test]
+    fn standard_signatures_verify_within_the_window() {
+        let body = br#"{"test": 2432232314}"#;
+        let at = 1_614_265_330;
+        for secret in ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "plain secret"] {
+            let good = standard_signature(secret, "msg_1", at, body);
+            let verdict = |ts: &str, body: &[u8], sig: &str, now: i64| {
+                verify_standard_signature(secret, "msg_1", ts, body, sig, now)
+            };
+            let ts = at.to_string();
+            assert_eq!(verdict(&ts, body, &good, at), StandardVerdict::Valid);
+            assert_eq!(verdict(&ts, body, &good, at + 300), StandardVerdict::Valid);
+            assert_eq!(verdict(&ts, body, &good, at - 300), StandardVerdict::Valid);
+            assert_eq!(verdict(&ts, body, &good, at + 301), StandardVerdict::Stale);
+            assert_eq!(verdict(&ts, body, &good, at - 301), StandardVerdict::Stale);
+            // Either entry of a rotation may match.
+            let other = standard_signature("old", "msg_1", at, body);
+            let both = format!("{other} {good}");
+            assert_eq!(verdict(&ts, body, &both, at), StandardVerdict::Valid);
+            // Tampered body, another id or timestamp, malformed entries: invalid.
+            assert_eq!(verdict(&ts, b"{}", &good, at), StandardVerdict::Invalid);
+            assert_eq!(
+                verify_standard_signature(secret, "msg_2", &ts, body, &good, at),
+                StandardVerdict::Invalid
+            );
+            let later = (at + 1).to_string();
+            assert_eq!(verdict(&later, body, &good, at), StandardVerdict::Invalid);
+            assert_eq!(verdict("soon", body, &good, at), StandardVerdict::Invalid);
+            for bad in [
+                "",
+                "v1,",
+                "v1,!!!",
+                &other,
+                &good[3..],
+                &good.replace("v1,", "v2,"),
+            ] {
+                assert_eq!(
+                    verdict(&ts, body, bad, at),
+                    StandardVerdict::Invalid,
+                    "{bad}"
+                );
+            }
+            // A stale signature that does not match is invalid, not stale.
+            assert_eq!(
+                verdict(&ts, b"{}", &good, at + 3600),
+                StandardVerdict::Invalid
+            );
+        }
     }
 
     #[test]

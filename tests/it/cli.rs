@@ -31,6 +31,7 @@ fn every_command_answers_help() {
         &["check-config", "--help"],
         &["token", "new", "--help"],
         &["verify", "--help"],
+        &["listen", "--help"],
     ] {
         let o = hookd(args);
         assert!(o.status.success(), "{args:?}");
