@@ -26,3 +26,4 @@ mod openapi;
 mod operations;
 mod promises;
 mod security;
+mod upgrade;
