@@ -7,25 +7,45 @@
 //! the canonical encoding is strictly longer than it (every non-minimal form is longer;
 //! everything else in these records has a single accepted encoding). An input written
 //! at an older schema version is upgraded on decode and re-encoded at the newest, so for
-//! those only the round trip is checked.
+//! those only the round trip is checked — of what the newest version stores: a delivery
+//! read at version 1 holds its attempts inline until it is saved, which moves them into
+//! their own table, so they are not part of its encoding.
 
 #![no_main]
 
 use std::fmt::Debug;
 
 use hookd::store::codec::{self, Record};
-use hookd::store::records::{DeliveryRecord, EventRecord, WebhookRecord};
+use hookd::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     check::<WebhookRecord>(data);
     check::<EventRecord>(data);
     check::<DeliveryRecord>(data);
+    check::<Attempt>(data);
 });
 
-fn check<R: Record + PartialEq + Debug>(data: &[u8]) {
+/// What of a decoded record its encoding keeps.
+trait Stored: Sized {
+    fn stored(self) -> Self {
+        self
+    }
+}
+
+impl Stored for WebhookRecord {}
+impl Stored for EventRecord {}
+impl Stored for Attempt {}
+impl Stored for DeliveryRecord {
+    fn stored(mut self) -> Self {
+        self.inline_attempts.clear();
+        self
+    }
+}
+
+fn check<R: Record + Stored + PartialEq + Debug>(data: &[u8]) {
     let record = match codec::decode::<R>(data) {
-        Ok(record) => record,
+        Ok(record) => record.stored(),
         Err(e) => {
             // The message ends up in logs and error answers.
             assert!(!e.to_string().is_empty());

@@ -12,10 +12,10 @@ use crate::model::{
     DeliveryId, DeliveryStatus, EventId, EventType, Invalid, Millis, parse_rfc3339_millis,
 };
 use crate::store::ops::attempts::{self, Requeue};
-use crate::store::ops::deliveries::{self as ops, DeliveryFilter};
+use crate::store::ops::deliveries::{self as ops, DeliveryDetail, DeliveryFilter};
 use crate::store::ops::events::{self, NewEvent, TestEvent};
 use crate::store::ops::webhooks;
-use crate::store::records::{Attempt, DeliveryRecord, WebhookRecord};
+use crate::store::records::{Attempt, WebhookRecord};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -32,9 +32,9 @@ struct AttemptView<'a> {
 }
 
 impl<'a> AttemptView<'a> {
-    fn of(a: &'a Attempt) -> Self {
+    fn of((number, a): &'a (u32, Attempt)) -> Self {
         AttemptView {
-            attempt: a.number,
+            attempt: *number,
             at: a.at.to_rfc3339(),
             status_code: a.status_code,
             duration_ms: a.duration_ms,
@@ -62,14 +62,15 @@ pub struct DeliveryView<'a> {
 impl<'a> DeliveryView<'a> {
     /// `paused_until` is the webhook's `Retry-After` pause: a pending delivery goes no
     /// earlier than that, and its `nextAttemptAt` says so.
-    pub fn of(d: &'a DeliveryRecord, paused_until: Option<Millis>) -> Self {
+    pub fn of(detail: &'a DeliveryDetail, paused_until: Option<Millis>) -> Self {
+        let d = &detail.record;
         DeliveryView {
             id: d.id.to_string(),
             webhook_id: d.webhook_id.to_string(),
-            event_id: d.event_id.as_str(),
+            event_id: detail.event_id.as_str(),
             event_type: d.event_type.as_str(),
             status: d.status.as_str(),
-            attempts: d.attempts.iter().map(AttemptView::of).collect(),
+            attempts: detail.attempts.iter().map(AttemptView::of).collect(),
             next_attempt_at: d
                 .next_attempt_at
                 .map(|t| paused_until.map_or(t, |p| p.max(t)).to_rfc3339()),
@@ -134,11 +135,13 @@ pub fn list(
     }
     let hook = owned_webhook(state, who, id)?;
     let webhook = hook.id;
-    let page = state
-        .store
-        .read(|r| ops::list_for_webhook(r, webhook, filter, paging.limit, paging.after))?;
-    let deliveries = page
-        .items
+    // One snapshot: the page, then each delivery's attempts and event id.
+    let (page, details) = state.store.read(|r| {
+        let page = ops::list_for_webhook(r, webhook, filter, paging.limit, paging.after)?;
+        let details = ops::details(r, page.items)?;
+        Ok((page.next, details))
+    })?;
+    let deliveries = details
         .iter()
         .map(|d| DeliveryView::of(d, hook.paused_until))
         .collect();
@@ -146,7 +149,7 @@ pub fn list(
         StatusCode::OK,
         &DeliveryList {
             deliveries,
-            next: page.next.map(encode_cursor),
+            next: page.map(encode_cursor),
         },
     )
 }
@@ -159,14 +162,16 @@ pub fn get(
 ) -> Result<HttpResponse, ApiError> {
     let (hook, delivery) = webhook_and_delivery(state, who, id, delivery)?;
     let webhook = hook.id;
-    let record = state
+    let detail = state
         .store
-        .read(|r| ops::get(r, delivery))?
-        .filter(|d| d.webhook_id == webhook)
+        .read(|r| {
+            let record = ops::get(r, delivery)?.filter(|d| d.webhook_id == webhook);
+            Ok(ops::details(r, record.into_iter().collect())?.pop())
+        })?
         .ok_or_else(|| ApiError::not_found("no such delivery"))?;
     json(
         StatusCode::OK,
-        &DeliveryView::of(&record, hook.paused_until),
+        &DeliveryView::of(&detail, hook.paused_until),
     )
 }
 

@@ -222,7 +222,7 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::sto
     };
     let (delivery, webhook, event) = (&inputs.delivery, &inputs.webhook, &inputs.event);
 
-    let number = delivery.attempts.len() + 1;
+    let number = delivery.attempts.saturating_add(1);
     let body = delivery_body(event, webhook);
     let started = Millis::now();
     // Receivers check the signed timestamp against their own clock, so it is the system
@@ -292,7 +292,6 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::sto
         "delivery attempt"
     );
     let record = Attempt {
-        number: 0,
         at: started,
         status_code: outcome.status_code,
         duration_ms,

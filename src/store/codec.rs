@@ -111,6 +111,15 @@ pub fn encode<R: Record>(record: &R) -> Vec<u8> {
     }
 }
 
+/// For tests of upgrades: `body` encoded behind `version`, as an older hookd wrote it
+/// (a frozen layout such as `records::v1::DeliveryRecordV1`).
+#[cfg(test)]
+pub(crate) fn encode_at(version: u8, body: &impl Serialize) -> Vec<u8> {
+    let mut out = vec![version];
+    bincode::serde::encode_into_std_write(body, &mut out, config()).expect("encode in memory");
+    out
+}
+
 pub fn decode<R: Record>(bytes: &[u8]) -> Result<R, CodecError> {
     let (&version, body) = bytes
         .split_first()
@@ -300,21 +309,23 @@ mod tests {
             id: DeliveryId::generate(),
             seq: 9,
             webhook_id: WebhookId::generate(),
-            event_id: EventId::generate(),
+            event: EventRef::Seq(4),
             event_type: EventType::MessageSent,
             status: DeliveryStatus::Pending,
-            attempts: vec![Attempt {
-                number: 1,
-                at: Millis(5),
-                status_code: Some(500),
-                duration_ms: 12,
-                error: None,
-                response_body: Some("oops".into()),
-            }],
+            attempts: 1,
             next_attempt_at: Some(Millis(7)),
             created_at: Millis(3),
             schedule_base: 0,
+            inline_attempts: Vec::new(),
         };
+        let attempt = Attempt {
+            at: Millis(5),
+            status_code: Some(500),
+            duration_ms: 12,
+            error: None,
+            response_body: Some("oops".into()),
+        };
+        assert_eq!(decode::<Attempt>(&encode(&attempt)), Ok(attempt));
         assert_eq!(decode::<DeliveryRecord>(&encode(&delivery)), Ok(delivery));
     }
 }

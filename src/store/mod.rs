@@ -41,6 +41,10 @@ pub enum StoreError {
     /// A stored record could not be decoded.
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
+    /// A row that another one points to is missing: a broken invariant of
+    /// [`tables`], never the result of a request.
+    #[error("the store is inconsistent: {0}")]
+    Inconsistent(String),
     /// The writer thread is gone (the daemon is shutting down).
     #[error("the store is shutting down")]
     Closed,

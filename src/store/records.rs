@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::Record;
+use super::codec::{CodecError, Record, decode_body};
 use crate::model::{
     DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, WebhookId, WebhookStatus,
 };
@@ -86,44 +86,269 @@ pub struct EventRecord {
     pub received_at: Millis,
     /// How many deliveries ingestion queued: the answer a repeated id gets again.
     pub deliveries: u32,
+    /// The seq of its first delivery: ingestion gives an event's deliveries consecutive
+    /// seqs, so they are `first_delivery..first_delivery + deliveries`. `None` for an
+    /// event stored at version 1, whose deliveries `event_deliveries` lists instead.
+    pub first_delivery: Option<u64>,
 }
 
 impl Record for EventRecord {
     const NAME: &'static str = "event";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_body::<v1::EventRecordV1>(Self::NAME, body).map(EventRecord::from),
+            _ => Err(CodecError::unknown_version::<Self>(version)),
+        }
+    }
 }
 
-/// One event on its way to one webhook, with every attempt made so far.
+impl EventRecord {
+    /// The seqs of its deliveries, when the record knows them (version 2 on).
+    pub fn delivery_seqs(&self) -> Option<std::ops::Range<u64>> {
+        self.first_delivery
+            .map(|first| first..first.saturating_add(u64::from(self.deliveries)))
+    }
+}
+
+/// Which event a delivery carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventRef {
+    /// By its seq (`events_by_seq` names it): every delivery stored at version 2 on. The
+    /// event outlives its deliveries (retention keeps it while any of them exists).
+    Seq(u64),
+    /// By its id: a delivery stored at version 1, whose event may be pruned first.
+    Id(EventId),
+}
+
+/// One event on its way to one webhook. Its attempts are rows of `attempts`, keyed by
+/// its seq and their number, so that recording one writes only that row and this record
+/// (see [`super::tables`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub id: DeliveryId,
     /// Creation order, daemon-wide; the listing cursor.
     pub seq: u64,
     pub webhook_id: WebhookId,
-    pub event_id: EventId,
+    pub event: EventRef,
     pub event_type: EventType,
     pub status: DeliveryStatus,
-    pub attempts: Vec<Attempt>,
+    /// Attempts made so far: the next one is number `attempts + 1`.
+    pub attempts: u32,
     /// Set exactly while `status == Pending` (mirrors the queue entry's key).
     pub next_attempt_at: Option<Millis>,
     pub created_at: Millis,
     /// Attempts made before the current run of the retry schedule began (a manual retry
     /// or a recover starts the schedule again while attempt numbers keep counting).
     pub schedule_base: u32,
+    /// The attempts of a record read at version 1, which held them inline: served from
+    /// here until the record is next written, which moves them into `attempts` in the
+    /// same transaction (`ops::deliveries::save`). Never stored in the record itself.
+    #[serde(skip)]
+    pub inline_attempts: Vec<(u32, Attempt)>,
 }
 
 impl Record for DeliveryRecord {
     const NAME: &'static str = "delivery";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_body::<v1::DeliveryRecordV1>(Self::NAME, body).map(DeliveryRecord::from),
+            _ => Err(CodecError::unknown_version::<Self>(version)),
+        }
+    }
 }
 
+/// One attempt, stored in `attempts` under (delivery seq, attempt number).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
-    pub number: u32,
     pub at: Millis,
     pub status_code: Option<u16>,
     pub duration_ms: u64,
     pub error: Option<String>,
     /// The first KiB of what the receiver answered.
     pub response_body: Option<String>,
+}
+
+impl Record for Attempt {
+    const NAME: &'static str = "attempt";
+    const VERSION: u8 = 1;
+}
+
+/// Frozen layouts of version 1, read by `decode_older` and never changed again.
+pub mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use super::{Attempt, DeliveryRecord, EventRecord, EventRef};
+    use crate::model::{DeliveryId, DeliveryStatus, EventId, EventType, Millis, WebhookId};
+
+    /// `EventRecord` at version 1: no `first_delivery`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct EventRecordV1 {
+        pub id: EventId,
+        pub seq: u64,
+        pub user: String,
+        pub event_type: EventType,
+        pub source: String,
+        pub timestamp: String,
+        pub payload: String,
+        pub received_at: Millis,
+        pub deliveries: u32,
+    }
+
+    impl From<EventRecordV1> for EventRecord {
+        fn from(old: EventRecordV1) -> Self {
+            EventRecord {
+                id: old.id,
+                seq: old.seq,
+                user: old.user,
+                event_type: old.event_type,
+                source: old.source,
+                timestamp: old.timestamp,
+                payload: old.payload,
+                received_at: old.received_at,
+                deliveries: old.deliveries,
+                first_delivery: None,
+            }
+        }
+    }
+
+    /// `DeliveryRecord` at version 1: the event by id, every attempt inline.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct DeliveryRecordV1 {
+        pub id: DeliveryId,
+        pub seq: u64,
+        pub webhook_id: WebhookId,
+        pub event_id: EventId,
+        pub event_type: EventType,
+        pub status: DeliveryStatus,
+        pub attempts: Vec<AttemptV1>,
+        pub next_attempt_at: Option<Millis>,
+        pub created_at: Millis,
+        pub schedule_base: u32,
+    }
+
+    /// An attempt inside a version 1 delivery record.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct AttemptV1 {
+        pub number: u32,
+        pub at: Millis,
+        pub status_code: Option<u16>,
+        pub duration_ms: u64,
+        pub error: Option<String>,
+        pub response_body: Option<String>,
+    }
+
+    impl From<DeliveryRecordV1> for DeliveryRecord {
+        fn from(old: DeliveryRecordV1) -> Self {
+            // Numbers went 1, 2, 3…; the highest is the count, so the next attempt can
+            // never take a number already used.
+            let attempts = old.attempts.iter().map(|a| a.number).max().unwrap_or(0);
+            DeliveryRecord {
+                id: old.id,
+                seq: old.seq,
+                webhook_id: old.webhook_id,
+                event: EventRef::Id(old.event_id),
+                event_type: old.event_type,
+                status: old.status,
+                attempts,
+                next_attempt_at: old.next_attempt_at,
+                created_at: old.created_at,
+                schedule_base: old.schedule_base,
+                inline_attempts: old
+                    .attempts
+                    .into_iter()
+                    .map(|a| {
+                        let attempt = Attempt {
+                            at: a.at,
+                            status_code: a.status_code,
+                            duration_ms: a.duration_ms,
+                            error: a.error,
+                            response_body: a.response_body,
+                        };
+                        (a.number, attempt)
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v1::*;
+    use super::*;
+    use crate::store::codec::{decode, encode, encode_at};
+
+    #[test]
+    fn a_version_1_delivery_keeps_its_attempts_until_it_is_saved() {
+        let attempt = |number, code| AttemptV1 {
+            number,
+            at: Millis(10 * i64::from(number)),
+            status_code: Some(code),
+            duration_ms: 3,
+            error: None,
+            response_body: Some("busy".into()),
+        };
+        let old = DeliveryRecordV1 {
+            id: DeliveryId::generate(),
+            seq: 7,
+            webhook_id: WebhookId::generate(),
+            event_id: EventId::parse("evt-old").unwrap(),
+            event_type: EventType::AgentError,
+            status: DeliveryStatus::Failed,
+            attempts: vec![attempt(1, 500), attempt(2, 503)],
+            next_attempt_at: None,
+            created_at: Millis(5),
+            schedule_base: 0,
+        };
+        let read: DeliveryRecord = decode(&encode_at(1, &old)).unwrap();
+        assert_eq!(read.event, EventRef::Id(old.event_id.clone()));
+        assert_eq!(
+            (read.id, read.seq, read.status),
+            (old.id, 7, DeliveryStatus::Failed)
+        );
+        assert_eq!(read.attempts, 2, "the next attempt is number 3");
+        let numbers: Vec<(u32, Option<u16>)> = read
+            .inline_attempts
+            .iter()
+            .map(|(n, a)| (*n, a.status_code))
+            .collect();
+        assert_eq!(numbers, [(1, Some(500)), (2, Some(503))]);
+        // Written again at version 2, without them: `ops::deliveries::save` moves them
+        // into `attempts` first.
+        let bytes = encode(&read);
+        assert_eq!(bytes[0], 2);
+        let again: DeliveryRecord = decode(&bytes).unwrap();
+        assert!(again.inline_attempts.is_empty());
+        assert_eq!(again.attempts, 2);
+    }
+
+    #[test]
+    fn a_version_1_event_has_no_delivery_range() {
+        let old = EventRecordV1 {
+            id: EventId::parse("evt-old").unwrap(),
+            seq: 3,
+            user: "u".into(),
+            event_type: EventType::AppConnected,
+            source: "s".into(),
+            timestamp: "2024-01-01T00:00:00Z".into(),
+            payload: "{}".into(),
+            received_at: Millis(1),
+            deliveries: 2,
+        };
+        let read: EventRecord = decode(&encode_at(1, &old)).unwrap();
+        assert_eq!(
+            (read.seq, read.deliveries, read.delivery_seqs()),
+            (3, 2, None)
+        );
+        let new = EventRecord {
+            first_delivery: Some(40),
+            ..read
+        };
+        assert_eq!(new.delivery_seqs(), Some(40..42));
+        assert_eq!(decode::<EventRecord>(&encode(&new)), Ok(new));
+    }
 }

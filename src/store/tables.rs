@@ -8,6 +8,7 @@
 //! | `events`             | event id                          | `EventRecord`    |
 //! | `user_events`        | (user, event seq)                 | event id         |
 //! | `deliveries`         | delivery id                       | `DeliveryRecord` |
+//! | `attempts`           | (delivery seq, attempt number)    | `Attempt`        |
 //! | `webhook_deliveries` | (webhook id, delivery seq)        | delivery id      |
 //! | `queue`              | (webhook id, due ms, delivery id) | ()               |
 //! | `events_by_seq`      | event seq                         | event id         |
@@ -22,7 +23,25 @@
 //! - `user_webhooks` has an entry exactly for each webhook, under its owner.
 //! - `events` doubles as the ingest idempotency table: an event id is stored once, ever
 //!   (until retention prunes it), and `user_events` indexes each event exactly once.
-//! - `webhook_deliveries` indexes each delivery exactly once, under its webhook.
+//! - `webhook_deliveries` indexes each delivery written by an older hookd exactly once,
+//!   under its webhook, and no other: from [`DELIVERY_FILTER_FROM`] on, `delivery_filter`
+//!   lists every delivery under its webhook, so that one index serves the whole log
+//!   (listings read `webhook_deliveries` only below the mark; an older hookd's delivery
+//!   at or above it is in both, and a removal takes both entries).
+//! - `attempts` holds every recorded attempt under its delivery's seq and its number;
+//!   a delivery's rows are numbered `1..=attempts` (its record's count), so recording an
+//!   attempt inserts one row and rewrites a record of constant size, and reading a
+//!   delivery's attempts is one range. Exception: a record stored at version 1 carried
+//!   its attempts inline and has no rows; readers take the inline list
+//!   (`ops::deliveries::attempts_of`), and the next write of the record
+//!   (`ops::deliveries::save`, the one way a delivery record is rewritten) moves them
+//!   into `attempts` in the same transaction. The rows go with their delivery
+//!   (`ops::deliveries::DeliveryTables::remove`: retention, webhook removal).
+//! - A delivery stored at version 2 names its event by seq (`EventRef::Seq`), resolved
+//!   through `events_by_seq`; retention keeps an event while any of its deliveries is
+//!   stored, so the name always resolves. (Version 1 records name it by id and may
+//!   outlive it, as before.) An event stored at version 2 records `first_delivery`:
+//!   ingestion gives its deliveries the consecutive seqs from there.
 //! - A delivery is `pending` exactly when it has one `queue` entry, whose due time equals
 //!   its `next_attempt_at`. The queue is per webhook so that cancelling a webhook's work is
 //!   one range and a slow webhook's backlog never sits in front of another webhook's work.
@@ -44,11 +63,12 @@
 //!   exactly once, under its webhook, its *current* status and its event type
 //!   ([`status_code`], [`type_code`]); every status change moves the entry in the same
 //!   transaction, and the entry goes with its delivery (retention, webhook removal). It
-//!   serves the delivery log's `status=` and `eventType=` filters in O(page). Deliveries
-//!   written by an older hookd (seq below the mark, set once at the first open by this
-//!   version to the next delivery seq) have no entry and never get one (a status change
-//!   moves an entry only if there was one); filtered listings reach them through
-//!   `webhook_deliveries` with a scan, until retention prunes them.
+//!   serves the delivery log in O(page): a filter reads the ranges of the statuses and
+//!   types it allows, the unfiltered log all of them (at most 4 × 12 ranges), merged
+//!   newest first. Deliveries written before the filter existed (seq below the mark, set
+//!   once at the first open by a hookd with the index to the next delivery seq) have no
+//!   entry and never get one (a status change moves an entry only if there was one);
+//!   listings reach them through `webhook_deliveries`, until retention prunes them.
 //! - `user_type_events` likewise indexes each event with `seq >= meta[`[`EVENT_FILTER_FROM`]`]`
 //!   exactly once under its user and type (events never change type); the entry goes with
 //!   its event (retention). It serves the event log's `type=` filter: an exact type is one
@@ -58,19 +78,23 @@
 //!   The marks and counters are kept only by this version and later: a file written by an
 //!   older hookd after this one must not be opened by this one again (go back to an older
 //!   version by restoring a backup, as operations.md says; that file predates the marks).
-//! - `event_deliveries` has an entry for every delivery of every stored event (made with
-//!   the event); the entries go with their event. An entry whose delivery is gone (pruned,
-//!   or removed with its webhook) may remain until then. Retention reads it to keep an
-//!   event while any of its deliveries is pending (a claimed, in-flight delivery is still
-//!   pending). Events stored before this table existed have no entries.
+//! - `event_deliveries` has an entry for every delivery of every event stored at version 1
+//!   (made with the event); the entries go with their event. An entry whose delivery is
+//!   gone (pruned, or removed with its webhook) may remain until then. Retention reads it
+//!   to keep such an event while any of its deliveries is pending (a claimed, in-flight
+//!   delivery is still pending). Events stored before this table existed have no entries;
+//!   events stored at version 2 have none either: their `first_delivery` says where
+//!   their deliveries are in `deliveries_by_seq`.
 //! - Work that is too big for one transaction is done in chunks of at most
 //!   [`CLEANUP_CHUNK`] deliveries, one write job each, so other writes commit in between.
 //!   `webhook_cleanup` says which is unfinished, so a restart resumes it:
 //!   - [`CLEANUP_REMOVE`]: the webhook was deleted. Its record and `user_webhooks` entry
-//!     went in the first commit; its deliveries (with their `webhook_deliveries`,
-//!     `deliveries_by_seq`, `delivery_filter` and `queue` entries) are removed chunk by chunk, each delivery
-//!     with all of its index entries at once. Deliveries whose webhook is gone exist only
-//!     under such an entry; nothing sends them (no webhook record, nothing to send to).
+//!     went in the first commit; its deliveries (found through `delivery_filter` and
+//!     `webhook_deliveries`, with their `attempts` rows and their `deliveries_by_seq`,
+//!     `delivery_filter`, `webhook_deliveries` and `queue` entries) are removed chunk by
+//!     chunk, each delivery with all of its rows at once. Deliveries whose webhook is gone
+//!     exist only under such an entry; nothing sends them (no webhook record, nothing to
+//!     send to).
 //!   - [`CLEANUP_CANCEL`]: the webhook was disabled. Its record says so since the first
 //!     commit (so nothing is dispatched for it); its queue entries are cancelled chunk by
 //!     chunk, each delivery leaving the queue as it becomes `cancelled`. Re-enabling ends
@@ -101,6 +125,8 @@ pub const ATTEMPT_STATS: TableDefinition<(u128, u64), &[u8]> =
 pub const EVENT_DELIVERIES: TableDefinition<(u64, u64), ()> =
     TableDefinition::new("event_deliveries");
 pub const WEBHOOK_CLEANUP: TableDefinition<u128, u8> = TableDefinition::new("webhook_cleanup");
+/// (delivery seq, attempt number) → `Attempt`: every attempt of every delivery.
+pub const ATTEMPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("attempts");
 
 /// `webhook_cleanup`: the webhook was deleted; remove its deliveries.
 pub const CLEANUP_REMOVE: u8 = 1;

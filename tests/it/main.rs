@@ -28,3 +28,4 @@ mod openapi;
 mod operations;
 mod promises;
 mod security;
+mod upgrade;

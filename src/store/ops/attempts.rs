@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use redb::{ReadTransaction, ReadableTable, Table};
 
+use super::deliveries::{
+    DeliveryFilter, add_attempt, event_of, indexed_newest_first, last_attempt, save,
+};
 use super::stats;
 use super::webhooks::start_cancel;
 use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
@@ -18,7 +21,7 @@ use crate::delivery::retry::RetryPolicy;
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::Tx;
 use crate::store::codec::encode;
-use crate::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
+use crate::store::records::{Attempt, DeliveryRecord, EventRecord, EventRef, WebhookRecord};
 use crate::store::tables::*;
 
 /// How stale a webhook's `last_success_at` may get before a success rewrites it.
@@ -72,8 +75,11 @@ pub fn load_for_attempt(
     if !webhook.enabled {
         return Ok(None);
     }
-    let Some(event) =
-        load::<&str, EventRecord>(&rtx.open_table(EVENTS)?, delivery.event_id.as_str())?
+    let Some(event) = event_of(
+        &rtx.open_table(EVENTS_BY_SEQ)?,
+        &rtx.open_table(EVENTS)?,
+        &delivery.event,
+    )?
     else {
         return Ok(None);
     };
@@ -98,11 +104,10 @@ pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, Sto
     }
     let webhook_ok = load::<u128, WebhookRecord>(&tx.txn.open_table(WEBHOOKS)?, d.webhook_id.0)?
         .is_some_and(|w| w.enabled);
-    let event_ok = tx
-        .txn
-        .open_table(EVENTS)?
-        .get(d.event_id.as_str())?
-        .is_some();
+    let event_ok = match &d.event {
+        EventRef::Seq(seq) => tx.txn.open_table(EVENTS_BY_SEQ)?.get(*seq)?.is_some(),
+        EventRef::Id(id) => tx.txn.open_table(EVENTS)?.get(id.as_str())?.is_some(),
+    };
     if webhook_ok && event_ok {
         return Ok(false);
     }
@@ -111,7 +116,7 @@ pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, Sto
     }
     d.status = DeliveryStatus::Cancelled;
     d.next_attempt_at = None;
-    save(&mut deliveries, &d)?;
+    save(&mut deliveries, &mut tx.txn.open_table(ATTEMPTS)?, &mut d)?;
     filter_move(
         &mut tx.txn.open_table(DELIVERY_FILTER)?,
         &d,
@@ -125,14 +130,6 @@ fn queue_key(d: &DeliveryRecord) -> Option<(u128, u64, u128)> {
         .map(|due| (d.webhook_id.0, due.as_key(), d.id.0))
 }
 
-fn save(
-    deliveries: &mut Table<'_, u128, &'static [u8]>,
-    d: &DeliveryRecord,
-) -> Result<(), StoreError> {
-    deliveries.insert(d.id.0, encode(d).as_slice())?;
-    Ok(())
-}
-
 /// How an outcome reaches [`record`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recording {
@@ -143,26 +140,27 @@ pub enum Recording {
     Again,
 }
 
-/// Records an attempt (its number is assigned here) and applies its verdict. `None` when
-/// the delivery no longer exists or its webhook was deleted meanwhile (the delivery is
-/// removed chunk by chunk with the rest of the webhook's, `webhooks::delete`).
+/// Records an attempt and applies its verdict. The attempt gets the next number
+/// (`attempts + 1`) and a row of its own; the delivery record only counts it, so an
+/// attempt writes the same few bytes however many came before. `None` when the delivery
+/// no longer exists or its webhook was deleted meanwhile (the delivery is removed chunk
+/// by chunk with the rest of the webhook's, `webhooks::delete`).
 pub fn record(
     tx: &mut Tx<'_>,
     id: DeliveryId,
     verdict: Verdict,
-    mut attempt: Attempt,
+    attempt: Attempt,
     recording: Recording,
     policy: &RetryPolicy,
     now: Millis,
 ) -> Result<Option<Recorded>, StoreError> {
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut attempts = tx.txn.open_table(ATTEMPTS)?;
     let Some(mut delivery) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
         return Ok(None);
     };
     if recording == Recording::Again
-        && delivery
-            .attempts
-            .last()
+        && last_attempt(&attempts, &delivery)?
             .is_some_and(|last| last.at == attempt.at && last.duration_ms == attempt.duration_ms)
     {
         return Ok(Some(Recorded {
@@ -176,9 +174,10 @@ pub fn record(
     let Some(mut webhook) = load::<u128, WebhookRecord>(&hooks, delivery.webhook_id.0)? else {
         return Ok(None);
     };
-    attempt.number = u32::try_from(delivery.attempts.len() + 1).unwrap_or(u32::MAX);
+    let number = delivery.attempts.saturating_add(1);
     stats::count(tx, delivery.webhook_id, &attempt)?;
-    delivery.attempts.push(attempt);
+    add_attempt(&mut attempts, &delivery, number, &attempt)?;
+    delivery.attempts = number;
     if delivery.status != DeliveryStatus::Pending {
         // Cancelled while the attempt was under way: keep the record of it. If the
         // receiver took it, it was delivered (the disable or delete waited for this
@@ -188,7 +187,7 @@ pub fn record(
         if delivered {
             delivery.status = DeliveryStatus::Succeeded;
         }
-        save(&mut deliveries, &delivery)?;
+        save(&mut deliveries, &mut attempts, &mut delivery)?;
         filter_move(&mut tx.txn.open_table(DELIVERY_FILTER)?, &delivery, was)?;
         return Ok(Some(Recorded {
             webhook_disabled: false,
@@ -232,10 +231,7 @@ pub fn record(
                 webhook.paused_until = Some(webhook.paused_until.map_or(until, |p| p.max(until)));
             }
             let failing_since = *webhook.failing_since.get_or_insert(now);
-            let made = delivery
-                .attempts
-                .len()
-                .saturating_sub(delivery.schedule_base as usize);
+            let made = delivery.attempts.saturating_sub(delivery.schedule_base) as usize;
             match policy.next_due(made, now, webhook.paused_until) {
                 Some(due) => {
                     delivery.next_attempt_at = Some(due);
@@ -256,7 +252,7 @@ pub fn record(
         }
     }
     recorded.status = Some(delivery.status);
-    save(&mut deliveries, &delivery)?;
+    save(&mut deliveries, &mut attempts, &mut delivery)?;
     filter_move(
         &mut tx.txn.open_table(DELIVERY_FILTER)?,
         &delivery,
@@ -266,7 +262,7 @@ pub fn record(
         hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
         count_webhook(tx, Some(status_before), Some(webhook.status))?;
     }
-    drop((deliveries, queue, hooks));
+    drop((deliveries, attempts, queue, hooks));
     if recorded.webhook_disabled {
         // The first chunk now; a bigger backlog is finished by the daemon's cleanup sweep.
         start_cancel(tx, delivery.webhook_id)?;
@@ -282,6 +278,7 @@ pub fn reschedule(
     moves: &[(DeliveryId, Millis)],
 ) -> Result<usize, StoreError> {
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut attempts = tx.txn.open_table(ATTEMPTS)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut moved = 0;
     for &(id, due) in moves {
@@ -296,7 +293,7 @@ pub fn reschedule(
         }
         d.next_attempt_at = Some(due);
         queue.insert((webhook.0, due.as_key(), id.0), ())?;
-        save(&mut deliveries, &d)?;
+        save(&mut deliveries, &mut attempts, &mut d)?;
         moved += 1;
     }
     Ok(moved)
@@ -319,7 +316,7 @@ fn restart_schedule(
 ) -> Result<(), StoreError> {
     let was = d.status;
     d.status = DeliveryStatus::Pending;
-    d.schedule_base = u32::try_from(d.attempts.len()).unwrap_or(u32::MAX);
+    d.schedule_base = d.attempts;
     d.next_attempt_at = Some(due);
     queue.insert((d.webhook_id.0, due.as_key(), d.id.0), ())?;
     filter_move(filter, d, was)?;
@@ -366,7 +363,7 @@ pub fn retry(
         &mut tx.txn.open_table(DELIVERY_FILTER)?,
         due,
     )?;
-    save(&mut deliveries, &d)?;
+    save(&mut deliveries, &mut tx.txn.open_table(ATTEMPTS)?, &mut d)?;
     Ok(Requeue::Queued(due))
 }
 
@@ -379,9 +376,11 @@ pub struct Recovered {
 }
 
 /// Recover: every `failed` delivery of the webhook created in `[since, until)` starts the
-/// schedule again. One chunk ([`Chunk`]: at most [`CLEANUP_CHUNK`] deliveries of the webhook's
-/// log, a few milliseconds) is looked at, newest first, from the delivery seq `before` (exclusive; `u64::MAX` to
-/// start); the caller runs chunks, each its own write job, until `next` is `None`.
+/// schedule again. One chunk ([`Chunk`]: at most [`CLEANUP_CHUNK`] failed deliveries of the
+/// webhook's log, a few milliseconds) is looked at, newest first, from the delivery seq
+/// `before` (exclusive; `u64::MAX` to start); the caller runs chunks, each its own write
+/// job, until `next` is `None`. The failed deliveries are found through `delivery_filter`
+/// (and, below its mark, through `webhook_deliveries`), so a chunk reads no others.
 /// `Err(NotFound)` when there is no such webhook for `user`, `Err(WebhookDisabled)` when
 /// it is disabled (checked by every chunk).
 pub fn recover(
@@ -399,24 +398,24 @@ pub fn recover(
     if !hook.enabled {
         return Ok(Err(Requeue::WebhookDisabled));
     }
-    let index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
-    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
-    let mut queue = tx.txn.open_table(QUEUE)?;
-    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
     let mut out = Recovered {
         queued: 0,
         next: None,
     };
     let mut chunk = Chunk::start();
+    let candidates = failed_newest_first(tx, webhook, before)?;
+    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut attempts = tx.txn.open_table(ATTEMPTS)?;
+    let mut queue = tx.txn.open_table(QUEUE)?;
+    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
     // Newest first: stop once creation times fall before the window.
-    for entry in index.range((webhook.0, 0u64)..(webhook.0, before))?.rev() {
-        let (key, id) = entry?;
+    for (seq, id) in candidates {
         if !chunk.room() {
-            out.next = Some(key.value().1 + 1);
+            out.next = Some(seq + 1);
             break;
         }
         chunk.did();
-        let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
+        let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id)? else {
             continue;
         };
         if d.created_at < since {
@@ -426,8 +425,36 @@ pub fn recover(
             continue;
         }
         restart_schedule(&mut d, &mut queue, &mut filter, due)?;
-        save(&mut deliveries, &d)?;
+        save(&mut deliveries, &mut attempts, &mut d)?;
         out.queued += 1;
     }
     Ok(Ok(out))
+}
+
+/// Up to [`CLEANUP_CHUNK`] + 1 (seq, id) of the webhook's deliveries below `before` that
+/// may be failed, newest first: the failed ranges of `delivery_filter` from its mark on,
+/// then every delivery of `webhook_deliveries` below the mark (written by an older hookd).
+fn failed_newest_first(
+    tx: &Tx<'_>,
+    webhook: WebhookId,
+    before: u64,
+) -> Result<Vec<(u64, u128)>, StoreError> {
+    let mark = super::meta_get(&tx.txn.open_table(META)?, DELIVERY_FILTER_FROM)?.min(before);
+    let filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let failed = DeliveryFilter {
+        status: Some(DeliveryStatus::Failed),
+        event_type: None,
+    };
+    let index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
+    let older = index
+        .range((webhook.0, 0u64)..(webhook.0, mark))?
+        .rev()
+        .map(|e| {
+            let (key, id) = e?;
+            Ok((key.value().1, id.value()))
+        });
+    indexed_newest_first(&filter, webhook, failed, mark..before)?
+        .chain(older)
+        .take(CLEANUP_CHUNK + 1)
+        .collect()
 }

@@ -1,8 +1,8 @@
 //! The event log and ingestion: storing an event together with one pending delivery (and
-//! its queue entry) per enabled webhook of the event's user that subscribes to its type,
-//! and the `event_deliveries` entries that let retention find the event's deliveries.
+//! its queue entry) per enabled webhook of the event's user that subscribes to its type.
 //! Every event and delivery gets its filter index entry (`user_type_events`,
-//! `delivery_filter`) here, so the filtered listings read only what they show.
+//! `delivery_filter`) here, so the (filtered) listings read only what they show; the
+//! event records where its deliveries' seqs begin, which is how retention finds them.
 
 use redb::{ReadTransaction, Table};
 
@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::store::Tx;
 use crate::store::codec::encode;
-use crate::store::records::{DeliveryRecord, EventRecord, WebhookRecord};
+use crate::store::records::{DeliveryRecord, EventRecord, EventRef, WebhookRecord};
 use crate::store::tables::*;
 
 /// An event as validated by the API, before it has a sequence number.
@@ -104,7 +104,9 @@ struct Queued {
     due: Millis,
 }
 
-/// Writes a new event, its indexes, and one pending delivery per target webhook.
+/// Writes a new event, its indexes, and one pending delivery per target webhook. The
+/// deliveries get consecutive seqs (nothing else runs inside a write job), which the
+/// event records as `first_delivery`: retention finds them from there.
 /// Answers the number of deliveries and the deliveries queued.
 fn store_event(
     tx: &mut Tx<'_>,
@@ -113,9 +115,11 @@ fn store_event(
     targets: Vec<WebhookId>,
     first_attempt_due: Millis,
 ) -> Result<(u32, Vec<Queued>), StoreError> {
+    let seqs: Vec<u64> = targets.iter().map(|_| tx.next_delivery_seq()).collect();
     let event = EventRecord {
         seq: tx.next_event_seq(),
         deliveries: u32::try_from(targets.len()).unwrap_or(u32::MAX),
+        first_delivery: Some(seqs.first().copied().unwrap_or(0)),
         id: new.id,
         user: new.user,
         event_type: new.event_type,
@@ -138,29 +142,26 @@ fn store_event(
     let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
 
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
-    let mut index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
-    let mut per_event = tx.txn.open_table(EVENT_DELIVERIES)?;
     let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
     let mut queued = Vec::with_capacity(targets.len());
-    for webhook_id in targets {
+    for (webhook_id, seq) in targets.into_iter().zip(seqs) {
         let delivery = DeliveryRecord {
             id: DeliveryId::generate(),
-            seq: tx.next_delivery_seq(),
+            seq,
             webhook_id,
-            event_id: event.id.clone(),
+            event: EventRef::Seq(event.seq),
             event_type: event.event_type,
             status: DeliveryStatus::Pending,
-            attempts: Vec::new(),
+            attempts: 0,
             next_attempt_at: Some(first_attempt_due),
             created_at: event.received_at,
             schedule_base: 0,
+            inline_attempts: Vec::new(),
         };
         deliveries.insert(delivery.id.0, encode(&delivery).as_slice())?;
-        index.insert((webhook_id.0, delivery.seq), delivery.id.0)?;
         filter_insert(&mut filter, &delivery)?;
         by_seq.insert(delivery.seq, delivery.id.0)?;
-        per_event.insert((event.seq, delivery.seq), ())?;
         queue.insert(
             (webhook_id.0, first_attempt_due.as_key(), delivery.id.0),
             (),

@@ -91,6 +91,7 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(WEBHOOK_CLEANUP)?;
     txn.open_table(DELIVERY_FILTER)?;
     txn.open_table(USER_TYPE_EVENTS)?;
+    txn.open_table(ATTEMPTS)?;
     txn.commit()?;
     Ok(())
 }

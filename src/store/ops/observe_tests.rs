@@ -1,8 +1,10 @@
-//! The kept counters and the filter indexes against full scans: a random sequence of
-//! every write that changes them (ingest, test events, outcomes, reschedules, retries,
-//! recovers, cancels, webhook create/update/delete and their cleanup chunks, retention,
-//! and an upgrade from a store without them), checked after each step; and the filtered
-//! listings against the unfiltered listing filtered by hand, page by page.
+//! The kept counters, the filter indexes and the attempts table against full scans: a
+//! random sequence of every write that changes them (ingest, test events, outcomes,
+//! reschedules, retries, recovers, cancels, webhook create/update/delete and their
+//! cleanup chunks, retention, and an upgrade from a store written by an older hookd —
+//! version 1 records with their attempts inline, no filter indexes), checked after each
+//! step; and the filtered listings against the unfiltered listing filtered by hand, page
+//! by page.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use super::{meta_get, queue, retention, webhooks};
 use crate::delivery::retry::RetryPolicy;
 use crate::model::*;
 use crate::store::codec::decode;
-use crate::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
+use crate::store::records::{Attempt, DeliveryRecord, EventRecord, EventRef, WebhookRecord};
 use crate::store::tables::*;
 use crate::store::{Store, StoreError};
 
@@ -103,6 +105,51 @@ fn check_counters_and_indexes(store: &Store, step: &str) {
                 actual.insert(k.value(), v.value());
             }
             assert_eq!(actual, expected, "delivery_filter after {step}");
+
+            // Attempts: the rows of each delivery are numbered 1..=attempts (none while
+            // a record read at version 1 still holds them inline); no row outlives its
+            // delivery; a delivery that names its event by seq finds it.
+            let ds: Vec<DeliveryRecord> = all(r, DELIVERIES)?;
+            let mut rows: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+            for entry in r.open_table(ATTEMPTS)?.iter()? {
+                let (seq, number) = entry?.0.value();
+                rows.entry(seq).or_default().push(number);
+            }
+            let events_by_seq = r.open_table(EVENTS_BY_SEQ)?;
+            for d in &ds {
+                let numbers = rows.remove(&d.seq).unwrap_or_default();
+                let inline: Vec<u32> = d.inline_attempts.iter().map(|a| a.0).collect();
+                assert!(
+                    inline.is_empty() || numbers.is_empty(),
+                    "{} both after {step}",
+                    d.id
+                );
+                let all_numbers = if inline.is_empty() { numbers } else { inline };
+                assert_eq!(
+                    all_numbers,
+                    (1..=d.attempts).collect::<Vec<_>>(),
+                    "attempts of {} after {step}",
+                    d.id
+                );
+                if let EventRef::Seq(seq) = d.event {
+                    assert!(
+                        events_by_seq.get(seq)?.is_some(),
+                        "event of {} after {step}",
+                        d.id
+                    );
+                }
+            }
+            assert!(
+                rows.is_empty(),
+                "attempts without a delivery after {step}: {rows:?}"
+            );
+            let by_seq: BTreeMap<u64, u128> = r
+                .open_table(DELIVERIES_BY_SEQ)?
+                .iter()?
+                .map(|e| e.map(|(k, v)| (k.value(), v.value())))
+                .collect::<Result<_, _>>()?;
+            let expected: BTreeMap<u64, u128> = ds.iter().map(|d| (d.seq, d.id.0)).collect();
+            assert_eq!(by_seq, expected, "deliveries_by_seq after {step}");
 
             let mark = meta_get(&meta, EVENT_FILTER_FROM)?;
             let mut expected = BTreeMap::new();
@@ -239,11 +286,91 @@ fn check_listings(store: &Store, hooks: &[WebhookId], rng: &mut Rng, step: &str)
         .unwrap();
 }
 
-/// Makes the store look like one written before the counters and indexes existed, and
-/// opens it again.
+/// Makes the store look like one written by an older hookd — before the counters and
+/// filter indexes existed, with every delivery and event record at version 1 (attempts
+/// inline, the event by id), `webhook_deliveries` and `event_deliveries` entries for
+/// all, no `attempts` rows — and opens it again.
 fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
+    use crate::store::records::v1::{AttemptV1, DeliveryRecordV1, EventRecordV1};
     store
         .write_blocking(|tx| {
+            let ds: Vec<DeliveryRecord> = tx
+                .txn
+                .open_table(DELIVERIES)?
+                .iter()?
+                .map(|e| {
+                    e.map_err(StoreError::from)
+                        .and_then(|(_, v)| Ok(decode(v.value())?))
+                })
+                .collect::<Result<_, _>>()?;
+            let mut attempts = tx.txn.open_table(ATTEMPTS)?;
+            let mut per_webhook = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
+            let mut per_event = tx.txn.open_table(EVENT_DELIVERIES)?;
+            let mut records = tx.txn.open_table(DELIVERIES)?;
+            let events_by_seq = tx.txn.open_table(EVENTS_BY_SEQ)?;
+            for d in ds {
+                let inline = deliveries::attempts_of(&attempts, &d)?;
+                attempts.retain_in((d.seq, 0u32)..=(d.seq, u32::MAX), |_, _| false)?;
+                let event_id = match &d.event {
+                    EventRef::Id(id) => id.clone(),
+                    EventRef::Seq(seq) => {
+                        let id = events_by_seq.get(*seq)?.unwrap();
+                        per_event.insert((*seq, d.seq), ())?;
+                        EventId::parse(id.value()).unwrap()
+                    }
+                };
+                per_webhook.insert((d.webhook_id.0, d.seq), d.id.0)?;
+                let old = DeliveryRecordV1 {
+                    id: d.id,
+                    seq: d.seq,
+                    webhook_id: d.webhook_id,
+                    event_id,
+                    event_type: d.event_type,
+                    status: d.status,
+                    attempts: inline
+                        .into_iter()
+                        .map(|(number, a)| AttemptV1 {
+                            number,
+                            at: a.at,
+                            status_code: a.status_code,
+                            duration_ms: a.duration_ms,
+                            error: a.error,
+                            response_body: a.response_body,
+                        })
+                        .collect(),
+                    next_attempt_at: d.next_attempt_at,
+                    created_at: d.created_at,
+                    schedule_base: d.schedule_base,
+                };
+                records.insert(d.id.0, crate::store::codec::encode_at(1, &old).as_slice())?;
+            }
+            drop((attempts, per_webhook, per_event, records, events_by_seq));
+            let mut events = tx.txn.open_table(EVENTS)?;
+            let es: Vec<EventRecord> = events
+                .iter()?
+                .map(|e| {
+                    e.map_err(StoreError::from)
+                        .and_then(|(_, v)| Ok(decode(v.value())?))
+                })
+                .collect::<Result<_, _>>()?;
+            for e in es {
+                let old = EventRecordV1 {
+                    id: e.id.clone(),
+                    seq: e.seq,
+                    user: e.user,
+                    event_type: e.event_type,
+                    source: e.source,
+                    timestamp: e.timestamp,
+                    payload: e.payload,
+                    received_at: e.received_at,
+                    deliveries: e.deliveries,
+                };
+                events.insert(
+                    e.id.as_str(),
+                    crate::store::codec::encode_at(1, &old).as_slice(),
+                )?;
+            }
+            drop(events);
             tx.txn.open_table(DELIVERY_FILTER)?.retain(|_, _| false)?;
             tx.txn.open_table(USER_TYPE_EVENTS)?.retain(|_, _| false)?;
             let mut meta = tx.txn.open_table(META)?;
@@ -361,7 +488,6 @@ fn run(seed: u64, steps: usize) {
                     _ => Verdict::Gone,
                 };
                 let attempt = Attempt {
-                    number: 0,
                     at: now,
                     status_code: Some(200),
                     duration_ms: step as u64,

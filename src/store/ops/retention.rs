@@ -1,14 +1,17 @@
 //! Retention: deletes events and deliveries older than `retention.events`, oldest first,
 //! in bounded batches (each batch is one small job in the group commit, so ingest is
-//! never blocked for long). Pending deliveries are never pruned: the queue is untouched.
-//! Nor is an event with a pending (or in-flight) delivery, found through
-//! `event_deliveries`: its deliveries still need it to be sent. It is pruned by a later
-//! pass once they are finished. (Events stored before `event_deliveries` existed have
-//! no entries there and are pruned by age alone, as before.)
+//! never blocked for long). A delivery goes with its attempts and index entries.
+//! Pending deliveries are never pruned: the queue is untouched. Nor is an event while
+//! any of its deliveries is stored (found from its `first_delivery` seq): they name it
+//! by its seq, and a pending (or in-flight) one still needs it to be sent. It is pruned
+//! by a later pass once they are gone. An event stored at version 1 is kept while a
+//! delivery listed in `event_deliveries` is pending (its deliveries name it by id);
+//! events stored before that table existed are pruned by age alone, as before.
 
 use redb::ReadableTable;
 
-use super::{CHUNK_MIN, CHUNK_TIME, StoreError, filter_remove, load};
+use super::deliveries::DeliveryTables;
+use super::{CHUNK_MIN, CHUNK_TIME, StoreError, load};
 use crate::model::{DeliveryStatus, Millis};
 use crate::store::Tx;
 use crate::store::records::{DeliveryRecord, EventRecord};
@@ -37,13 +40,10 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
     let mut pruned = Pruned::default();
     let started = std::time::Instant::now();
 
-    let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
-    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
-    let mut per_webhook = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
-    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut tables = DeliveryTables::open(tx)?;
     let mut doomed = Vec::new();
     let mut looked_at = 0;
-    for entry in by_seq.iter()? {
+    for entry in tables.by_seq.iter()? {
         let (seq, id) = entry?;
         // Old pending deliveries are skipped, not deleted; bound the scan past them.
         looked_at += 1;
@@ -55,7 +55,7 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
             pruned.more = true;
             break;
         }
-        let Some(d) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
+        let Some(d) = load::<u128, DeliveryRecord>(&tables.records, id.value())? else {
             doomed.push((seq.value(), None));
             continue;
         };
@@ -67,15 +67,17 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
         }
     }
     for (seq, d) in doomed {
-        by_seq.remove(seq)?;
-        if let Some(d) = d {
-            deliveries.remove(d.id.0)?;
-            per_webhook.remove((d.webhook_id.0, d.seq))?;
-            filter_remove(&mut filter, &d)?;
-            pruned.deliveries += 1;
+        match d {
+            Some(d) => {
+                tables.remove(&d)?;
+                pruned.deliveries += 1;
+            }
+            None => {
+                tables.by_seq.remove(seq)?;
+            }
         }
     }
-    drop((by_seq, deliveries, per_webhook, filter));
+    drop(tables);
 
     let mut by_seq = tx.txn.open_table(EVENTS_BY_SEQ)?;
     let mut events = tx.txn.open_table(EVENTS)?;
@@ -103,7 +105,7 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
             break;
         }
         if let Some(e) = &event
-            && has_pending(&per_event, &delivery_ids, &deliveries, e)?
+            && still_needed(&per_event, &delivery_ids, &deliveries, e)?
         {
             continue;
         }
@@ -122,16 +124,30 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
     Ok(pruned)
 }
 
-/// Whether any delivery of the event is still pending (queued, or claimed by a worker:
-/// a claimed delivery stays pending until its outcome is recorded), found through
-/// `event_deliveries`. Deliveries already pruned or removed with their webhook are not.
-fn has_pending(
+/// Whether the event must stay for its deliveries. Deliveries already pruned or removed
+/// with their webhook do not count.
+/// - Stored at version 2 on: while any of its deliveries (its consecutive seqs from
+///   `first_delivery`) is stored, since they name it by seq. These are the oldest
+///   deliveries too, so the pass over deliveries before this one has pruned them unless
+///   they are pending or that pass stopped short (then `more` says another batch follows).
+/// - Stored at version 1: while any delivery `event_deliveries` lists for it is pending
+///   (queued, or claimed by a worker: a claimed delivery stays pending until its outcome
+///   is recorded); its deliveries name it by id.
+fn still_needed(
     per_event: &impl ReadableTable<(u64, u64), ()>,
     delivery_ids: &impl ReadableTable<u64, u128>,
     deliveries: &impl ReadableTable<u128, &'static [u8]>,
     event: &EventRecord,
 ) -> Result<bool, StoreError> {
     if event.deliveries == 0 {
+        return Ok(false);
+    }
+    if let Some(seqs) = event.delivery_seqs() {
+        for seq in seqs {
+            if delivery_ids.get(seq)?.is_some() {
+                return Ok(true);
+            }
+        }
         return Ok(false);
     }
     for entry in per_event.range((event.seq, 0u64)..=(event.seq, u64::MAX))? {

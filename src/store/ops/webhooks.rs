@@ -9,9 +9,10 @@
 //! runs [`finish_cleanups`] at startup and then every second, so work interrupted by a
 //! crash, or started by an attempt that disabled its webhook, is finished too.
 
-use redb::{ReadTransaction, ReadableTable, Table};
+use redb::{ReadTransaction, ReadableTable};
 
-use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, filter_remove, load};
+use super::deliveries::{Attempts, DeliveryTables, Records, save};
+use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
 use crate::model::{DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::codec::encode;
 use crate::store::records::{DeliveryRecord, WebhookRecord};
@@ -182,46 +183,58 @@ pub fn start_cancel(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> 
     Ok(more)
 }
 
-/// Removes one chunk of the (deleted) webhook's deliveries, each with its index and
-/// queue entries. Answers whether it is done (nothing of the webhook's is left).
+/// Removes one chunk of the (deleted) webhook's deliveries, each with its attempts, index
+/// and queue entries. Its deliveries are found through `delivery_filter` (every status
+/// and type: one range) and, for those written by an older hookd, `webhook_deliveries`.
+/// Answers whether it is done (nothing of the webhook's is left).
 fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
     let mut chunk = Chunk::start();
-    let mut index = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
-    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
-    let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
-    let mut queue = tx.txn.open_table(QUEUE)?;
-    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
-    let mut keys = Vec::with_capacity(CLEANUP_CHUNK);
-    for entry in index
-        .range((id.0, 0u64)..=(id.0, u64::MAX))?
+    let mut tables = DeliveryTables::open(tx)?;
+    let mut found = Vec::with_capacity(CLEANUP_CHUNK);
+    for entry in tables
+        .filter
+        .range((id.0, 0u8, 0u8, 0u64)..=(id.0, u8::MAX, u8::MAX, u64::MAX))?
         .take(CLEANUP_CHUNK)
     {
         let (key, delivery) = entry?;
-        keys.push((key.value().1, delivery.value()));
+        let (_, status, event_type, seq) = key.value();
+        found.push((seq, delivery.value(), Some((status, event_type))));
     }
-    let found = keys.len();
-    for (seq, delivery_id) in keys {
+    for entry in tables
+        .per_webhook
+        .range((id.0, 0u64)..=(id.0, u64::MAX))?
+        .take(CLEANUP_CHUNK - found.len())
+    {
+        let (key, delivery) = entry?;
+        found.push((key.value().1, delivery.value(), None));
+    }
+    let full = found.len() == CLEANUP_CHUNK;
+    for (seq, delivery_id, filter_key) in found {
         if !chunk.room() {
             return Ok(false);
         }
-        if let Some(d) = load::<u128, DeliveryRecord>(&deliveries, delivery_id)? {
-            if let Some(due) = d.next_attempt_at {
-                queue.remove((id.0, due.as_key(), delivery_id))?;
+        match load::<u128, DeliveryRecord>(&tables.records, delivery_id)? {
+            Some(d) => tables.remove(&d)?,
+            // Already removed through another entry (a delivery written by an older hookd
+            // may be in both indexes), or an entry without its record: the entry goes.
+            None => {
+                if let Some((status, event_type)) = filter_key {
+                    tables.filter.remove((id.0, status, event_type, seq))?;
+                }
+                tables.per_webhook.remove((id.0, seq))?;
+                tables.by_seq.remove(seq)?;
             }
-            filter_remove(&mut filter, &d)?;
-            deliveries.remove(delivery_id)?;
         }
-        by_seq.remove(seq)?;
-        index.remove((id.0, seq))?;
         chunk.did();
     }
-    if found == CLEANUP_CHUNK {
+    if full {
         return Ok(false);
     }
     // Every queue entry belongs to an indexed delivery, so this range is empty; a stray
     // entry would otherwise outlive its webhook.
     let mut strays = 0;
-    for entry in queue
+    for entry in tables
+        .queue
         .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
             true
         })?
@@ -238,6 +251,7 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
     let mut chunk = Chunk::start();
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut attempts = tx.txn.open_table(ATTEMPTS)?;
     let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
     let mut entries = queue
         .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
@@ -250,14 +264,15 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
         };
         let (key, _) = entry?;
         let (_, _, delivery_id) = key.value();
-        cancel_delivery(&mut deliveries, &mut filter, delivery_id)?;
+        cancel_delivery(&mut deliveries, &mut attempts, &mut filter, delivery_id)?;
         chunk.did();
     }
     Ok(false)
 }
 
 fn cancel_delivery(
-    deliveries: &mut Table<'_, u128, &'static [u8]>,
+    deliveries: &mut Records<'_>,
+    attempts: &mut Attempts<'_>,
     filter: &mut FilterIndex<'_>,
     id: u128,
 ) -> Result<(), StoreError> {
@@ -265,7 +280,7 @@ fn cancel_delivery(
         let was = delivery.status;
         delivery.status = DeliveryStatus::Cancelled;
         delivery.next_attempt_at = None;
-        deliveries.insert(id, encode(&delivery).as_slice())?;
+        save(deliveries, attempts, &mut delivery)?;
         filter_move(filter, &delivery, was)?;
     }
     Ok(())
@@ -357,8 +372,8 @@ mod tests {
         store
             .read(|r| {
                 let index = r
-                    .open_table(WEBHOOK_DELIVERIES)?
-                    .range((id.0, 0u64)..=(id.0, u64::MAX))?
+                    .open_table(DELIVERY_FILTER)?
+                    .range((id.0, 0u8, 0u8, 0u64)..=(id.0, u8::MAX, u8::MAX, u64::MAX))?
                     .count();
                 let queued = r
                     .open_table(QUEUE)?
