@@ -147,6 +147,7 @@ fn parse_ingest(body: &[u8], received_at: Millis) -> Result<NewEvent, ApiError> 
         timestamp,
         payload: payload.to_canonical_string(),
         received_at,
+        trace: None,
     })
 }
 

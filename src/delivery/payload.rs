@@ -48,6 +48,7 @@ mod tests {
             payload: r#"{"2":1,"a":"é"}"#.into(),
             received_at: Millis(0),
             deliveries: 1,
+            trace: None,
         };
         let mut webhook = WebhookRecord::new(
             "user-123".into(),

@@ -14,6 +14,7 @@ use crate::store::Tx;
 use crate::store::codec::encode;
 use crate::store::records::{DeliveryRecord, EventRecord, WebhookRecord};
 use crate::store::tables::*;
+use crate::trace_context::TraceContext;
 
 /// An event as validated by the API, before it has a sequence number.
 pub struct NewEvent {
@@ -24,6 +25,8 @@ pub struct NewEvent {
     pub timestamp: String,
     pub payload: String,
     pub received_at: Millis,
+    /// The W3C trace the publisher sent it in, if any.
+    pub trace: Option<TraceContext>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -123,6 +126,7 @@ fn store_event(
         timestamp: new.timestamp,
         payload: new.payload,
         received_at: new.received_at,
+        trace: new.trace,
     };
     events.insert(event.id.as_str(), encode(&event).as_slice())?;
     tx.txn

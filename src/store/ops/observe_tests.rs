@@ -331,6 +331,7 @@ fn run(seed: u64, steps: usize) {
                     timestamp: "2024-01-01T00:00:00Z".into(),
                     payload: "{}".into(),
                     received_at: now,
+                    trace: None,
                 };
                 store
                     .write_blocking(move |tx| events::ingest(tx, new, now).map(|_| ()))
@@ -347,6 +348,7 @@ fn run(seed: u64, steps: usize) {
                     timestamp: "2024-01-01T00:00:00Z".into(),
                     payload: "{}".into(),
                     received_at: now,
+                    trace: None,
                 };
                 store
                     .write_blocking(move |tx| events::ingest_test(tx, new, w, now).map(|_| ()))

@@ -390,6 +390,7 @@ mod tests {
                         timestamp: "2024-01-01T00:00:00Z".into(),
                         payload: "{}".into(),
                         received_at: Millis(1_000),
+                        trace: None,
                     };
                     events::ingest(tx, new, Millis(2_000))?;
                 }
