@@ -15,6 +15,7 @@ pub mod auth;
 mod deliveries;
 pub mod error;
 mod events;
+mod headers;
 mod health;
 pub mod request;
 pub mod router;

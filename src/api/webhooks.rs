@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, HttpResponse, empty, json};
+use super::headers::{self, HeadersInput, Redacted};
 use super::request::{nullable, parse_json};
 use crate::delivery::destination::{self, UrlProblem};
 use crate::model::{EventPattern, Invalid, Millis, WebhookId, WebhookStatus};
@@ -17,7 +18,8 @@ pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_SECRET_BYTES: usize = 256;
 pub const MAX_EVENT_TYPES: usize = 64;
 
-/// The webhook object of the API. The secret is deliberately absent.
+/// The webhook object of the API. The secret is deliberately absent, and the custom
+/// headers show their names only.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView<'a> {
@@ -25,6 +27,7 @@ pub struct WebhookView<'a> {
     name: &'a str,
     url: &'a str,
     event_types: Vec<String>,
+    headers: Redacted<'a>,
     enabled: bool,
     status: &'static str,
     created_at: String,
@@ -38,6 +41,7 @@ impl<'a> WebhookView<'a> {
             name: &hook.name,
             url: &hook.url,
             event_types: hook.event_types.iter().map(ToString::to_string).collect(),
+            headers: Redacted(&hook.headers),
             enabled: hook.enabled,
             status: hook.status.as_str(),
             created_at: hook.created_at.to_rfc3339(),
@@ -54,6 +58,8 @@ struct CreateBody {
     event_types: Vec<String>,
     #[serde(default)]
     secret: Option<String>,
+    #[serde(default)]
+    headers: Option<HeadersInput>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +75,8 @@ struct PatchBody {
     enabled: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
     secret: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    headers: Option<Option<HeadersInput>>,
 }
 
 fn validate_name(name: &str) -> Result<String, ApiError> {
@@ -155,9 +163,10 @@ pub async fn create(
     let name = validate_name(&body.name)?;
     let event_types = validate_event_types(&body.event_types)?;
     let secret = body.secret.as_deref().map(validate_secret).transpose()?;
+    let headers = body.headers.map(headers::validate).transpose()?;
     let url = check_url(state, &body.url)?;
 
-    let hook = WebhookRecord::new(
+    let mut hook = WebhookRecord::new(
         who.user.clone(),
         name,
         url,
@@ -165,6 +174,7 @@ pub async fn create(
         secret,
         Millis::now(),
     );
+    hook.headers = headers.unwrap_or_default();
     let max = state.config.limits.max_webhooks_per_user;
     match state
         .store
@@ -210,6 +220,16 @@ pub async fn update(
     let secret = match body.secret {
         Some(Some(s)) => Some(Some(validate_secret(&s)?)),
         Some(None) => Some(None),
+        None => None,
+    };
+    // Given: the new set replaces the old one (`{}` clears it); absent: kept.
+    let custom_headers = match body.headers {
+        Some(Some(h)) => Some(headers::validate(h)?),
+        Some(None) => {
+            return Err(ApiError::bad_request(
+                "`headers` cannot be null; send {} to remove every custom header",
+            ));
+        }
         None => None,
     };
     let url = match body.url {
@@ -261,6 +281,9 @@ pub async fn update(
                 if let Some(secret) = secret {
                     hook.secret = secret;
                     hook.previous_secret = None;
+                }
+                if let Some(set) = custom_headers {
+                    hook.headers = set;
                 }
                 if let Some(enabled) = enabled {
                     hook.enabled = enabled;

@@ -257,6 +257,10 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::sto
         headers.push(("webhook-timestamp", timestamp.to_string()));
         headers.push(("webhook-signature", standard));
     }
+    // The webhook's own headers (the API refuses the names above); never logged.
+    for (name, value) in &webhook.headers {
+        headers.push((name.as_str(), value.clone()));
+    }
 
     // The URL was accepted under the policy of its time; the config may have changed
     // since (the resolver re-checks every address it connects to as well).

@@ -20,6 +20,7 @@ mod delivery;
 mod durability;
 mod events;
 mod faults;
+mod features;
 mod harness;
 mod observe;
 mod openapi;

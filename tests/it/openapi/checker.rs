@@ -329,6 +329,16 @@ impl Api {
                 }
             }
         }
+        // A map (`additionalProperties: <schema>`): every key not in `properties` fits it.
+        if let (Some(extra @ Yaml::Hash(_)), Some(object)) =
+            (present(&node["additionalProperties"]), value.as_object())
+        {
+            for (k, v) in object {
+                if present(&node["properties"][k.as_str()]).is_none() {
+                    self.validate(extra, v, &format!("{at}.{k}"), problems);
+                }
+            }
+        }
         if let (Some(items), Some(array)) = (present(&node["items"]), value.as_array()) {
             for (i, v) in array.iter().enumerate() {
                 self.validate(items, v, &format!("{at}[{i}]"), problems);
