@@ -3,6 +3,7 @@
 //! ordering (`fifo`), each through the API a user sees, and what survives a backup.
 
 mod headers;
+mod trace;
 
 use std::time::Duration;
 
