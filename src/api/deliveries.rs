@@ -229,14 +229,25 @@ pub async fn recover(
     let webhook = hook.id;
     let user = who.user.clone();
     let due = state.delivery.policy.first_due(Millis::now());
-    // In chunks, each its own write job, so a big window never holds up other writes.
+    // Oldest first, so the recovered deliveries line up in ingestion order; in chunks,
+    // each its own write job, so a big window never holds up other writes.
     let mut queued = 0;
-    let mut before = u64::MAX;
+    let Some((mut from, to)) = state
+        .store
+        .read(|r| attempts::recover_range(r, webhook, since))?
+    else {
+        // Nothing in the window; a disabled webhook is still a 409, as with a window.
+        if !hook.enabled {
+            return Err(requeue_error(Requeue::WebhookDisabled));
+        }
+        return json(StatusCode::ACCEPTED, &serde_json::json!({ "queued": 0 }));
+    };
     loop {
         let user = user.clone();
+        let range = (from, to);
         let outcome = state
             .store
-            .write(move |tx| attempts::recover(tx, &user, webhook, (since, until), due, before))
+            .write(move |tx| attempts::recover(tx, &user, webhook, (since, until), due, range))
             .await?;
         match outcome {
             Ok(chunk) => {
@@ -245,7 +256,7 @@ pub async fn recover(
                     state.delivery.queued(webhook, due);
                 }
                 match chunk.next {
-                    Some(next) => before = next,
+                    Some(next) => from = next,
                     None => break,
                 }
             }

@@ -10,7 +10,7 @@ use super::error::{ApiError, HttpResponse, empty, json};
 use super::headers::{self, HeadersInput, Redacted};
 use super::request::{nullable, parse_json};
 use crate::delivery::destination::{self, UrlProblem};
-use crate::model::{EventPattern, Invalid, Millis, WebhookId, WebhookStatus};
+use crate::model::{EventPattern, Invalid, Millis, Ordering, WebhookId, WebhookStatus};
 use crate::store::ops::webhooks as ops;
 use crate::store::records::WebhookRecord;
 
@@ -28,6 +28,7 @@ pub struct WebhookView<'a> {
     url: &'a str,
     event_types: Vec<String>,
     headers: Redacted<'a>,
+    ordering: &'static str,
     enabled: bool,
     status: &'static str,
     created_at: String,
@@ -42,6 +43,7 @@ impl<'a> WebhookView<'a> {
             url: &hook.url,
             event_types: hook.event_types.iter().map(ToString::to_string).collect(),
             headers: Redacted(&hook.headers),
+            ordering: hook.ordering.as_str(),
             enabled: hook.enabled,
             status: hook.status.as_str(),
             created_at: hook.created_at.to_rfc3339(),
@@ -60,6 +62,8 @@ struct CreateBody {
     secret: Option<String>,
     #[serde(default)]
     headers: Option<HeadersInput>,
+    #[serde(default, deserialize_with = "nullable")]
+    ordering: Option<Option<String>>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +81,8 @@ struct PatchBody {
     secret: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     headers: Option<Option<HeadersInput>>,
+    #[serde(default, deserialize_with = "nullable")]
+    ordering: Option<Option<String>>,
 }
 
 fn validate_name(name: &str) -> Result<String, ApiError> {
@@ -113,6 +119,16 @@ fn validate_event_types(types: &[String]) -> Result<Vec<EventPattern>, ApiError>
         }
     }
     Ok(patterns)
+}
+
+/// `"none"` or `"fifo"`; anything else, `null` included, is 400.
+fn validate_ordering(ordering: Option<String>) -> Result<Ordering, ApiError> {
+    ordering
+        .ok_or_else(|| {
+            ApiError::bad_request("`ordering` cannot be null; use \"none\" or \"fifo\"")
+        })?
+        .parse()
+        .map_err(|e: Invalid| ApiError::bad_request(format!("`ordering`: {e}")))
 }
 
 fn validate_secret(secret: &str) -> Result<String, ApiError> {
@@ -164,6 +180,7 @@ pub async fn create(
     let event_types = validate_event_types(&body.event_types)?;
     let secret = body.secret.as_deref().map(validate_secret).transpose()?;
     let headers = body.headers.map(headers::validate).transpose()?;
+    let ordering = body.ordering.map(validate_ordering).transpose()?;
     let url = check_url(state, &body.url)?;
 
     let mut hook = WebhookRecord::new(
@@ -175,6 +192,7 @@ pub async fn create(
         Millis::now(),
     );
     hook.headers = headers.unwrap_or_default();
+    hook.ordering = ordering.unwrap_or_default();
     let max = state.config.limits.max_webhooks_per_user;
     match state
         .store
@@ -232,6 +250,7 @@ pub async fn update(
         }
         None => None,
     };
+    let ordering = body.ordering.map(validate_ordering).transpose()?;
     let url = match body.url {
         Some(Some(u)) => Some(check_url(state, &u)),
         Some(None) => return Err(null("url")),
@@ -285,6 +304,10 @@ pub async fn update(
                 if let Some(set) = custom_headers {
                     hook.headers = set;
                 }
+                // Deliveries not yet started go by the new rule at the next look.
+                if let Some(ordering) = ordering {
+                    hook.ordering = ordering;
+                }
                 if let Some(enabled) = enabled {
                     hook.enabled = enabled;
                     if enabled {
@@ -302,6 +325,8 @@ pub async fn update(
         // A look at once: whatever is queued for it (a retry, a recover, a cancellation
         // that a concurrent disable left unfinished) must not wait for the next message.
         Some(true) => state.delivery.queued(id, Millis::now()),
+        // A new ordering decides what may go now (`fifo` → `none`: all that is due).
+        None if ordering.is_some() => state.delivery.queued(id, Millis::now()),
         None => {}
     }
     tracing::info!(webhook = %updated.id, enabled = updated.enabled, "webhook updated");

@@ -55,6 +55,8 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, WEBHOOK_CLEANUP)?;
         copy(&snapshot, &txn, DELIVERY_FILTER)?;
         copy(&snapshot, &txn, USER_TYPE_EVENTS)?;
+        copy(&snapshot, &txn, QUEUE_ORDER)?;
+        copy(&snapshot, &txn, QUEUE_REQUEUED)?;
         txn.commit()?;
         events
     };
@@ -95,6 +97,8 @@ mod tests {
             "webhook_cleanup",
             "delivery_filter",
             "user_type_events",
+            "queue_order",
+            "queue_requeued",
         ] {
             assert!(table_names(&db).contains(&table.to_owned()), "{table}");
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use redb::{ReadTransaction, ReadableTable, Table};
 
+use super::order::Order;
 use super::stats;
 use super::webhooks::start_cancel;
 use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
@@ -109,6 +110,7 @@ pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, Sto
     if let Some(key) = queue_key(&d) {
         tx.txn.open_table(QUEUE)?.remove(key)?;
     }
+    Order::open(tx.txn)?.left(&d)?;
     d.status = DeliveryStatus::Cancelled;
     d.next_attempt_at = None;
     save(&mut deliveries, &d)?;
@@ -256,6 +258,10 @@ pub fn record(
         }
     }
     recorded.status = Some(delivery.status);
+    if delivery.status != DeliveryStatus::Pending {
+        // Done: the next one in line is the webhook's head now.
+        Order::open(tx.txn)?.left(&delivery)?;
+    }
     save(&mut deliveries, &delivery)?;
     filter_move(
         &mut tx.txn.open_table(DELIVERY_FILTER)?,
@@ -311,17 +317,21 @@ pub enum Requeue {
     WebhookDisabled,
 }
 
+/// Queues a failed delivery again: a new run of the schedule from `due`, at the back of
+/// its webhook's line (`position`, a fresh number from the delivery sequence).
 fn restart_schedule(
     d: &mut DeliveryRecord,
     queue: &mut Table<'_, (u128, u64, u128), ()>,
     filter: &mut FilterIndex<'_>,
-    due: Millis,
+    order: &mut Order<'_>,
+    (due, position): (Millis, u64),
 ) -> Result<(), StoreError> {
     let was = d.status;
     d.status = DeliveryStatus::Pending;
     d.schedule_base = u32::try_from(d.attempts.len()).unwrap_or(u32::MAX);
     d.next_attempt_at = Some(due);
     queue.insert((d.webhook_id.0, due.as_key(), d.id.0), ())?;
+    order.requeued(d, position)?;
     filter_move(filter, d, was)?;
     Ok(())
 }
@@ -360,11 +370,13 @@ pub fn retry(
     if !hook.enabled {
         return Ok(Requeue::WebhookDisabled);
     }
+    let position = tx.next_delivery_seq();
     restart_schedule(
         &mut d,
         &mut tx.txn.open_table(QUEUE)?,
         &mut tx.txn.open_table(DELIVERY_FILTER)?,
-        due,
+        &mut Order::open(tx.txn)?,
+        (due, position),
     )?;
     save(&mut deliveries, &d)?;
     Ok(Requeue::Queued(due))
@@ -374,14 +386,46 @@ pub fn retry(
 #[derive(Debug, PartialEq, Eq)]
 pub struct Recovered {
     pub queued: usize,
-    /// The cursor for the next chunk; `None` when the window is done.
+    /// The delivery seq the next chunk starts at; `None` when the range is done.
     pub next: Option<u64>,
 }
 
+/// The delivery seqs a recover of `webhook` from `since` walks: from its oldest delivery
+/// created at or after `since` to its newest. `None` when it has none. (Read in a
+/// snapshot before the recover's writes, so that those can walk oldest first and queue
+/// the deliveries in ingestion order.)
+pub fn recover_range(
+    rtx: &ReadTransaction,
+    webhook: WebhookId,
+    since: Millis,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let index = rtx.open_table(WEBHOOK_DELIVERIES)?;
+    let deliveries = rtx.open_table(DELIVERIES)?;
+    let mut range: Option<(u64, u64)> = None;
+    // Newest first: stop once creation times fall before the window.
+    for entry in index
+        .range((webhook.0, 0u64)..=(webhook.0, u64::MAX))?
+        .rev()
+    {
+        let (key, id) = entry?;
+        let Some(d) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
+            continue;
+        };
+        if d.created_at < since {
+            break;
+        }
+        let seq = key.value().1;
+        range = Some((seq, range.map_or(seq, |(_, newest)| newest)));
+    }
+    Ok(range)
+}
+
 /// Recover: every `failed` delivery of the webhook created in `[since, until)` starts the
-/// schedule again. One chunk ([`Chunk`]: at most [`CLEANUP_CHUNK`] deliveries of the webhook's
-/// log, a few milliseconds) is looked at, newest first, from the delivery seq `before` (exclusive; `u64::MAX` to
-/// start); the caller runs chunks, each its own write job, until `next` is `None`.
+/// schedule again, at the back of the webhook's line. One chunk ([`Chunk`]: at most
+/// [`CLEANUP_CHUNK`] deliveries of the webhook's log, a few milliseconds) is looked at,
+/// oldest first, over the delivery seqs `range` (inclusive, from [`recover_range`]); the
+/// caller runs chunks, each its own write job, from the `next` of the one before until it
+/// is `None`. Oldest first, the recovered deliveries keep their ingestion order in line.
 /// `Err(NotFound)` when there is no such webhook for `user`, `Err(WebhookDisabled)` when
 /// it is disabled (checked by every chunk).
 pub fn recover(
@@ -390,9 +434,10 @@ pub fn recover(
     webhook: WebhookId,
     window: (Millis, Millis),
     due: Millis,
-    before: u64,
+    range: (u64, u64),
 ) -> Result<Result<Recovered, Requeue>, StoreError> {
     let (since, until) = window;
+    let (from, to) = range;
     let Some(hook) = owned_webhook(tx, user, webhook)? else {
         return Ok(Err(Requeue::NotFound));
     };
@@ -403,29 +448,27 @@ pub fn recover(
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut order = Order::open(tx.txn)?;
     let mut out = Recovered {
         queued: 0,
         next: None,
     };
     let mut chunk = Chunk::start();
-    // Newest first: stop once creation times fall before the window.
-    for entry in index.range((webhook.0, 0u64)..(webhook.0, before))?.rev() {
+    for entry in index.range((webhook.0, from)..=(webhook.0, to))? {
         let (key, id) = entry?;
         if !chunk.room() {
-            out.next = Some(key.value().1 + 1);
+            out.next = Some(key.value().1);
             break;
         }
         chunk.did();
         let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
             continue;
         };
-        if d.created_at < since {
-            break;
-        }
-        if d.created_at >= until || d.status != DeliveryStatus::Failed {
+        if d.created_at < since || d.created_at >= until || d.status != DeliveryStatus::Failed {
             continue;
         }
-        restart_schedule(&mut d, &mut queue, &mut filter, due)?;
+        let position = tx.next_delivery_seq();
+        restart_schedule(&mut d, &mut queue, &mut filter, &mut order, (due, position))?;
         save(&mut deliveries, &d)?;
         out.queued += 1;
     }

@@ -6,6 +6,7 @@
 
 use redb::{ReadTransaction, Table};
 
+use super::order::Order;
 use super::{MergeDesc, Page, StoreError, filter_insert, load, meta_get, webhooks::user_hooks};
 use crate::model::{
     DeliveryId, DeliveryStatus, EventGroup, EventId, EventPattern, EventType, Millis, WebhookId,
@@ -146,6 +147,7 @@ fn store_event(
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut per_event = tx.txn.open_table(EVENT_DELIVERIES)?;
     let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut order = Order::open(tx.txn)?;
     let mut queued = Vec::with_capacity(targets.len());
     for webhook_id in targets {
         let delivery = DeliveryRecord {
@@ -169,6 +171,7 @@ fn store_event(
             (webhook_id.0, first_attempt_due.as_key(), delivery.id.0),
             (),
         )?;
+        order.created(&delivery)?;
         queued.push(Queued {
             webhook: webhook_id,
             delivery: delivery.id,

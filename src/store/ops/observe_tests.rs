@@ -1,7 +1,8 @@
 //! The kept counters and the filter indexes against full scans: a random sequence of
 //! every write that changes them (ingest, test events, outcomes, reschedules, retries,
 //! recovers, cancels, webhook create/update/delete and their cleanup chunks, retention,
-//! and an upgrade from a store without them), checked after each step; and the filtered
+//! and an upgrade from a store without them), checked after each step (the queue order
+//! of `ops::order` included); and the filtered
 //! listings against the unfiltered listing filtered by hand, page by page.
 
 use std::collections::BTreeMap;
@@ -79,6 +80,37 @@ fn check_counters_and_indexes(store: &Store, step: &str) {
                 .filter(|d| d.status == DeliveryStatus::Pending)
                 .count() as u64;
             assert_eq!(queued, pending, "queue after {step}");
+
+            // Queue order: one entry per pending delivery, at its seq or its requeue
+            // position, and nothing else.
+            let mut requeued = BTreeMap::new();
+            for entry in r.open_table(QUEUE_REQUEUED)?.iter()? {
+                let (k, v) = entry?;
+                requeued.insert(k.value(), v.value());
+            }
+            let pending: Vec<DeliveryRecord> = all::<DeliveryRecord>(r, DELIVERIES)?
+                .into_iter()
+                .filter(|d| d.status == DeliveryStatus::Pending)
+                .collect();
+            let expected: BTreeMap<_, _> = pending
+                .iter()
+                .map(|d| {
+                    let position = requeued.get(&d.id.0).copied().unwrap_or(d.seq);
+                    ((d.webhook_id.0, position), d.id.0)
+                })
+                .collect();
+            let mut actual = BTreeMap::new();
+            for entry in r.open_table(QUEUE_ORDER)?.iter()? {
+                let (k, v) = entry?;
+                actual.insert(k.value(), v.value());
+            }
+            assert_eq!(actual, expected, "queue_order after {step}");
+            assert!(
+                requeued
+                    .keys()
+                    .all(|id| pending.iter().any(|d| d.id.0 == *id)),
+                "queue_requeued holds only pending deliveries after {step}"
+            );
 
             let meta = r.open_table(META)?;
             let mark = meta_get(&meta, DELIVERY_FILTER_FROM)?;
@@ -246,8 +278,10 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
         .write_blocking(|tx| {
             tx.txn.open_table(DELIVERY_FILTER)?.retain(|_, _| false)?;
             tx.txn.open_table(USER_TYPE_EVENTS)?.retain(|_, _| false)?;
+            tx.txn.open_table(QUEUE_ORDER)?.retain(|_, _| false)?;
+            tx.txn.open_table(QUEUE_REQUEUED)?.retain(|_, _| false)?;
             let mut meta = tx.txn.open_table(META)?;
-            for key in [DELIVERY_FILTER_FROM, EVENT_FILTER_FROM] {
+            for key in [DELIVERY_FILTER_FROM, EVENT_FILTER_FROM, QUEUE_ORDER_BUILT] {
                 meta.remove(key)?;
             }
             for key in [WEBHOOKS_HEALTHY, WEBHOOKS_FAILING, WEBHOOKS_DISABLED] {
@@ -413,7 +447,12 @@ fn run(seed: u64, steps: usize) {
                         .unwrap();
                     "retry"
                 } else {
-                    let mut before = u64::MAX;
+                    let Some((mut from, to)) = store
+                        .read(|r| attempts::recover_range(r, d.webhook_id, Millis(0)))
+                        .unwrap()
+                    else {
+                        continue;
+                    };
                     loop {
                         let user = user.clone();
                         let out = store
@@ -424,12 +463,12 @@ fn run(seed: u64, steps: usize) {
                                     d.webhook_id,
                                     (Millis(0), Millis(i64::MAX)),
                                     now,
-                                    before,
+                                    (from, to),
                                 )
                             })
                             .unwrap();
                         match out {
-                            Ok(r) if r.next.is_some() => before = r.next.unwrap(),
+                            Ok(r) if r.next.is_some() => from = r.next.unwrap(),
                             _ => break,
                         }
                     }

@@ -11,6 +11,7 @@
 
 use redb::{ReadTransaction, ReadableTable, Table};
 
+use super::order::Order;
 use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, filter_remove, load};
 use crate::model::{DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::codec::encode;
@@ -191,6 +192,7 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
     let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut order = Order::open(tx.txn)?;
     let mut keys = Vec::with_capacity(CLEANUP_CHUNK);
     for entry in index
         .range((id.0, 0u64)..=(id.0, u64::MAX))?
@@ -207,6 +209,7 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
         if let Some(d) = load::<u128, DeliveryRecord>(&deliveries, delivery_id)? {
             if let Some(due) = d.next_attempt_at {
                 queue.remove((id.0, due.as_key(), delivery_id))?;
+                order.left(&d)?;
             }
             filter_remove(&mut filter, &d)?;
             deliveries.remove(delivery_id)?;
@@ -230,6 +233,8 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
         entry?;
         strays += 1;
     }
+    // Likewise for its line in queue order.
+    order.clear(id)?;
     Ok(strays < CLEANUP_CHUNK)
 }
 
@@ -239,6 +244,7 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut order = Order::open(tx.txn)?;
     let mut entries = queue
         .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
             true
@@ -250,7 +256,7 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
         };
         let (key, _) = entry?;
         let (_, _, delivery_id) = key.value();
-        cancel_delivery(&mut deliveries, &mut filter, delivery_id)?;
+        cancel_delivery(&mut deliveries, &mut filter, &mut order, delivery_id)?;
         chunk.did();
     }
     Ok(false)
@@ -259,10 +265,12 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
 fn cancel_delivery(
     deliveries: &mut Table<'_, u128, &'static [u8]>,
     filter: &mut FilterIndex<'_>,
+    order: &mut Order<'_>,
     id: u128,
 ) -> Result<(), StoreError> {
     if let Some(mut delivery) = load::<u128, DeliveryRecord>(deliveries, id)? {
         let was = delivery.status;
+        order.left(&delivery)?;
         delivery.status = DeliveryStatus::Cancelled;
         delivery.next_attempt_at = None;
         deliveries.insert(id, encode(&delivery).as_slice())?;

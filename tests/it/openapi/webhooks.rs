@@ -67,6 +67,7 @@ fn create_and_list_webhooks() {
         r#"{"name":1,"url":"http://127.0.0.1:9/x","eventTypes":["*"]}"#,
         r#"{"name":"a","url":"http://127.0.0.1:9/x","eventTypes":["*"],"headers":{"X-Hook-Id":"v"}}"#,
         r#"{"name":"a","url":"http://127.0.0.1:9/x","eventTypes":["*"],"headers":{"X-A":1}}"#,
+        r#"{"name":"a","url":"http://127.0.0.1:9/x","eventTypes":["*"],"ordering":"lifo"}"#,
     ] {
         c.expect(Req::new("POST", HOOKS).token(USER).json(bad), 400, bad);
     }
@@ -79,7 +80,7 @@ fn create_and_list_webhooks() {
         &c,
         &json!({
             "name": "Receiver", "url": "http://127.0.0.1:9/b", "eventTypes": ["*"], "secret": null,
-            "headers": {"Authorization": "Bearer t0ken", "X-Tenant": "acme"}
+            "headers": {"Authorization": "Bearer t0ken", "X-Tenant": "acme"}, "ordering": "fifo"
         }),
     );
     let create_c = json!({
@@ -169,7 +170,7 @@ fn read_update_and_delete_a_webhook() {
     let r = c.expect(
         Req::new("PATCH", &a_path)
             .token(USER)
-            .json(r#"{"headers":{"X-Api-Key":"k"}}"#),
+            .json(r#"{"headers":{"X-Api-Key":"k"},"ordering":"fifo"}"#),
         200,
         "set custom headers",
     );
@@ -192,6 +193,8 @@ fn read_update_and_delete_a_webhook() {
         r#"{"url":"ftp://x/y"}"#,
         r#"{"secret":""}"#,
         r#"{"headers":null}"#,
+        r#"{"ordering":null}"#,
+        r#"{"ordering":"FIFO"}"#,
         r#"{"headers":{"Content-Type":"text/plain"}}"#,
         "[",
     ] {
