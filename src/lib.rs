@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod model;
 pub mod store;
 pub mod systemd;
+pub mod trace_context;

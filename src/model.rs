@@ -278,6 +278,39 @@ impl WebhookStatus {
     }
 }
 
+/// How a webhook's deliveries may overtake each other. `None`: attempts run side by side
+/// (up to `max_in_flight_per_webhook`), each on its own schedule. `Fifo`: one delivery at a
+/// time, in the order they were queued; the head blocks the rest while it is retried.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub enum Ordering {
+    #[default]
+    None,
+    Fifo,
+}
+
+impl Ordering {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ordering::None => "none",
+            Ordering::Fifo => "fifo",
+        }
+    }
+}
+
+impl FromStr for Ordering {
+    type Err = Invalid;
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        match s {
+            "none" => Ok(Ordering::None),
+            "fifo" => Ok(Ordering::Fifo),
+            other => Err(Invalid(format!(
+                "unknown ordering \"{}\": use \"none\" or \"fifo\"",
+                other.escape_debug()
+            ))),
+        }
+    }
+}
+
 /// Where one delivery stands. Only `Pending` deliveries have a queue entry.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum DeliveryStatus {

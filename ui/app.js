@@ -218,6 +218,25 @@
       types.map((t) => h('li', { class: 'chip', text: t === '*' ? '* (all events)' : t })));
   }
 
+  const ORDERING_LABEL = {
+    none: 'Any order: deliveries go side by side',
+    fifo: 'FIFO: one delivery at a time, in the order the events arrived',
+  };
+
+  // The delivery order and the custom headers, by name only: the API never returns a
+  // header's value, and neither does the page.
+  function hookSettings(hook) {
+    const names = Object.keys(hook.headers || {});
+    return h('dl', { class: 'facts hook-settings' },
+      h('dt', { text: 'Order' }),
+      h('dd', { 'data-testid': 'webhook-ordering', 'data-ordering': hook.ordering, text: ORDERING_LABEL[hook.ordering] || hook.ordering }),
+      h('dt', { text: 'Custom headers' }),
+      h('dd', { 'data-testid': 'webhook-headers' }, names.length
+        ? h('ul', { class: 'header-names' }, names.map((n) => h('li', { 'data-testid': 'webhook-header' },
+          h('code', { text: n }), ': ', h('span', { class: 'muted', text: hook.headers[n] }))))
+        : h('span', { class: 'muted', text: 'none' })));
+  }
+
   // The local value of a datetime-local input for a Date.
   function toLocalInput(date) {
     const pad = (n) => String(n).padStart(2, '0');
@@ -653,6 +672,7 @@
           h('p', { class: 'url', 'data-testid': 'webhook-url', text: hook.url })),
         badge(hook.status)),
       eventTypeChips(hook.eventTypes),
+      hook.ordering === 'fifo' ? h('p', { class: 'muted card-note', 'data-testid': 'webhook-fifo', text: 'FIFO: one delivery at a time' }) : null,
       statsSlot,
       webhookActions(hook, (what) => (what === 'deleted'
         ? navigate('#/webhooks')
@@ -720,10 +740,60 @@
     return `whsec_${btoa(String.fromCharCode(...bytes))}`;
   }
 
+  // The custom headers of the form. A new webhook starts with none. An existing one shows
+  // its headers by name only (their values never come back from the API); the user keeps
+  // them, or replaces the whole set with a new one (empty: none), as the API's PATCH does.
+  function headersEditor(current) {
+    const names = Object.keys(current || {});
+    const rows = h('div', { class: 'header-rows', 'data-testid': 'header-rows' });
+    let replacing = names.length === 0;
+    function addRow(name, value) {
+      const nameInput = h('input', { type: 'text', class: 'header-name', 'aria-label': 'Header name', placeholder: 'Authorization', maxlength: 256, autocomplete: 'off', spellcheck: 'false', value: name || '', 'data-testid': 'header-name' });
+      const valueInput = h('input', { type: 'password', class: 'header-value', 'aria-label': 'Header value', placeholder: 'value (kept secret)', maxlength: 1024, autocomplete: 'new-password', value: value || '', 'data-testid': 'header-value' });
+      const row = h('div', { class: 'header-row', 'data-testid': 'header-row' }, nameInput, valueInput,
+        h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'remove-header', text: 'Remove', 'aria-label': 'Remove this header', onclick: () => { row.remove(); add.focus(); } }));
+      rows.append(row);
+      return nameInput;
+    }
+    const add = h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'add-header', text: 'Add header', onclick: () => addRow().focus() });
+    const editor = h('div', { class: 'header-editor', hidden: !replacing }, rows, add);
+    const kept = names.length
+      ? h('div', { class: 'header-kept', 'data-testid': 'headers-kept' },
+        h('p', { class: 'help' }, 'Sent now: ', names.flatMap((n, i) => [i ? ', ' : '', h('code', { text: n })]), ' (values hidden).'),
+        h('button', {
+          type: 'button', class: 'btn btn-small', 'data-testid': 'replace-headers', text: 'Replace all headers',
+          onclick: (ev) => {
+            replacing = true;
+            ev.currentTarget.closest('.header-kept').hidden = true;
+            editor.hidden = false;
+            addRow().focus();
+          },
+        }))
+      : null;
+    const fieldset = h('fieldset', { class: 'event-picker headers-picker', 'aria-describedby': 'headers-help' },
+      h('legend', { text: 'Custom headers' }),
+      h('p', { class: 'help', id: 'headers-help', text: 'Sent with every delivery, e.g. an Authorization header your receiver checks. Up to 10; hookd keeps the values secret and never shows them again. Headers hookd sets itself (Content-Type, User-Agent, X-Hook-*, webhook-*, traceparent, …) cannot be used.' }),
+      kept, editor);
+    return {
+      el: fieldset,
+      // `undefined` when the set is kept as it is; else the whole new set.
+      value() {
+        if (!replacing) return undefined;
+        const set = {};
+        for (const row of rows.querySelectorAll('.header-row')) {
+          const name = row.querySelector('.header-name').value.trim();
+          const value = row.querySelector('.header-value').value;
+          if (name || value) set[name] = value;
+        }
+        return set;
+      },
+    };
+  }
+
   async function renderWebhookForm(view, id) {
     const editing = Boolean(id);
     setPage(editing ? 'Edit webhook' : 'New webhook', h('p', { class: 'loading', text: 'Loading…' }));
-    let hook = { name: '', url: '', eventTypes: [] };
+    let hook = { name: '', url: '', eventTypes: [], headers: {}, ordering: 'none' };
     if (editing) {
       try {
         hook = await api('GET', hookPath(id));
@@ -736,6 +806,10 @@
     const name = h('input', { id: 'wh-name', name: 'name', type: 'text', required: true, maxlength: 200, value: hook.name, autocomplete: 'off', 'data-testid': 'name-input' });
     const url = h('input', { id: 'wh-url', name: 'url', type: 'url', required: true, value: hook.url, placeholder: 'https://example.com/webhooks/hookd', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'url-help', 'data-testid': 'url-input' });
     const picker = eventTypePicker(hook.eventTypes);
+    const ordering = h('select', { id: 'wh-ordering', 'aria-describedby': 'ordering-help', 'data-testid': 'ordering-input' },
+      h('option', { value: 'none', text: ORDERING_LABEL.none, selected: hook.ordering !== 'fifo' }),
+      h('option', { value: 'fifo', text: ORDERING_LABEL.fifo, selected: hook.ordering === 'fifo' }));
+    const headers = headersEditor(editing ? hook.headers : null);
     const sign = editing ? null : h('input', { id: 'wh-sign', type: 'checkbox', checked: true, 'data-testid': 'sign-input' });
     const error = h('p', { class: 'form-error', role: 'alert', 'data-testid': 'form-error', hidden: true });
     const submit = h('button', { type: 'submit', class: 'btn btn-primary', 'data-testid': 'save-webhook', text: editing ? 'Save changes' : 'Create webhook' });
@@ -746,13 +820,19 @@
         h('label', { for: 'wh-url', text: 'Endpoint URL' }), url,
         h('p', { class: 'help', id: 'url-help', text: 'hookd POSTs each matching event here as JSON. Unless the server allows otherwise, it must be https:// and reachable on a public network.' })),
       picker.el,
+      h('div', { class: 'field' },
+        h('label', { for: 'wh-ordering', text: 'Delivery order' }), ordering,
+        h('p', { class: 'help', id: 'ordering-help', text: 'FIFO holds every later delivery while the first one is retried, so one slow or failing receiver means one delivery at a time. A change applies to deliveries not yet started.' })),
+      headers.el,
       sign ? h('div', { class: 'check' }, sign, h('label', { for: 'wh-sign', text: 'Sign deliveries with a new secret (recommended; shown once after creating)' })) : null,
       error,
       h('div', { class: 'actions' }, submit, h('a', { class: 'btn', href: cancelHref, text: 'Cancel' })));
 
     form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
-      const body = { name: name.value.trim(), url: url.value.trim(), eventTypes: picker.value() };
+      const body = { name: name.value.trim(), url: url.value.trim(), eventTypes: picker.value(), ordering: ordering.value };
+      const headerSet = headers.value();
+      if (headerSet !== undefined) body.headers = headerSet;
       const problems = [];
       if (!body.name) problems.push(['Give the webhook a name.', name]);
       if (!body.url) problems.push(['Enter the endpoint URL.', url]);
@@ -771,6 +851,8 @@
           if (body.name !== hook.name) changes.name = body.name;
           if (body.url !== hook.url) changes.url = body.url;
           if (!sameSet(body.eventTypes, hook.eventTypes)) changes.eventTypes = body.eventTypes;
+          if (body.ordering !== hook.ordering) changes.ordering = body.ordering;
+          if (body.headers !== undefined) changes.headers = body.headers;
           await api('PATCH', hookPath(id), changes);
           flash('success', `Saved “${body.name}”.`, { keepOnNavigate: view.alive });
           if (view.alive) navigate(`#/webhooks/${enc(id)}`);
@@ -873,6 +955,7 @@
             h('p', { class: 'url', 'data-testid': 'webhook-url', text: hook.url })),
           badge(hook.status, 'webhook-status')),
         eventTypeChips(hook.eventTypes),
+        hookSettings(hook),
         h('p', { class: 'meta muted' }, 'Id ', h('code', { text: hook.id }), ' · created ', timeEl(hook.createdAt), ' · updated ', timeEl(hook.updatedAt)),
         webhookActions(hook, (what) => (what === 'deleted' ? navigate('#/webhooks') : refreshHead('[data-testid="toggle-enabled"]')), false));
       const target = keep && $(keep, head);
@@ -1221,11 +1304,13 @@
     return h('span', { class: 'result result-bad', title: last.error || '' }, h('strong', { text: 'No answer' }), ` · ${last.durationMs} ms`);
   }
 
-  // One delivery's facts and its attempts; shared by the expanded row and its own page.
-  function deliveryDetail(d) {
+  // One delivery's facts and its attempts; shared by the expanded row and its own page,
+  // which passes the event too (for the trace it came in, if any).
+  function deliveryDetail(d, event) {
     const facts = h('dl', { class: 'facts' },
       h('dt', { text: 'Delivery' }), h('dd', {}, h('code', { text: d.id })),
       h('dt', { text: 'Event' }), h('dd', {}, h('code', { text: d.eventId }), ' ', h('code', { text: d.eventType })),
+      event && event.traceId ? [h('dt', { text: 'Trace' }), h('dd', {}, h('code', { 'data-testid': 'trace-id', text: event.traceId }))] : null,
       h('dt', { text: 'Created' }), h('dd', {}, timeEl(d.createdAt)),
       d.nextAttemptAt ? [h('dt', { text: 'Next attempt' }), h('dd', {}, timeEl(d.nextAttemptAt))] : null);
     if (!d.attempts.length) {
@@ -1264,11 +1349,17 @@
       return;
     }
     if (!view.alive) return;
+    // The event, for its trace-id; the page works without it (retention may have pruned it).
+    let event = null;
+    try {
+      event = await api('GET', `/api/hooks/events/${enc(d.eventId)}`);
+    } catch (_) { /* shown without the trace */ }
+    if (!view.alive) return;
 
     const parts = { badge: null, detail: null, actions: null };
     const build = () => ({
       badge: badge(d.status, 'delivery-status'),
-      detail: deliveryDetail(d),
+      detail: deliveryDetail(d, event),
       actions: h('div', { class: 'actions' }, d.status === 'failed'
         ? h('button', { type: 'button', class: 'btn btn-primary', 'data-testid': 'retry', text: 'Retry', onclick: (ev) => retry(ev.currentTarget) })
         : null),

@@ -300,6 +300,7 @@ pub async fn send_test(
         timestamp: now.to_rfc3339(),
         payload: event_type.sample_payload().to_owned(),
         received_at: now,
+        trace: None,
     };
     let event_id = event.id.clone();
     let due = state.delivery.policy.first_due(now);

@@ -6,6 +6,7 @@
 //! beyond ±2⁵³) are refused here, at the door, rather than mangled later.
 
 use hyper::StatusCode;
+use hyper::header::HeaderMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -17,6 +18,7 @@ use crate::canonical_json::{self, Value};
 use crate::model::{EventId, EventPattern, EventType, Invalid, Millis, normalize_rfc3339};
 use crate::store::ops::events::{self as ops, Ingested, NewEvent};
 use crate::store::records::EventRecord;
+use crate::trace_context::TraceContext;
 
 pub const MAX_FIELD_LEN: usize = 128;
 
@@ -38,6 +40,9 @@ struct EventView<'a> {
     payload: Box<RawValue>,
     received_at: String,
     deliveries: u32,
+    /// The W3C trace-id the publisher sent the event in (32 hex digits), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
 }
 
 impl<'a> EventView<'a> {
@@ -55,6 +60,7 @@ impl<'a> EventView<'a> {
             payload,
             received_at: event.received_at.to_rfc3339(),
             deliveries: event.deliveries,
+            trace_id: event.trace.as_ref().map(|t| t.trace_id.to_string()),
         })
     }
 }
@@ -147,12 +153,22 @@ fn parse_ingest(body: &[u8], received_at: Millis) -> Result<NewEvent, ApiError> 
         timestamp,
         payload: payload.to_canonical_string(),
         received_at,
+        trace: None,
     })
 }
 
-pub async fn ingest(state: &AppState, body: &[u8]) -> Result<HttpResponse, ApiError> {
+pub async fn ingest(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<HttpResponse, ApiError> {
     let received_at = Millis::now();
-    let event = parse_ingest(body, received_at)?;
+    let mut event = parse_ingest(body, received_at)?;
+    // A valid W3C trace context goes with the event; an invalid one is ignored.
+    event.trace = TraceContext::from_headers(
+        headers.get_all("traceparent").iter().map(|v| v.as_bytes()),
+        headers.get_all("tracestate").iter().map(|v| v.as_bytes()),
+    );
     // Below the free-space reserve, new events wait: the room left is for outcomes,
     // cancels and deletes, which keep the promises already made.
     if state.store.health().space_low() {

@@ -15,6 +15,7 @@ pub mod auth;
 mod deliveries;
 pub mod error;
 mod events;
+mod headers;
 mod health;
 pub mod request;
 pub mod router;
@@ -180,7 +181,7 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
         (Route::Events, &Method::GET) => events::list(state, &principal, query),
         (Route::Events, _) => {
             let body = request::read_json_body(&parts.headers, body, limit, true).await?;
-            events::ingest(state, &body).await
+            events::ingest(state, &parts.headers, &body).await
         }
         (Route::Event(id), _) => events::get(state, &principal, id),
         (Route::Backup, _) => admin::backup(state).await,

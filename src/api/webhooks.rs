@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::auth::Principal;
 use super::error::{ApiError, HttpResponse, empty, json};
+use super::headers::{self, HeadersInput, Redacted};
 use super::request::{nullable, parse_json};
 use crate::delivery::destination::{self, UrlProblem};
-use crate::model::{EventPattern, Invalid, Millis, WebhookId, WebhookStatus};
+use crate::model::{EventPattern, Invalid, Millis, Ordering, WebhookId, WebhookStatus};
 use crate::store::ops::webhooks as ops;
 use crate::store::records::WebhookRecord;
 
@@ -17,7 +18,8 @@ pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_SECRET_BYTES: usize = 256;
 pub const MAX_EVENT_TYPES: usize = 64;
 
-/// The webhook object of the API. The secret is deliberately absent.
+/// The webhook object of the API. The secret is deliberately absent, and the custom
+/// headers show their names only.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookView<'a> {
@@ -25,6 +27,8 @@ pub struct WebhookView<'a> {
     name: &'a str,
     url: &'a str,
     event_types: Vec<String>,
+    headers: Redacted<'a>,
+    ordering: &'static str,
     enabled: bool,
     status: &'static str,
     created_at: String,
@@ -38,6 +42,8 @@ impl<'a> WebhookView<'a> {
             name: &hook.name,
             url: &hook.url,
             event_types: hook.event_types.iter().map(ToString::to_string).collect(),
+            headers: Redacted(&hook.headers),
+            ordering: hook.ordering.as_str(),
             enabled: hook.enabled,
             status: hook.status.as_str(),
             created_at: hook.created_at.to_rfc3339(),
@@ -54,6 +60,10 @@ struct CreateBody {
     event_types: Vec<String>,
     #[serde(default)]
     secret: Option<String>,
+    #[serde(default)]
+    headers: Option<HeadersInput>,
+    #[serde(default, deserialize_with = "nullable")]
+    ordering: Option<Option<String>>,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +79,10 @@ struct PatchBody {
     enabled: Option<Option<bool>>,
     #[serde(default, deserialize_with = "nullable")]
     secret: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    headers: Option<Option<HeadersInput>>,
+    #[serde(default, deserialize_with = "nullable")]
+    ordering: Option<Option<String>>,
 }
 
 fn validate_name(name: &str) -> Result<String, ApiError> {
@@ -105,6 +119,16 @@ fn validate_event_types(types: &[String]) -> Result<Vec<EventPattern>, ApiError>
         }
     }
     Ok(patterns)
+}
+
+/// `"none"` or `"fifo"`; anything else, `null` included, is 400.
+fn validate_ordering(ordering: Option<String>) -> Result<Ordering, ApiError> {
+    ordering
+        .ok_or_else(|| {
+            ApiError::bad_request("`ordering` cannot be null; use \"none\" or \"fifo\"")
+        })?
+        .parse()
+        .map_err(|e: Invalid| ApiError::bad_request(format!("`ordering`: {e}")))
 }
 
 fn validate_secret(secret: &str) -> Result<String, ApiError> {
@@ -155,9 +179,11 @@ pub async fn create(
     let name = validate_name(&body.name)?;
     let event_types = validate_event_types(&body.event_types)?;
     let secret = body.secret.as_deref().map(validate_secret).transpose()?;
+    let headers = body.headers.map(headers::validate).transpose()?;
+    let ordering = body.ordering.map(validate_ordering).transpose()?;
     let url = check_url(state, &body.url)?;
 
-    let hook = WebhookRecord::new(
+    let mut hook = WebhookRecord::new(
         who.user.clone(),
         name,
         url,
@@ -165,6 +191,8 @@ pub async fn create(
         secret,
         Millis::now(),
     );
+    hook.headers = headers.unwrap_or_default();
+    hook.ordering = ordering.unwrap_or_default();
     let max = state.config.limits.max_webhooks_per_user;
     match state
         .store
@@ -212,6 +240,17 @@ pub async fn update(
         Some(None) => Some(None),
         None => None,
     };
+    // Given: the new set replaces the old one (`{}` clears it); absent: kept.
+    let custom_headers = match body.headers {
+        Some(Some(h)) => Some(headers::validate(h)?),
+        Some(None) => {
+            return Err(ApiError::bad_request(
+                "`headers` cannot be null; send {} to remove every custom header",
+            ));
+        }
+        None => None,
+    };
+    let ordering = body.ordering.map(validate_ordering).transpose()?;
     let url = match body.url {
         Some(Some(u)) => Some(check_url(state, &u)),
         Some(None) => return Err(null("url")),
@@ -262,6 +301,13 @@ pub async fn update(
                     hook.secret = secret;
                     hook.previous_secret = None;
                 }
+                if let Some(set) = custom_headers {
+                    hook.headers = set;
+                }
+                // Deliveries not yet started go by the new rule at the next look.
+                if let Some(ordering) = ordering {
+                    hook.ordering = ordering;
+                }
                 if let Some(enabled) = enabled {
                     hook.enabled = enabled;
                     if enabled {
@@ -279,6 +325,8 @@ pub async fn update(
         // A look at once: whatever is queued for it (a retry, a recover, a cancellation
         // that a concurrent disable left unfinished) must not wait for the next message.
         Some(true) => state.delivery.queued(id, Millis::now()),
+        // A new ordering decides what may go now (`fifo` → `none`: all that is due).
+        None if ordering.is_some() => state.delivery.queued(id, Millis::now()),
         None => {}
     }
     tracing::info!(webhook = %updated.id, enabled = updated.enabled, "webhook updated");

@@ -49,6 +49,7 @@ mod tests {
             received_at: Millis(0),
             deliveries: 1,
             first_delivery: Some(1),
+            trace: None,
         };
         let mut webhook = WebhookRecord::new(
             "user-123".into(),

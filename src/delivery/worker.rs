@@ -257,6 +257,17 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::sto
         headers.push(("webhook-timestamp", timestamp.to_string()));
         headers.push(("webhook-signature", standard));
     }
+    // The publisher's trace goes on: same trace-id, a new span per attempt.
+    if let Some(trace) = &event.trace {
+        headers.push(("traceparent", trace.child_traceparent()));
+        if let Some(state) = &trace.state {
+            headers.push(("tracestate", state.clone()));
+        }
+    }
+    // The webhook's own headers (the API refuses the names above); never logged.
+    for (name, value) in &webhook.headers {
+        headers.push((name.as_str(), value.clone()));
+    }
 
     // The URL was accepted under the policy of its time; the config may have changed
     // since (the resolver re-checks every address it connects to as well).
@@ -285,6 +296,7 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::sto
         webhook = %job.webhook,
         delivery = %job.delivery,
         event = %event.id,
+        trace_id = event.trace.as_ref().map(|t| tracing::field::display(t.trace_id)),
         attempt = number,
         status = outcome.status_code,
         error = outcome.error.as_deref(),

@@ -56,6 +56,8 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, DELIVERY_FILTER)?;
         copy(&snapshot, &txn, USER_TYPE_EVENTS)?;
         copy(&snapshot, &txn, ATTEMPTS)?;
+        copy(&snapshot, &txn, QUEUE_ORDER)?;
+        copy(&snapshot, &txn, QUEUE_REQUEUED)?;
         txn.commit()?;
         events
     };
@@ -97,6 +99,8 @@ mod tests {
             "delivery_filter",
             "user_type_events",
             "attempts",
+            "queue_order",
+            "queue_requeued",
         ] {
             assert!(table_names(&db).contains(&table.to_owned()), "{table}");
         }

@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{CodecError, Record, decode_body};
 use crate::model::{
-    DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, WebhookId, WebhookStatus,
+    DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, Ordering, WebhookId,
+    WebhookStatus,
 };
+use crate::trace_context::TraceContext;
 
 /// A registered endpoint. Invariant: `status == Disabled` exactly when `!enabled`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,11 +32,24 @@ pub struct WebhookRecord {
     pub last_success_at: Option<Millis>,
     /// A receiver's `Retry-After`: no attempt to this webhook starts before this time.
     pub paused_until: Option<Millis>,
+    /// Extra request headers sent with every attempt, in the order the user gave them
+    /// (names as given, unique ignoring case). Secrets like `secret`: the API shows only
+    /// the names, and they are never logged. Since version 2.
+    pub headers: Vec<(String, String)>,
+    /// Whether deliveries go one at a time in queue order. Since version 2.
+    pub ordering: Ordering,
 }
 
 impl Record for WebhookRecord {
     const NAME: &'static str = "webhook";
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_body::<v1::WebhookRecordV1>(Self::NAME, body).map(Into::into),
+            _ => Err(CodecError::unknown_version::<Self>(version)),
+        }
+    }
 }
 
 impl WebhookRecord {
@@ -62,6 +77,8 @@ impl WebhookRecord {
             failing_since: None,
             last_success_at: None,
             paused_until: None,
+            headers: Vec::new(),
+            ordering: Ordering::None,
         }
     }
 
@@ -90,6 +107,8 @@ pub struct EventRecord {
     /// seqs, so they are `first_delivery..first_delivery + deliveries`. `None` for an
     /// event stored at version 1, whose deliveries `event_deliveries` lists instead.
     pub first_delivery: Option<u64>,
+    /// The W3C trace the publisher sent the event in, if a valid one.
+    pub trace: Option<TraceContext>,
 }
 
 impl Record for EventRecord {
@@ -181,10 +200,56 @@ impl Record for Attempt {
 pub mod v1 {
     use serde::{Deserialize, Serialize};
 
-    use super::{Attempt, DeliveryRecord, EventRecord, EventRef};
-    use crate::model::{DeliveryId, DeliveryStatus, EventId, EventType, Millis, WebhookId};
+    use super::{Attempt, DeliveryRecord, EventRecord, EventRef, WebhookRecord};
+    use crate::model::{
+        DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, Ordering, WebhookId,
+        WebhookStatus,
+    };
 
-    /// `EventRecord` at version 1: no `first_delivery`.
+    /// `WebhookRecord` at version 1: no `headers`, no `ordering`.
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct WebhookRecordV1 {
+        pub id: WebhookId,
+        pub user: String,
+        pub name: String,
+        pub url: String,
+        pub event_types: Vec<EventPattern>,
+        pub enabled: bool,
+        pub status: WebhookStatus,
+        pub secret: Option<String>,
+        pub previous_secret: Option<(String, Millis)>,
+        pub created_at: Millis,
+        pub updated_at: Millis,
+        pub failing_since: Option<Millis>,
+        pub last_success_at: Option<Millis>,
+        pub paused_until: Option<Millis>,
+    }
+
+    /// A webhook from before custom headers and ordering: none, and no ordering.
+    impl From<WebhookRecordV1> for WebhookRecord {
+        fn from(old: WebhookRecordV1) -> Self {
+            WebhookRecord {
+                id: old.id,
+                user: old.user,
+                name: old.name,
+                url: old.url,
+                event_types: old.event_types,
+                enabled: old.enabled,
+                status: old.status,
+                secret: old.secret,
+                previous_secret: old.previous_secret,
+                created_at: old.created_at,
+                updated_at: old.updated_at,
+                failing_since: old.failing_since,
+                last_success_at: old.last_success_at,
+                paused_until: old.paused_until,
+                headers: Vec::new(),
+                ordering: Ordering::None,
+            }
+        }
+    }
+
+    /// `EventRecord` at version 1: no `first_delivery`, no `trace`.
     #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
     pub struct EventRecordV1 {
         pub id: EventId,
@@ -211,6 +276,7 @@ pub mod v1 {
                 received_at: old.received_at,
                 deliveries: old.deliveries,
                 first_delivery: None,
+                trace: None,
             }
         }
     }
@@ -350,5 +416,82 @@ mod tests {
         };
         assert_eq!(new.delivery_seqs(), Some(40..42));
         assert_eq!(decode::<EventRecord>(&encode(&new)), Ok(new));
+    }
+
+    /// What a version 1 record looked like on disk: the version byte, then the frozen
+    /// layout's bincode (the codec's own configuration, as hookd 1 wrote it).
+    fn v1_bytes<T: Serialize>(record: &T) -> Vec<u8> {
+        let mut bytes = vec![1];
+        bincode::serde::encode_into_std_write(record, &mut bytes, bincode::config::standard())
+            .unwrap();
+        bytes
+    }
+
+    #[test]
+    fn a_version_1_webhook_reads_with_no_headers_and_no_ordering() {
+        let old = v1::WebhookRecordV1 {
+            id: WebhookId(7),
+            user: "user-123".into(),
+            name: "old".into(),
+            url: "https://example.com/h".into(),
+            event_types: vec![EventPattern::All],
+            enabled: true,
+            status: WebhookStatus::Failing,
+            secret: Some("s".into()),
+            previous_secret: Some(("p".into(), Millis(9))),
+            created_at: Millis(1),
+            updated_at: Millis(2),
+            failing_since: Some(Millis(3)),
+            last_success_at: None,
+            paused_until: Some(Millis(4)),
+        };
+        let read: WebhookRecord = decode(&v1_bytes(&old)).unwrap();
+        assert_eq!(read, WebhookRecord::from(old.clone()));
+        assert!(read.headers.is_empty());
+        assert_eq!(read.ordering, Ordering::None);
+        assert_eq!(
+            (read.name.as_str(), read.secret.as_deref()),
+            ("old", Some("s"))
+        );
+        assert_eq!(read.paused_until, Some(Millis(4)));
+        // Written again, it is a version 2 record that reads back the same.
+        let again = encode(&read);
+        assert_eq!(again[0], 2);
+        assert_eq!(decode::<WebhookRecord>(&again), Ok(read));
+    }
+
+    #[test]
+    fn a_version_1_event_reads_with_no_trace() {
+        let old = v1::EventRecordV1 {
+            id: EventId::parse("evt-old").unwrap(),
+            seq: 42,
+            user: "user-123".into(),
+            event_type: EventType::MessageSent,
+            source: "s".into(),
+            timestamp: "2024-01-26T10:30:00Z".into(),
+            payload: r#"{"a":1}"#.into(),
+            received_at: Millis(5),
+            deliveries: 2,
+        };
+        let read: EventRecord = decode(&v1_bytes(&old)).unwrap();
+        assert_eq!(read, EventRecord::from(old));
+        assert_eq!(read.trace, None);
+        assert_eq!((read.seq, read.deliveries), (42, 2));
+        assert_eq!(encode(&read)[0], 2);
+    }
+
+    #[test]
+    fn new_fields_round_trip() {
+        let mut hook = WebhookRecord::new(
+            "u".into(),
+            "n".into(),
+            "https://example.com".into(),
+            vec![EventPattern::All],
+            None,
+            Millis(0),
+        );
+        hook.headers = vec![("Authorization".into(), "Bearer x".into())];
+        hook.ordering = Ordering::Fifo;
+        assert_eq!(decode::<WebhookRecord>(&encode(&hook)), Ok(hook));
     }
 }

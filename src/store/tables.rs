@@ -18,6 +18,8 @@
 //! | `webhook_cleanup`    | webhook id                        | cleanup kind     |
 //! | `delivery_filter`    | (webhook id, status, type, seq)   | delivery id      |
 //! | `user_type_events`   | (user, event type, event seq)     | event id         |
+//! | `queue_order`        | (webhook id, position)            | delivery id      |
+//! | `queue_requeued`     | delivery id                       | position         |
 //!
 //! Invariants, kept by every write in `store::ops`:
 //! - `user_webhooks` has an entry exactly for each webhook, under its owner.
@@ -45,6 +47,15 @@
 //! - A delivery is `pending` exactly when it has one `queue` entry, whose due time equals
 //!   its `next_attempt_at`. The queue is per webhook so that cancelling a webhook's work is
 //!   one range and a slow webhook's backlog never sits in front of another webhook's work.
+//! - `queue_order` has exactly one entry for each pending delivery (so for each `queue`
+//!   entry), under its webhook, at its *position*: its seq, or its `queue_requeued`
+//!   value. `queue_requeued` has an entry exactly for the pending deliveries queued again
+//!   by a manual retry or a recover, whose position is a fresh number taken from
+//!   `delivery_seq` when they were queued (so delivery seqs have gaps). Positions are
+//!   unique, and a webhook's first entry is the head of its line, which a FIFO webhook
+//!   sends first (`ops::order`). The entries are made and removed in the same
+//!   transaction as the `queue` entry. A store written by an older hookd gets them once,
+//!   at the first open by this version ([`QUEUE_ORDER_BUILT`]).
 //! - `events_by_seq` and `deliveries_by_seq` index every event and delivery once, in
 //!   ingestion order, so retention prunes the oldest first without a scan.
 //! - `attempt_stats` counts every recorded attempt once, under its webhook and the
@@ -142,6 +153,13 @@ pub const DELIVERY_FILTER: TableDefinition<(u128, u8, u8, u64), u128> =
 /// (user, [`type_code`], event seq) → event id: the event log's `type=` filter.
 pub const USER_TYPE_EVENTS: TableDefinition<(&str, u8, u64), &str> =
     TableDefinition::new("user_type_events");
+
+/// (webhook id, position) → delivery id: each webhook's pending deliveries in queue order.
+pub const QUEUE_ORDER: TableDefinition<(u128, u64), u128> = TableDefinition::new("queue_order");
+/// delivery id → position: pending deliveries queued again, whose position is not their seq.
+pub const QUEUE_REQUEUED: TableDefinition<u128, u64> = TableDefinition::new("queue_requeued");
+/// `meta`: set once every pending delivery has its `queue_order` entry (see above).
+pub const QUEUE_ORDER_BUILT: &str = "queue_order_built";
 
 /// `meta`: the number of webhooks whose status is `healthy`.
 pub const WEBHOOKS_HEALTHY: &str = "webhooks_healthy";

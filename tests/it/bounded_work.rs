@@ -148,6 +148,7 @@ fn seed(hookd: &Hookd, n: usize) {
                         timestamp: now.to_rfc3339(),
                         payload: "{}".into(),
                         received_at: now,
+                        trace: None,
                     };
                     let created = ingest(tx, new, now)?;
                     assert!(matches!(created, Ingested::Created { deliveries: 1, .. }));

@@ -21,6 +21,7 @@ mod durability;
 mod egress;
 mod events;
 mod faults;
+mod features;
 mod harness;
 mod listen;
 mod observe;

@@ -28,6 +28,9 @@ const DOWN_BODY = 'receiver down for maintenance';
 const XSS_NAME = '<img src=x onerror=alert(1)>';
 const XSS_BODY = '<script>window.__pwned=1</script>';
 const TIME_ZONE = 'America/New_York';
+// A custom header's value: sent to the receiver, never shown on the page.
+const HEADER_SECRET = 'hdr-secret-7Qm2Zx9Lp';
+const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 
 function requireEnv(name) {
   const v = process.env[name];
@@ -72,8 +75,8 @@ async function waitFor(what, probe, timeoutMs = WAIT_MS) {
 // ------------------------------------------------------------------------------------
 // hookd's API, for the set-up the browser does not do
 
-async function api(method, p, token, body) {
-  const headers = { Authorization: `Bearer ${token}` };
+async function api(method, p, token, body, extraHeaders) {
+  const headers = { Authorization: `Bearer ${token}`, ...(extraHeaders || {}) };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(BASE + p, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await res.text();
@@ -437,6 +440,10 @@ try {
   await page.getByTestId('name-input').fill('Made in the browser');
   await page.getByTestId('url-input').fill(`${RECEIVER}/steady/browser`);
   await page.getByTestId('event-type-message:*').check();
+  await page.getByTestId('ordering-input').selectOption('fifo');
+  await page.getByTestId('add-header').click();
+  await page.getByTestId('header-name').fill('Authorization');
+  await page.getByTestId('header-value').fill(`Bearer ${HEADER_SECRET}`);
   await page.getByTestId('save-webhook').click();
   const secretValue = await page.getByTestId('secret-dialog').getByTestId('secret-value').inputValue();
   assert(/^whsec_[A-Za-z0-9+/]{43}=$/.test(secretValue), `shown secret ${secretValue}`);
@@ -446,19 +453,45 @@ try {
   const createdId = await created.getAttribute('data-webhook-id');
   const createdHook = await api('GET', `/api/hooks/webhooks/${createdId}`, USER_TOKEN);
   assertEq(JSON.stringify(createdHook.eventTypes), '["message:*"]', 'eventTypes of the new webhook');
-  ok('New webhook: created from the form with message:*, its whsec_ secret shown once');
+  assertEq(JSON.stringify(createdHook.headers), '{"Authorization":"<redacted>"}', 'headers of the new webhook');
+  assertEq(createdHook.ordering, 'fifo', 'ordering of the new webhook');
+  ok('New webhook: created from the form with message:*, FIFO and a custom header, its whsec_ secret shown once');
+
+  assertEq(await page.getByTestId('webhook-ordering').getAttribute('data-ordering'), 'fifo', 'ordering shown');
+  assertEq((await page.getByTestId('webhook-header').textContent()).trim(), 'Authorization: <redacted>', 'header shown');
+  assert(!(await page.content()).includes(HEADER_SECRET), 'the header value is nowhere on the page');
+  // A delivery carries the header, in the publisher's trace; its page shows the trace-id.
+  const traced = await api('POST', '/api/hooks/events', PUBLISHER_TOKEN,
+    { type: 'message:sent', userId: 'user-123', source: 'whatsapp', payload: { text: 'traced' } },
+    { traceparent: `00-${TRACE_ID}-00f067aa0ba902b7-01` });
+  const arrived = await waitFor('the traced delivery at the receiver', async () =>
+    received.find((r) => r.path === '/steady/browser' && r.body.includes(traced.id)));
+  assertEq(arrived.headers.authorization, `Bearer ${HEADER_SECRET}`, 'the custom header at the receiver');
+  assert(arrived.headers.traceparent.startsWith(`00-${TRACE_ID}-`), `traceparent ${arrived.headers.traceparent}`);
+  const tracedDelivery = (await api('GET', `/api/hooks/webhooks/${createdId}/deliveries`, USER_TOKEN)).deliveries
+    .find((d) => d.eventId === traced.id);
+  await page.goto(`${BASE}/ui/#/webhooks/${createdId}/deliveries/${tracedDelivery.id}`);
+  assertEq((await page.getByTestId('trace-id').textContent()).trim(), TRACE_ID, 'trace-id on the delivery page');
+  await page.getByTestId('back-link').click();
+  await created.waitFor();
+  ok('the webhook page shows FIFO and the header by name only; the delivery page shows the trace-id');
 
   await page.getByTestId('edit-webhook').click();
   await page.getByTestId('name-input').fill('Renamed in the browser');
   await page.getByTestId('event-type-*').check();
+  assertEq((await page.getByTestId('headers-kept').textContent()).includes('Authorization'), true, 'kept header named');
+  await page.getByTestId('replace-headers').click();
   await page.getByTestId('save-webhook').click();
   await page.locator('[data-testid="webhook-detail"] h1').filter({ hasText: 'Renamed in the browser' }).waitFor();
-  assertEq(JSON.stringify((await api('GET', `/api/hooks/webhooks/${createdId}`, USER_TOKEN)).eventTypes), '["*"]', 'eventTypes after the edit');
+  const edited = await api('GET', `/api/hooks/webhooks/${createdId}`, USER_TOKEN);
+  assertEq(JSON.stringify(edited.eventTypes), '["*"]', 'eventTypes after the edit');
+  assertEq(JSON.stringify(edited.headers), '{}', 'headers replaced by an empty set');
+  assertEq(edited.ordering, 'fifo', 'ordering kept');
   await page.getByTestId('toggle-enabled').click();
   await page.locator('[data-testid="webhook-status"][data-status="disabled"]').waitFor();
   assertEq((await page.getByTestId('webhook-status').textContent()).trim(), 'Disabled', 'badge text');
   await waitFor('focus back on the Enable button', async () => (await focusedTestId(page)) === 'toggle-enabled');
-  ok('Edit renames and subscribes to *, Disable shows the Disabled badge and keeps focus on the button');
+  ok('Edit renames, subscribes to * and clears the headers, Disable shows the Disabled badge and keeps focus on the button');
 
   await page.getByTestId('rotate-secret').click();
   await page.getByTestId('confirm-rotate').click();

@@ -14,6 +14,7 @@ use redb::{ReadTransaction, ReadableTable, Table};
 use super::deliveries::{
     DeliveryFilter, add_attempt, event_of, indexed_newest_first, last_attempt, save,
 };
+use super::order::Order;
 use super::stats;
 use super::webhooks::start_cancel;
 use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
@@ -114,6 +115,7 @@ pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, Sto
     if let Some(key) = queue_key(&d) {
         tx.txn.open_table(QUEUE)?.remove(key)?;
     }
+    Order::open(tx.txn)?.left(&d)?;
     d.status = DeliveryStatus::Cancelled;
     d.next_attempt_at = None;
     save(&mut deliveries, &mut tx.txn.open_table(ATTEMPTS)?, &mut d)?;
@@ -252,6 +254,10 @@ pub fn record(
         }
     }
     recorded.status = Some(delivery.status);
+    if delivery.status != DeliveryStatus::Pending {
+        // Done: the next one in line is the webhook's head now.
+        Order::open(tx.txn)?.left(&delivery)?;
+    }
     save(&mut deliveries, &mut attempts, &mut delivery)?;
     filter_move(
         &mut tx.txn.open_table(DELIVERY_FILTER)?,
@@ -308,17 +314,21 @@ pub enum Requeue {
     WebhookDisabled,
 }
 
+/// Queues a failed delivery again: a new run of the schedule from `due`, at the back of
+/// its webhook's line (`position`, a fresh number from the delivery sequence).
 fn restart_schedule(
     d: &mut DeliveryRecord,
     queue: &mut Table<'_, (u128, u64, u128), ()>,
     filter: &mut FilterIndex<'_>,
-    due: Millis,
+    order: &mut Order<'_>,
+    (due, position): (Millis, u64),
 ) -> Result<(), StoreError> {
     let was = d.status;
     d.status = DeliveryStatus::Pending;
     d.schedule_base = d.attempts;
     d.next_attempt_at = Some(due);
     queue.insert((d.webhook_id.0, due.as_key(), d.id.0), ())?;
+    order.requeued(d, position)?;
     filter_move(filter, d, was)?;
     Ok(())
 }
@@ -357,11 +367,13 @@ pub fn retry(
     if !hook.enabled {
         return Ok(Requeue::WebhookDisabled);
     }
+    let position = tx.next_delivery_seq();
     restart_schedule(
         &mut d,
         &mut tx.txn.open_table(QUEUE)?,
         &mut tx.txn.open_table(DELIVERY_FILTER)?,
-        due,
+        &mut Order::open(tx.txn)?,
+        (due, position),
     )?;
     save(&mut deliveries, &mut tx.txn.open_table(ATTEMPTS)?, &mut d)?;
     Ok(Requeue::Queued(due))
@@ -371,16 +383,19 @@ pub fn retry(
 #[derive(Debug, PartialEq, Eq)]
 pub struct Recovered {
     pub queued: usize,
-    /// The cursor for the next chunk; `None` when the window is done.
+    /// The delivery seq the next chunk starts at; `None` when the range is done.
     pub next: Option<u64>,
 }
 
 /// Recover: every `failed` delivery of the webhook created in `[since, until)` starts the
-/// schedule again. One chunk ([`Chunk`]: at most [`CLEANUP_CHUNK`] failed deliveries of the
-/// webhook's log, a few milliseconds) is looked at, newest first, from the delivery seq
-/// `before` (exclusive; `u64::MAX` to start); the caller runs chunks, each its own write
-/// job, until `next` is `None`. The failed deliveries are found through `delivery_filter`
-/// (and, below its mark, through `webhook_deliveries`), so a chunk reads no others.
+/// schedule again, at the back of the webhook's line. One chunk ([`Chunk`]: at most
+/// [`CLEANUP_CHUNK`] failed deliveries of the webhook's log, a few milliseconds) is looked
+/// at, newest first, from the delivery seq `before` (exclusive; `u64::MAX` to start); the
+/// caller runs chunks, each its own write job, until `next` is `None`. The failed
+/// deliveries are found through `delivery_filter` (and, below its mark, through
+/// `webhook_deliveries`), so a chunk reads no others. A chunk queues what it found oldest
+/// first, so a recover of up to a chunk keeps ingestion order in line; a bigger one keeps
+/// it within each chunk, the newest chunk first (docs/guide.md says so).
 /// `Err(NotFound)` when there is no such webhook for `user`, `Err(WebhookDisabled)` when
 /// it is disabled (checked by every chunk).
 pub fn recover(
@@ -408,14 +423,16 @@ pub fn recover(
     let mut attempts = tx.txn.open_table(ATTEMPTS)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut order = Order::open(tx.txn)?;
     // Newest first: stop once creation times fall before the window.
+    let mut found = Vec::new();
     for (seq, id) in candidates {
         if !chunk.room() {
             out.next = Some(seq + 1);
             break;
         }
         chunk.did();
-        let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id)? else {
+        let Some(d) = load::<u128, DeliveryRecord>(&deliveries, id)? else {
             continue;
         };
         if d.created_at < since {
@@ -424,7 +441,12 @@ pub fn recover(
         if d.created_at >= until || d.status != DeliveryStatus::Failed {
             continue;
         }
-        restart_schedule(&mut d, &mut queue, &mut filter, due)?;
+        found.push(d);
+    }
+    // Oldest first into the line, so they keep their ingestion order there.
+    for mut d in found.into_iter().rev() {
+        let position = tx.next_delivery_seq();
+        restart_schedule(&mut d, &mut queue, &mut filter, &mut order, (due, position))?;
         save(&mut deliveries, &mut attempts, &mut d)?;
         out.queued += 1;
     }

@@ -4,6 +4,7 @@
 
 use redb::{ReadTransaction, ReadableTable, Table};
 
+use super::order::Order;
 use super::{FilterIndex, MergeDesc, Page, StoreError, filter_remove, load, meta_get};
 use crate::model::{DeliveryId, DeliveryStatus, EventId, EventType, WebhookId};
 use crate::store::Tx;
@@ -88,6 +89,7 @@ pub(crate) struct DeliveryTables<'t> {
     pub per_webhook: Table<'t, (u128, u64), u128>,
     pub filter: FilterIndex<'t>,
     pub queue: Table<'t, (u128, u64, u128), ()>,
+    pub order: Order<'t>,
 }
 
 impl<'t> DeliveryTables<'t> {
@@ -99,6 +101,7 @@ impl<'t> DeliveryTables<'t> {
             per_webhook: tx.txn.open_table(WEBHOOK_DELIVERIES)?,
             filter: tx.txn.open_table(DELIVERY_FILTER)?,
             queue: tx.txn.open_table(QUEUE)?,
+            order: Order::open(tx.txn)?,
         })
     }
 
@@ -106,6 +109,7 @@ impl<'t> DeliveryTables<'t> {
     pub(crate) fn remove(&mut self, d: &DeliveryRecord) -> Result<(), StoreError> {
         if let Some(due) = d.next_attempt_at {
             self.queue.remove((d.webhook_id.0, due.as_key(), d.id.0))?;
+            self.order.left(d)?;
         }
         filter_remove(&mut self.filter, d)?;
         self.per_webhook.remove((d.webhook_id.0, d.seq))?;

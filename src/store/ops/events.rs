@@ -6,6 +6,7 @@
 
 use redb::{ReadTransaction, Table};
 
+use super::order::Order;
 use super::{MergeDesc, Page, StoreError, filter_insert, load, meta_get, webhooks::user_hooks};
 use crate::model::{
     DeliveryId, DeliveryStatus, EventGroup, EventId, EventPattern, EventType, Millis, WebhookId,
@@ -14,6 +15,7 @@ use crate::store::Tx;
 use crate::store::codec::encode;
 use crate::store::records::{DeliveryRecord, EventRecord, EventRef, WebhookRecord};
 use crate::store::tables::*;
+use crate::trace_context::TraceContext;
 
 /// An event as validated by the API, before it has a sequence number.
 pub struct NewEvent {
@@ -24,6 +26,8 @@ pub struct NewEvent {
     pub timestamp: String,
     pub payload: String,
     pub received_at: Millis,
+    /// The W3C trace the publisher sent it in, if any.
+    pub trace: Option<TraceContext>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -127,6 +131,7 @@ fn store_event(
         timestamp: new.timestamp,
         payload: new.payload,
         received_at: new.received_at,
+        trace: new.trace,
     };
     events.insert(event.id.as_str(), encode(&event).as_slice())?;
     tx.txn
@@ -144,6 +149,7 @@ fn store_event(
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut order = Order::open(tx.txn)?;
     let mut queued = Vec::with_capacity(targets.len());
     for (webhook_id, seq) in targets.into_iter().zip(seqs) {
         let delivery = DeliveryRecord {
@@ -166,6 +172,7 @@ fn store_event(
             (webhook_id.0, first_attempt_due.as_key(), delivery.id.0),
             (),
         )?;
+        order.created(&delivery)?;
         queued.push(Queued {
             webhook: webhook_id,
             delivery: delivery.id,

@@ -5,6 +5,7 @@
 pub mod attempts;
 pub mod deliveries;
 pub mod events;
+pub mod order;
 pub mod queue;
 pub mod retention;
 pub mod stats;
@@ -76,6 +77,14 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
                 meta.insert(mark, next)?;
             }
         }
+        if meta.get(QUEUE_ORDER_BUILT)?.is_none() {
+            // A store from before queue order: its pending deliveries line up by seq.
+            let placed = order::place_unordered(&txn)?;
+            if placed > 0 {
+                tracing::info!(placed, "pending deliveries put in queue order");
+            }
+            meta.insert(QUEUE_ORDER_BUILT, 1)?;
+        }
     }
     txn.open_table(WEBHOOKS)?;
     txn.open_table(USER_WEBHOOKS)?;
@@ -92,6 +101,8 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(DELIVERY_FILTER)?;
     txn.open_table(USER_TYPE_EVENTS)?;
     txn.open_table(ATTEMPTS)?;
+    txn.open_table(QUEUE_ORDER)?;
+    txn.open_table(QUEUE_REQUEUED)?;
     txn.commit()?;
     Ok(())
 }

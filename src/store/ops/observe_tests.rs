@@ -1,10 +1,10 @@
-//! The kept counters, the filter indexes and the attempts table against full scans: a
-//! random sequence of every write that changes them (ingest, test events, outcomes,
-//! reschedules, retries, recovers, cancels, webhook create/update/delete and their
-//! cleanup chunks, retention, and an upgrade from a store written by an older hookd —
-//! version 1 records with their attempts inline, no filter indexes), checked after each
-//! step; and the filtered listings against the unfiltered listing filtered by hand, page
-//! by page.
+//! The kept counters, the filter indexes, the attempts table and the queue order against
+//! full scans: a random sequence of every write that changes them (ingest, test events,
+//! outcomes, reschedules, retries, recovers, cancels, webhook create/update/delete and
+//! their cleanup chunks, retention, and an upgrade from a store written by an older hookd
+//! — version 1 records with their attempts inline, no filter indexes, no queue order),
+//! checked after each step; and the filtered listings against the unfiltered listing
+//! filtered by hand, page by page.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -81,6 +81,37 @@ fn check_counters_and_indexes(store: &Store, step: &str) {
                 .filter(|d| d.status == DeliveryStatus::Pending)
                 .count() as u64;
             assert_eq!(queued, pending, "queue after {step}");
+
+            // Queue order: one entry per pending delivery, at its seq or its requeue
+            // position, and nothing else.
+            let mut requeued = BTreeMap::new();
+            for entry in r.open_table(QUEUE_REQUEUED)?.iter()? {
+                let (k, v) = entry?;
+                requeued.insert(k.value(), v.value());
+            }
+            let pending: Vec<DeliveryRecord> = all::<DeliveryRecord>(r, DELIVERIES)?
+                .into_iter()
+                .filter(|d| d.status == DeliveryStatus::Pending)
+                .collect();
+            let expected: BTreeMap<_, _> = pending
+                .iter()
+                .map(|d| {
+                    let position = requeued.get(&d.id.0).copied().unwrap_or(d.seq);
+                    ((d.webhook_id.0, position), d.id.0)
+                })
+                .collect();
+            let mut actual = BTreeMap::new();
+            for entry in r.open_table(QUEUE_ORDER)?.iter()? {
+                let (k, v) = entry?;
+                actual.insert(k.value(), v.value());
+            }
+            assert_eq!(actual, expected, "queue_order after {step}");
+            assert!(
+                requeued
+                    .keys()
+                    .all(|id| pending.iter().any(|d| d.id.0 == *id)),
+                "queue_requeued holds only pending deliveries after {step}"
+            );
 
             let meta = r.open_table(META)?;
             let mark = meta_get(&meta, DELIVERY_FILTER_FROM)?;
@@ -373,8 +404,10 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
             drop(events);
             tx.txn.open_table(DELIVERY_FILTER)?.retain(|_, _| false)?;
             tx.txn.open_table(USER_TYPE_EVENTS)?.retain(|_, _| false)?;
+            tx.txn.open_table(QUEUE_ORDER)?.retain(|_, _| false)?;
+            tx.txn.open_table(QUEUE_REQUEUED)?.retain(|_, _| false)?;
             let mut meta = tx.txn.open_table(META)?;
-            for key in [DELIVERY_FILTER_FROM, EVENT_FILTER_FROM] {
+            for key in [DELIVERY_FILTER_FROM, EVENT_FILTER_FROM, QUEUE_ORDER_BUILT] {
                 meta.remove(key)?;
             }
             for key in [WEBHOOKS_HEALTHY, WEBHOOKS_FAILING, WEBHOOKS_DISABLED] {
@@ -458,6 +491,7 @@ fn run(seed: u64, steps: usize) {
                     timestamp: "2024-01-01T00:00:00Z".into(),
                     payload: "{}".into(),
                     received_at: now,
+                    trace: None,
                 };
                 store
                     .write_blocking(move |tx| events::ingest(tx, new, now).map(|_| ()))
@@ -474,6 +508,7 @@ fn run(seed: u64, steps: usize) {
                     timestamp: "2024-01-01T00:00:00Z".into(),
                     payload: "{}".into(),
                     received_at: now,
+                    trace: None,
                 };
                 store
                     .write_blocking(move |tx| events::ingest_test(tx, new, w, now).map(|_| ()))

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use redb::{ReadTransaction, ReadableTable};
 
 use super::{StoreError, load, meta_get};
-use crate::model::{DeliveryId, Millis, WebhookId};
+use crate::model::{DeliveryId, Millis, Ordering, WebhookId};
 use crate::store::records::WebhookRecord;
 use crate::store::tables::*;
 
@@ -35,6 +35,13 @@ pub struct Peek {
     pub next: Option<Millis>,
 }
 
+/// What the scheduler may send of `webhook` now. `skip`: its claimed deliveries (under
+/// way, or their outcome not recorded yet).
+///
+/// A FIFO webhook sends its head only (`ops::order`), and only while nothing of it is
+/// claimed: one delivery at a time, in queue order, whatever the others' due times; the
+/// head's own due time (its retry schedule, a rate-limit slot) holds the whole line.
+/// Any other webhook sends whatever is due, oldest due first.
 pub fn peek(
     rtx: &ReadTransaction,
     webhook: WebhookId,
@@ -43,6 +50,26 @@ pub fn peek(
     max: usize,
 ) -> Result<Peek, StoreError> {
     let record = load::<u128, WebhookRecord>(&rtx.open_table(WEBHOOKS)?, webhook.0)?;
+    if record
+        .as_ref()
+        .is_some_and(|w| w.ordering == Ordering::Fifo)
+    {
+        let (due, next) = if !skip.is_empty() {
+            // The claimed one's recorded outcome asks for the next look.
+            (Vec::new(), None)
+        } else {
+            match super::order::head(rtx, webhook)? {
+                None => (Vec::new(), None),
+                Some((head, at)) if at <= now && max > 0 => (vec![head], None),
+                Some((_, at)) => (Vec::new(), Some(at.max(now))),
+            }
+        };
+        return Ok(Peek {
+            webhook: record,
+            due,
+            next,
+        });
+    }
     let queue = rtx.open_table(QUEUE)?;
     let mut due = Vec::new();
     let mut next = None;

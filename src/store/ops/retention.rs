@@ -184,6 +184,7 @@ mod tests {
                 timestamp: "2024-01-01T00:00:00Z".into(),
                 payload: "{}".into(),
                 received_at: Millis(1_000 + i),
+                trace: None,
             };
             store
                 .write_blocking(move |tx| events::ingest(tx, new, Millis(10_000)))

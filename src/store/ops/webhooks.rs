@@ -12,6 +12,7 @@
 use redb::{ReadTransaction, ReadableTable};
 
 use super::deliveries::{Attempts, DeliveryTables, Records, save};
+use super::order::Order;
 use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
 use crate::model::{DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::codec::encode;
@@ -243,6 +244,8 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
         entry?;
         strays += 1;
     }
+    // Likewise for its line in queue order.
+    tables.order.clear(id)?;
     Ok(strays < CLEANUP_CHUNK)
 }
 
@@ -253,6 +256,7 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut attempts = tx.txn.open_table(ATTEMPTS)?;
     let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut order = Order::open(tx.txn)?;
     let mut entries = queue
         .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
             true
@@ -264,7 +268,13 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
         };
         let (key, _) = entry?;
         let (_, _, delivery_id) = key.value();
-        cancel_delivery(&mut deliveries, &mut attempts, &mut filter, delivery_id)?;
+        cancel_delivery(
+            &mut deliveries,
+            &mut attempts,
+            &mut filter,
+            &mut order,
+            delivery_id,
+        )?;
         chunk.did();
     }
     Ok(false)
@@ -274,10 +284,12 @@ fn cancel_delivery(
     deliveries: &mut Records<'_>,
     attempts: &mut Attempts<'_>,
     filter: &mut FilterIndex<'_>,
+    order: &mut Order<'_>,
     id: u128,
 ) -> Result<(), StoreError> {
     if let Some(mut delivery) = load::<u128, DeliveryRecord>(deliveries, id)? {
         let was = delivery.status;
+        order.left(&delivery)?;
         delivery.status = DeliveryStatus::Cancelled;
         delivery.next_attempt_at = None;
         save(deliveries, attempts, &mut delivery)?;
@@ -405,6 +417,7 @@ mod tests {
                         timestamp: "2024-01-01T00:00:00Z".into(),
                         payload: "{}".into(),
                         received_at: Millis(1_000),
+                        trace: None,
                     };
                     events::ingest(tx, new, Millis(2_000))?;
                 }

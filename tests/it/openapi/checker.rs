@@ -329,6 +329,16 @@ impl Api {
                 }
             }
         }
+        // A map (`additionalProperties: <schema>`): every key not in `properties` fits it.
+        if let (Some(extra @ Yaml::Hash(_)), Some(object)) =
+            (present(&node["additionalProperties"]), value.as_object())
+        {
+            for (k, v) in object {
+                if present(&node["properties"][k.as_str()]).is_none() {
+                    self.validate(extra, v, &format!("{at}.{k}"), problems);
+                }
+            }
+        }
         if let (Some(items), Some(array)) = (present(&node["items"]), value.as_array()) {
             for (i, v) in array.iter().enumerate() {
                 self.validate(items, v, &format!("{at}[{i}]"), problems);
@@ -369,6 +379,8 @@ pub struct Req<'r> {
     authorization: Option<&'r str>,
     content_type: Option<&'r str>,
     body: Option<&'r [u8]>,
+    /// Other request headers, as they are.
+    extra: Vec<(&'r str, &'r str)>,
 }
 
 impl<'r> Req<'r> {
@@ -380,7 +392,12 @@ impl<'r> Req<'r> {
             authorization: None,
             content_type: None,
             body: None,
+            extra: Vec::new(),
         }
+    }
+    pub fn header(mut self, name: &'r str, value: &'r str) -> Self {
+        self.extra.push((name, value));
+        self
     }
     pub fn token(mut self, token: &'r str) -> Self {
         self.token = Some(token);
@@ -471,6 +488,7 @@ impl<'h> Checker<'h> {
         if let Some(ct) = req.content_type {
             headers.push(("Content-Type", ct));
         }
+        headers.extend_from_slice(&req.extra);
         let resp = common::http(self.hookd.addr, req.method, req.path, &headers, req.body);
         self.check(&req, &resp);
         resp

@@ -78,9 +78,16 @@ fn ingest_and_the_event_log() {
     })
     .to_string();
     let r = c.expect(
-        Req::new("POST", EVENTS).token(PUBLISHER).json(&e2),
+        Req::new("POST", EVENTS)
+            .token(PUBLISHER)
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .header("tracestate", "rojo=00f067aa0ba902b7")
+            .json(&e2),
         202,
-        "ingest without id",
+        "ingest without id, in a trace",
     );
     let e2_id = r.json()["id"].as_str().unwrap().to_string();
     assert!(e2_id.starts_with("evt-"), "{e2_id}");
@@ -130,11 +137,12 @@ fn ingest_and_the_event_log() {
         "get event",
     );
     assert_eq!(r.json()["timestamp"], "2024-01-26T10:30:00Z");
-    c.expect(
+    let r = c.expect(
         Req::new("GET", &format!("{EVENTS}/{e2_id}")).token(USER),
         200,
         "evt id",
     );
+    assert_eq!(r.json()["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
     c.expect(
         Req::new("GET", &format!("{EVENTS}/msg-1")).token(OTHER_USER),
         404,

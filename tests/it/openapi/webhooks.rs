@@ -65,6 +65,9 @@ fn create_and_list_webhooks() {
         r#"{"name":"a","url":"http://127.0.0.1:9/x","eventTypes":[]}"#,
         r#"{"name":"a","url":"http://127.0.0.1:9/x","eventTypes":["*"],"secret":""}"#,
         r#"{"name":1,"url":"http://127.0.0.1:9/x","eventTypes":["*"]}"#,
+        r#"{"name":"a","url":"http://127.0.0.1:9/x","eventTypes":["*"],"headers":{"X-Hook-Id":"v"}}"#,
+        r#"{"name":"a","url":"http://127.0.0.1:9/x","eventTypes":["*"],"headers":{"X-A":1}}"#,
+        r#"{"name":"a","url":"http://127.0.0.1:9/x","eventTypes":["*"],"ordering":"lifo"}"#,
     ] {
         c.expect(Req::new("POST", HOOKS).token(USER).json(bad), 400, bad);
     }
@@ -76,7 +79,8 @@ fn create_and_list_webhooks() {
     create(
         &c,
         &json!({
-            "name": "Receiver", "url": "http://127.0.0.1:9/b", "eventTypes": ["*"], "secret": null
+            "name": "Receiver", "url": "http://127.0.0.1:9/b", "eventTypes": ["*"], "secret": null,
+            "headers": {"Authorization": "Bearer t0ken", "X-Tenant": "acme"}, "ordering": "fifo"
         }),
     );
     let create_c = json!({
@@ -163,6 +167,22 @@ fn read_update_and_delete_a_webhook() {
         200,
         "set a secret",
     );
+    let r = c.expect(
+        Req::new("PATCH", &a_path)
+            .token(USER)
+            .json(r#"{"headers":{"X-Api-Key":"k"},"ordering":"fifo"}"#),
+        200,
+        "set custom headers",
+    );
+    assert_eq!(r.json()["headers"], json!({"X-Api-Key": "<redacted>"}));
+    let r = c.expect(
+        Req::new("PATCH", &a_path)
+            .token(USER)
+            .json(r#"{"headers":{}}"#),
+        200,
+        "clear custom headers",
+    );
+    assert_eq!(r.json()["headers"], json!({}));
     for bad in [
         r#"{"name":null}"#,
         r#"{"url":null}"#,
@@ -172,6 +192,10 @@ fn read_update_and_delete_a_webhook() {
         r#"{"color":"red"}"#,
         r#"{"url":"ftp://x/y"}"#,
         r#"{"secret":""}"#,
+        r#"{"headers":null}"#,
+        r#"{"ordering":null}"#,
+        r#"{"ordering":"FIFO"}"#,
+        r#"{"headers":{"Content-Type":"text/plain"}}"#,
         "[",
     ] {
         c.expect(Req::new("PATCH", &a_path).token(USER).json(bad), 400, bad);
