@@ -105,6 +105,10 @@ pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
         store_errors: health.errors(),
         store_free_bytes: health.free_bytes(),
         store_space_low: health.space_low(),
+        notifications_open: state
+            .store
+            .read(crate::store::ops::notifications::open_count)
+            .ok(),
     });
     let mut response = json_response(StatusCode::OK, text);
     response.headers_mut().insert(

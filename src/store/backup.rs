@@ -55,6 +55,10 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, WEBHOOK_CLEANUP)?;
         copy(&snapshot, &txn, DELIVERY_FILTER)?;
         copy(&snapshot, &txn, USER_TYPE_EVENTS)?;
+        copy(&snapshot, &txn, NOTIFICATIONS)?;
+        copy(&snapshot, &txn, NOTIFICATION_PENDING)?;
+        copy(&snapshot, &txn, NOTIFICATION_DUE)?;
+        copy(&snapshot, &txn, NOTIFICATION_MARKS)?;
         txn.commit()?;
         events
     };
@@ -95,6 +99,10 @@ mod tests {
             "webhook_cleanup",
             "delivery_filter",
             "user_type_events",
+            "notifications",
+            "notification_pending",
+            "notification_due",
+            "notification_marks",
         ] {
             assert!(table_names(&db).contains(&table.to_owned()), "{table}");
         }

@@ -17,6 +17,10 @@
 //! | `webhook_cleanup`    | webhook id                        | cleanup kind     |
 //! | `delivery_filter`    | (webhook id, status, type, seq)   | delivery id      |
 //! | `user_type_events`   | (user, event type, event seq)     | event id         |
+//! | `notifications`      | notification seq                  | `NotificationRecord` |
+//! | `notification_pending` | (webhook id, notification seq)  | ()               |
+//! | `notification_due`   | (due ms, notification seq)        | ()               |
+//! | `notification_marks` | webhook id                        | `NotifyMarks`    |
 //!
 //! Invariants, kept by every write in `store::ops`:
 //! - `user_webhooks` has an entry exactly for each webhook, under its owner.
@@ -77,6 +81,24 @@
 //!     the entry (the API finishes the cancellation first).
 //!
 //!   A webhook has at most one entry; a delete turns a cancel into a remove.
+//! - Operator notifications (`ops::notifications`, `crate::notify`) are written in the
+//!   same transaction as the webhook status change they tell of, so none is lost or
+//!   invented by a crash:
+//!   - a notification is `Held` or `Pending` exactly when it has one
+//!     `notification_pending` entry, under the webhook it tells of; entries go in
+//!     notification seq order, which is the order the webhook's notifications are sent in;
+//!   - `notification_due` has exactly one entry per webhook with pending notifications:
+//!     its oldest one's, keyed by when that may next be attempted (the later of its
+//!     `not_before` and its `next_attempt_at`). The sender reads only the first key, so
+//!     what it does costs the same however many notifications wait;
+//!   - a webhook has at most one `Held` notification, and it is its newest;
+//!   - `notification_marks` holds what the rate limit remembers per webhook
+//!     (`notify::throttle`), updated whenever a notification is queued to be sent or a
+//!     held one is released; it goes with its webhook (delete);
+//!   - `meta[`[`NOTIFICATION_SEQ`]`]` only grows; `notifications` keeps every open
+//!     notification and the last [`NOTIFICATIONS_KEPT`] or so finished ones, oldest
+//!     pruned first (a held notification that is dropped or replaced before it goes is
+//!     deleted: it was never sent).
 
 use redb::TableDefinition;
 
@@ -116,6 +138,22 @@ pub const DELIVERY_FILTER: TableDefinition<(u128, u8, u8, u64), u128> =
 /// (user, [`type_code`], event seq) → event id: the event log's `type=` filter.
 pub const USER_TYPE_EVENTS: TableDefinition<(&str, u8, u64), &str> =
     TableDefinition::new("user_type_events");
+
+/// notification seq → `NotificationRecord`: the outbox and the recent history.
+pub const NOTIFICATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("notifications");
+/// (webhook id, notification seq) → (): each webhook's open notifications, in order.
+pub const NOTIFICATION_PENDING: TableDefinition<(u128, u64), ()> =
+    TableDefinition::new("notification_pending");
+/// (due ms, notification seq) → (): the oldest open notification of each webhook.
+pub const NOTIFICATION_DUE: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("notification_due");
+/// webhook id → `NotifyMarks`: the rate limit's memory.
+pub const NOTIFICATION_MARKS: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("notification_marks");
+/// `meta`: the last notification seq given out.
+pub const NOTIFICATION_SEQ: &str = "notification_seq";
+/// About this many finished notifications are kept for the operator view.
+pub const NOTIFICATIONS_KEPT: u64 = 1000;
 
 /// `meta`: the number of webhooks whose status is `healthy`.
 pub const WEBHOOKS_HEALTHY: &str = "webhooks_healthy";

@@ -21,6 +21,7 @@ mod durability;
 mod events;
 mod faults;
 mod harness;
+mod notifications;
 mod observe;
 mod openapi;
 mod operations;

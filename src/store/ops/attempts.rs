@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use redb::{ReadTransaction, ReadableTable, Table};
 
+use super::notifications::{self, Enqueued};
 use super::stats;
 use super::webhooks::start_cancel;
 use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
 use crate::delivery::retry::RetryPolicy;
-use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId, WebhookStatus};
+use crate::model::{
+    DeliveryId, DeliveryStatus, Millis, NotificationKind, WebhookId, WebhookStatus,
+};
 use crate::store::Tx;
 use crate::store::codec::encode;
 use crate::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
@@ -42,6 +45,8 @@ pub struct Recorded {
     pub webhook_disabled: bool,
     /// The delivery's status after this attempt.
     pub status: Option<DeliveryStatus>,
+    /// The operator notification of the webhook's status change, if it changed.
+    pub notification: Option<Enqueued>,
 }
 
 /// Everything one attempt needs, read in one snapshot.
@@ -168,6 +173,7 @@ pub fn record(
         return Ok(Some(Recorded {
             webhook_disabled: false,
             status: Some(delivery.status),
+            notification: None,
         }));
     }
     let mut hooks = tx.txn.open_table(WEBHOOKS)?;
@@ -178,6 +184,7 @@ pub fn record(
     };
     attempt.number = u32::try_from(delivery.attempts.len() + 1).unwrap_or(u32::MAX);
     stats::count(tx, delivery.webhook_id, &attempt)?;
+    let answered = Answered::of(&attempt);
     delivery.attempts.push(attempt);
     if delivery.status != DeliveryStatus::Pending {
         // Cancelled while the attempt was under way: keep the record of it. If the
@@ -193,6 +200,7 @@ pub fn record(
         return Ok(Some(Recorded {
             webhook_disabled: false,
             status: delivered.then_some(DeliveryStatus::Succeeded),
+            notification: None,
         }));
     }
     let mut queue = tx.txn.open_table(QUEUE)?;
@@ -267,11 +275,87 @@ pub fn record(
         count_webhook(tx, Some(status_before), Some(webhook.status))?;
     }
     drop((deliveries, queue, hooks));
+    if let Some(kind) = notified_change(status_before, webhook.status, recorded.webhook_disabled) {
+        let reason = reason(kind, &delivery, &answered, verdict, &webhook, policy);
+        recorded.notification = Some(notifications::enqueue(tx, &webhook, kind, reason, now)?);
+    }
     if recorded.webhook_disabled {
         // The first chunk now; a bigger backlog is finished by the daemon's cleanup sweep.
         start_cancel(tx, delivery.webhook_id)?;
     }
     Ok(Some(recorded))
+}
+
+/// The change of a webhook's status that operators are notified of, if any: hookd
+/// disabled it, it became failing, or it recovered from failing.
+fn notified_change(
+    before: WebhookStatus,
+    after: WebhookStatus,
+    disabled: bool,
+) -> Option<NotificationKind> {
+    match (before, after) {
+        _ if disabled => Some(NotificationKind::Disabled),
+        (WebhookStatus::Healthy, WebhookStatus::Failing) => Some(NotificationKind::Failing),
+        (WebhookStatus::Failing, WebhookStatus::Healthy) => Some(NotificationKind::Recovered),
+        _ => None,
+    }
+}
+
+/// What an attempt got, for a notification's `reason` (taken before the attempt moves
+/// into the delivery's log).
+struct Answered {
+    number: u32,
+    status_code: Option<u16>,
+    error: Option<String>,
+}
+
+impl Answered {
+    fn of(attempt: &Attempt) -> Answered {
+        Answered {
+            number: attempt.number,
+            status_code: attempt.status_code,
+            error: attempt.error.clone(),
+        }
+    }
+
+    fn what(&self) -> String {
+        match (&self.error, self.status_code) {
+            (Some(error), _) => error.clone(),
+            (None, Some(code)) => format!("HTTP {code}"),
+            (None, None) => "no answer".to_owned(),
+        }
+    }
+}
+
+/// The `reason` of the notification of `kind` that this attempt caused.
+fn reason(
+    kind: NotificationKind,
+    delivery: &DeliveryRecord,
+    answered: &Answered,
+    verdict: Verdict,
+    webhook: &WebhookRecord,
+    policy: &RetryPolicy,
+) -> String {
+    let (id, n, what) = (delivery.id, answered.number, answered.what());
+    match kind {
+        NotificationKind::Failing => {
+            format!("delivery {id} failed its last scheduled attempt (attempt {n}: {what})")
+        }
+        NotificationKind::Disabled if verdict == Verdict::Gone => format!(
+            "the receiver answered 410 Gone to delivery {id} (attempt {n}); hookd disabled the \
+             webhook and cancelled its pending deliveries"
+        ),
+        NotificationKind::Disabled => format!(
+            "no successful attempt since {}, longer than delivery.disable_after ({}); hookd \
+             disabled the webhook and cancelled its pending deliveries (last: delivery {id}, \
+             attempt {n}: {what})",
+            webhook.failing_since.unwrap_or_default().to_rfc3339(),
+            crate::config::format_duration(policy.disable_after)
+        ),
+        NotificationKind::Recovered => {
+            format!("delivery {id} succeeded (attempt {n}: {what}) after the webhook was failing")
+        }
+    }
 }
 
 /// Moves pending deliveries of `webhook` to new due times (rate limiting), so that their

@@ -5,6 +5,7 @@
 pub mod attempts;
 pub mod deliveries;
 pub mod events;
+pub mod notifications;
 pub mod queue;
 pub mod retention;
 pub mod stats;
@@ -91,6 +92,10 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(WEBHOOK_CLEANUP)?;
     txn.open_table(DELIVERY_FILTER)?;
     txn.open_table(USER_TYPE_EVENTS)?;
+    txn.open_table(NOTIFICATIONS)?;
+    txn.open_table(NOTIFICATION_PENDING)?;
+    txn.open_table(NOTIFICATION_DUE)?;
+    txn.open_table(NOTIFICATION_MARKS)?;
     txn.commit()?;
     Ok(())
 }

@@ -151,6 +151,7 @@ pub fn delete(tx: &mut Tx<'_>, user: &str, id: WebhookId) -> Result<Deleted, Sto
     drop(hooks);
     count_webhook(tx, Some(hook.status), None)?;
     super::stats::forget(tx, id)?;
+    super::notifications::forget(tx, id)?;
     let more = !remove_chunk(tx, id)?;
     let mut cleanup = tx.txn.open_table(WEBHOOK_CLEANUP)?;
     if more {
