@@ -14,13 +14,17 @@
 use std::fmt::Debug;
 
 use hookd::store::codec::{self, Record};
-use hookd::store::records::{DeliveryRecord, EventRecord, WebhookRecord};
+use hookd::store::records::{
+    DeliveryRecord, EventRecord, NotificationRecord, NotifyMarks, WebhookRecord,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     check::<WebhookRecord>(data);
     check::<EventRecord>(data);
     check::<DeliveryRecord>(data);
+    check::<NotificationRecord>(data);
+    check::<NotifyMarks>(data);
 });
 
 fn check<R: Record + PartialEq + Debug>(data: &[u8]) {
