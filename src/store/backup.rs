@@ -59,6 +59,8 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, NOTIFICATION_PENDING)?;
         copy(&snapshot, &txn, NOTIFICATION_DUE)?;
         copy(&snapshot, &txn, NOTIFICATION_MARKS)?;
+        copy(&snapshot, &txn, WEBHOOKS_BY_STATUS)?;
+        copy(&snapshot, &txn, ATTEMPT_TOTALS)?;
         txn.commit()?;
         events
     };
@@ -103,6 +105,8 @@ mod tests {
             "notification_pending",
             "notification_due",
             "notification_marks",
+            "webhooks_by_status",
+            "attempt_totals",
         ] {
             assert!(table_names(&db).contains(&table.to_owned()), "{table}");
         }

@@ -21,6 +21,8 @@
 //! | `notification_pending` | (webhook id, notification seq)  | ()               |
 //! | `notification_due`   | (due ms, notification seq)        | ()               |
 //! | `notification_marks` | webhook id                        | `NotifyMarks`    |
+//! | `webhooks_by_status` | ([`status_rank`], webhook id)     | ()               |
+//! | `attempt_totals`     | unix minute                       | (succeeded, failed, errored) |
 //!
 //! Invariants, kept by every write in `store::ops`:
 //! - `user_webhooks` has an entry exactly for each webhook, under its owner.
@@ -44,6 +46,14 @@
 //!   `max_per_user` rows), so a store written by an older hookd gets them too.
 //!   The queue depth needs no counter: redb keeps every table's length in its root, so
 //!   `queue.len()` is exact and O(1), and it *is* the number of pending deliveries.
+//! - `webhooks_by_status` has an entry exactly for each webhook, under its current status
+//!   ([`status_rank`]: failing, then disabled, then healthy), moved in the same transaction
+//!   as the counters above; like them it is rebuilt from `webhooks` at every open. It
+//!   serves the operator view's list, failing and disabled webhooks first, in O(page).
+//! - `attempt_totals` counts every recorded attempt once, under the minute it started and
+//!   its outcome (`ops::stats::Outcome`), summed over all webhooks (deleted ones
+//!   included); it keeps the last day, like `attempt_stats`. Attempts recorded by an older
+//!   hookd are not in it.
 //! - `delivery_filter` indexes each delivery with `seq >= meta[`[`DELIVERY_FILTER_FROM`]`]`
 //!   exactly once, under its webhook, its *current* status and its event type
 //!   ([`status_code`], [`type_code`]); every status change moves the entry in the same
@@ -165,6 +175,22 @@ pub const WEBHOOKS_DISABLED: &str = "webhooks_disabled";
 pub const DELIVERY_FILTER_FROM: &str = "delivery_filter_from";
 /// `meta`: the lowest event seq that `user_type_events` indexes (set once).
 pub const EVENT_FILTER_FROM: &str = "event_filter_from";
+
+/// ([`status_rank`], webhook id) → (): every webhook, by status.
+pub const WEBHOOKS_BY_STATUS: TableDefinition<(u8, u128), ()> =
+    TableDefinition::new("webhooks_by_status");
+/// unix minute → (succeeded, failed, errored) attempts of all webhooks.
+pub const ATTEMPT_TOTALS: TableDefinition<u64, (u64, u64, u64)> =
+    TableDefinition::new("attempt_totals");
+
+/// A webhook status in `webhooks_by_status` keys: the order the operator view lists them.
+pub fn status_rank(status: WebhookStatus) -> u8 {
+    match status {
+        WebhookStatus::Failing => 0,
+        WebhookStatus::Disabled => 1,
+        WebhookStatus::Healthy => 2,
+    }
+}
 
 /// The `meta` counter of webhooks with `status`.
 pub fn webhook_counter(status: WebhookStatus) -> &'static str {

@@ -272,7 +272,7 @@ pub fn record(
     )?;
     if webhook_changed || webhook.status != status_before {
         hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
-        count_webhook(tx, Some(status_before), Some(webhook.status))?;
+        count_webhook(tx, webhook.id, Some(status_before), Some(webhook.status))?;
     }
     drop((deliveries, queue, hooks));
     if let Some(kind) = notified_change(status_before, webhook.status, recorded.webhook_disabled) {
