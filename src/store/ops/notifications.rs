@@ -292,9 +292,13 @@ pub fn release(
         NotificationState::Held if n.not_before <= now => {}
         _ => return Ok(None),
     }
-    let mut marks = load_marks(tx, n.webhook.id)?;
-    throttle::told(&mut marks, n.kind, now);
-    save_marks(tx, n.webhook.id, &marks)?;
+    // The marks go with their webhook: a deleted one's held notification is still sent,
+    // but leaves no marks behind.
+    if tx.txn.open_table(WEBHOOKS)?.get(n.webhook.id.0)?.is_some() {
+        let mut marks = load_marks(tx, n.webhook.id)?;
+        throttle::told(&mut marks, n.kind, now);
+        save_marks(tx, n.webhook.id, &marks)?;
+    }
     n.state = NotificationState::Pending;
     save(tx, &n)?;
     Ok(Some(n))
@@ -536,6 +540,23 @@ mod tests {
         assert_eq!(released.state, NotificationState::Pending);
         // A recovery right after that told failure is never held.
         assert_eq!(enqueue_at(&store, id, Recovered, 60_500).fate, Fate::Queued);
+
+        // A deleted webhook's held notification is still released and sent, and leaves
+        // no marks.
+        enqueue_at(&store, id, Failing, 61_000);
+        let held = store.read(|r| recent(r, 1)).unwrap().remove(0);
+        assert_eq!(held.state, NotificationState::Held);
+        store
+            .write_blocking(move |tx| super::super::webhooks::delete(tx, "u", id))
+            .unwrap();
+        let released = store
+            .write_blocking(move |tx| release(tx, held.seq, Millis(200_000)))
+            .unwrap();
+        assert!(released.is_some());
+        let marks = store
+            .read(|r| Ok(r.open_table(NOTIFICATION_MARKS)?.get(id.0)?.is_some()))
+            .unwrap();
+        assert!(!marks, "no marks for a deleted webhook");
     }
 
     #[test]
