@@ -141,7 +141,7 @@ impl Sender {
                 Ok(Some((at, _))) if at > now => {
                     Duration::from_millis(at.0.abs_diff(now.0)).min(IDLE_LOOK)
                 }
-                Ok(Some((_, seq))) => match self.send(seq) {
+                Ok(Some((at, seq))) => match self.send(at, seq) {
                     Ok(()) => continue,
                     Err(StoreError::Closed) => return,
                     Err(e) => {
@@ -159,14 +159,12 @@ impl Sender {
         }
     }
 
-    /// Makes one attempt at notification `seq` (due now) and records its outcome.
-    fn send(&self, seq: u64) -> Result<(), StoreError> {
-        let Some(n) = self.store.read(|r| ops::get(r, seq))? else {
-            return Ok(());
-        };
-        let n = match n.state {
-            NotificationState::Pending => n,
-            NotificationState::Held => {
+    /// Makes one attempt at notification `seq` (due now, at `at`) and records its outcome.
+    fn send(&self, at: Millis, seq: u64) -> Result<(), StoreError> {
+        let found = self.store.read(|r| ops::get(r, seq))?;
+        let n = match found {
+            Some(n) if n.state == NotificationState::Pending => n,
+            Some(n) if n.state == NotificationState::Held => {
                 let now = Millis::now();
                 match self
                     .store
@@ -176,7 +174,13 @@ impl Sender {
                     None => return Ok(()),
                 }
             }
-            _ => return Ok(()),
+            // A due entry that names nothing to send: never leave it to be read again.
+            _ => {
+                tracing::warn!(seq, "notifications: a stale due entry; removed");
+                return self
+                    .store
+                    .write_blocking(move |tx| ops::unlink_due(tx, at, seq));
+            }
         };
         let outcome = match &self.target {
             None => Attempted::Skipped,

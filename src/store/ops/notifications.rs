@@ -271,6 +271,20 @@ pub fn next_due(rtx: &ReadTransaction) -> Result<Option<(Millis, u64)>, StoreErr
     Ok(Some((Millis(i64::try_from(at).unwrap_or(i64::MAX)), seq)))
 }
 
+/// Removes a `notification_due` entry that names no open notification (which the
+/// invariants rule out; the sender calls this rather than spin on such an entry), and
+/// gives the webhook of the notification it named, if any, its right entry.
+pub fn unlink_due(tx: &mut Tx<'_>, at: Millis, seq: u64) -> Result<(), StoreError> {
+    tx.txn
+        .open_table(NOTIFICATION_DUE)?
+        .remove((at.as_key(), seq))?;
+    let named: Option<NotificationRecord> = load(&tx.txn.open_table(NOTIFICATIONS)?, seq)?;
+    if let Some(n) = named {
+        promote(tx, n.webhook.id.0)?;
+    }
+    Ok(())
+}
+
 pub fn get(rtx: &ReadTransaction, seq: u64) -> Result<Option<NotificationRecord>, StoreError> {
     load(&rtx.open_table(NOTIFICATIONS)?, seq)
 }
@@ -557,6 +571,39 @@ mod tests {
             .read(|r| Ok(r.open_table(NOTIFICATION_MARKS)?.get(id.0)?.is_some()))
             .unwrap();
         assert!(!marks, "no marks for a deleted webhook");
+    }
+
+    #[test]
+    fn a_stale_due_entry_is_removed_and_the_webhooks_right_one_kept() {
+        let (_dir, store, id) = test_store_with_webhook();
+        enqueue_at(&store, id, Failing, 5_000);
+        let (at, n) = head(&store).unwrap();
+        assert_eq!(at, Millis(5_000));
+        // A bogus entry before it (no such notification), and a wrong key for a real one.
+        store
+            .write_blocking(move |tx| {
+                let mut due = tx.txn.open_table(NOTIFICATION_DUE)?;
+                due.insert((0, 999), ())?;
+                due.insert((0, n.seq), ())?;
+                Ok(())
+            })
+            .unwrap();
+        store
+            .write_blocking(|tx| unlink_due(tx, Millis(0), 999))
+            .unwrap();
+        store
+            .write_blocking(move |tx| unlink_due(tx, Millis(0), n.seq))
+            .unwrap();
+        let left = store
+            .read(|r| {
+                let mut keys = Vec::new();
+                for entry in r.open_table(NOTIFICATION_DUE)?.iter()? {
+                    keys.push(entry?.0.value());
+                }
+                Ok(keys)
+            })
+            .unwrap();
+        assert_eq!(left, [(at.as_key(), n.seq)]);
     }
 
     #[test]
