@@ -5,7 +5,9 @@
 //! Every function keeps the queue invariant of [`crate::store::tables`]: a delivery is
 //! `Pending` exactly when it has one queue entry, keyed by its `next_attempt_at`; and
 //! every status change moves the delivery's `delivery_filter` entry, and every webhook
-//! status change the webhooks-by-status counters, in the same transaction.
+//! status change the webhooks-by-status counters, in the same transaction. A webhook
+//! status change that hookd makes (failing, disabled, recovered) queues its operator
+//! notification in that transaction too (`ops::notifications`).
 
 use std::time::Duration;
 
@@ -16,9 +18,7 @@ use super::stats;
 use super::webhooks::start_cancel;
 use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
 use crate::delivery::retry::RetryPolicy;
-use crate::model::{
-    DeliveryId, DeliveryStatus, Millis, NotificationKind, WebhookId, WebhookStatus,
-};
+use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::Tx;
 use crate::store::codec::encode;
 use crate::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
@@ -184,7 +184,7 @@ pub fn record(
     };
     attempt.number = u32::try_from(delivery.attempts.len() + 1).unwrap_or(u32::MAX);
     stats::count(tx, delivery.webhook_id, &attempt)?;
-    let answered = Answered::of(&attempt);
+    let answered = notifications::Answered::of(&attempt);
     delivery.attempts.push(attempt);
     if delivery.status != DeliveryStatus::Pending {
         // Cancelled while the attempt was under way: keep the record of it. If the
@@ -275,8 +275,10 @@ pub fn record(
         count_webhook(tx, webhook.id, Some(status_before), Some(webhook.status))?;
     }
     drop((deliveries, queue, hooks));
-    if let Some(kind) = notified_change(status_before, webhook.status, recorded.webhook_disabled) {
-        let reason = reason(kind, &delivery, &answered, verdict, &webhook, policy);
+    let change = notifications::change_of(status_before, webhook.status, recorded.webhook_disabled);
+    if let Some(kind) = change {
+        let gone = verdict == Verdict::Gone;
+        let reason = answered.reason(kind, delivery.id, gone, &webhook, policy);
         recorded.notification = Some(notifications::enqueue(tx, &webhook, kind, reason, now)?);
     }
     if recorded.webhook_disabled {
@@ -284,78 +286,6 @@ pub fn record(
         start_cancel(tx, delivery.webhook_id)?;
     }
     Ok(Some(recorded))
-}
-
-/// The change of a webhook's status that operators are notified of, if any: hookd
-/// disabled it, it became failing, or it recovered from failing.
-fn notified_change(
-    before: WebhookStatus,
-    after: WebhookStatus,
-    disabled: bool,
-) -> Option<NotificationKind> {
-    match (before, after) {
-        _ if disabled => Some(NotificationKind::Disabled),
-        (WebhookStatus::Healthy, WebhookStatus::Failing) => Some(NotificationKind::Failing),
-        (WebhookStatus::Failing, WebhookStatus::Healthy) => Some(NotificationKind::Recovered),
-        _ => None,
-    }
-}
-
-/// What an attempt got, for a notification's `reason` (taken before the attempt moves
-/// into the delivery's log).
-struct Answered {
-    number: u32,
-    status_code: Option<u16>,
-    error: Option<String>,
-}
-
-impl Answered {
-    fn of(attempt: &Attempt) -> Answered {
-        Answered {
-            number: attempt.number,
-            status_code: attempt.status_code,
-            error: attempt.error.clone(),
-        }
-    }
-
-    fn what(&self) -> String {
-        match (&self.error, self.status_code) {
-            (Some(error), _) => error.clone(),
-            (None, Some(code)) => format!("HTTP {code}"),
-            (None, None) => "no answer".to_owned(),
-        }
-    }
-}
-
-/// The `reason` of the notification of `kind` that this attempt caused.
-fn reason(
-    kind: NotificationKind,
-    delivery: &DeliveryRecord,
-    answered: &Answered,
-    verdict: Verdict,
-    webhook: &WebhookRecord,
-    policy: &RetryPolicy,
-) -> String {
-    let (id, n, what) = (delivery.id, answered.number, answered.what());
-    match kind {
-        NotificationKind::Failing => {
-            format!("delivery {id} failed its last scheduled attempt (attempt {n}: {what})")
-        }
-        NotificationKind::Disabled if verdict == Verdict::Gone => format!(
-            "the receiver answered 410 Gone to delivery {id} (attempt {n}); hookd disabled the \
-             webhook and cancelled its pending deliveries"
-        ),
-        NotificationKind::Disabled => format!(
-            "no successful attempt since {}, longer than delivery.disable_after ({}); hookd \
-             disabled the webhook and cancelled its pending deliveries (last: delivery {id}, \
-             attempt {n}: {what})",
-            webhook.failing_since.unwrap_or_default().to_rfc3339(),
-            crate::config::format_duration(policy.disable_after)
-        ),
-        NotificationKind::Recovered => {
-            format!("delivery {id} succeeded (attempt {n}: {what}) after the webhook was failing")
-        }
-    }
 }
 
 /// Moves pending deliveries of `webhook` to new due times (rate limiting), so that their

@@ -2,7 +2,8 @@
 //! and the rate limit's memory per webhook. The invariants are in [`crate::store::tables`].
 //!
 //! [`enqueue`] runs inside the transaction that changes a webhook's status
-//! (`attempts::record`), so a notification exists exactly when its change was committed.
+//! (`attempts::record`, which asks [`change_of`] whether a change is one to tell), so a
+//! notification exists exactly when its change was committed.
 //! The sender reads the first [`NOTIFICATION_DUE`] key ([`next_due`]), releases a held
 //! notification whose window has ended ([`release`]), and records each attempt's outcome
 //! ([`finish`]), which promotes the webhook's next notification.
@@ -13,12 +14,14 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use super::{StoreError, load, meta_get};
 use crate::delivery::retry::RetryPolicy;
-use crate::model::{Millis, NotificationId, NotificationKind, WebhookId};
+use crate::model::{
+    DeliveryId, Millis, NotificationId, NotificationKind, WebhookId, WebhookStatus,
+};
 use crate::notify::throttle::{self, Decision};
 use crate::store::Tx;
 use crate::store::codec::encode;
 use crate::store::records::{
-    NotificationRecord, NotificationState, NotifyMarks, WebhookRecord, WebhookSnapshot,
+    Attempt, NotificationRecord, NotificationState, NotifyMarks, WebhookRecord, WebhookSnapshot,
 };
 use crate::store::tables::*;
 
@@ -128,6 +131,79 @@ fn next_seq(tx: &Tx<'_>) -> Result<u64, StoreError> {
     let seq = meta_get(&meta, NOTIFICATION_SEQ)? + 1;
     meta.insert(NOTIFICATION_SEQ, seq)?;
     Ok(seq)
+}
+
+/// The change of a webhook's status that operators are notified of, if any: hookd
+/// disabled it, it became failing, or it recovered from failing.
+pub(crate) fn change_of(
+    before: WebhookStatus,
+    after: WebhookStatus,
+    disabled: bool,
+) -> Option<NotificationKind> {
+    match (before, after) {
+        _ if disabled => Some(NotificationKind::Disabled),
+        (WebhookStatus::Healthy, WebhookStatus::Failing) => Some(NotificationKind::Failing),
+        (WebhookStatus::Failing, WebhookStatus::Healthy) => Some(NotificationKind::Recovered),
+        _ => None,
+    }
+}
+
+/// What an attempt got, for the `reason` of the notification it causes (taken before the
+/// attempt moves into the delivery's log).
+pub(crate) struct Answered {
+    number: u32,
+    status_code: Option<u16>,
+    error: Option<String>,
+}
+
+impl Answered {
+    pub(crate) fn of(attempt: &Attempt) -> Answered {
+        Answered {
+            number: attempt.number,
+            status_code: attempt.status_code,
+            error: attempt.error.clone(),
+        }
+    }
+
+    fn what(&self) -> String {
+        match (&self.error, self.status_code) {
+            (Some(error), _) => error.clone(),
+            (None, Some(code)) => format!("HTTP {code}"),
+            (None, None) => "no answer".to_owned(),
+        }
+    }
+
+    /// The `reason` of the notification of `kind` that this attempt of `delivery` caused;
+    /// `gone`: the receiver answered `410 Gone`.
+    pub(crate) fn reason(
+        &self,
+        kind: NotificationKind,
+        delivery: DeliveryId,
+        gone: bool,
+        webhook: &WebhookRecord,
+        policy: &RetryPolicy,
+    ) -> String {
+        let (n, what) = (self.number, self.what());
+        match kind {
+            NotificationKind::Failing => format!(
+                "delivery {delivery} failed its last scheduled attempt (attempt {n}: {what})"
+            ),
+            NotificationKind::Disabled if gone => format!(
+                "the receiver answered 410 Gone to delivery {delivery} (attempt {n}); hookd \
+                 disabled the webhook and cancelled its pending deliveries"
+            ),
+            NotificationKind::Disabled => format!(
+                "no successful attempt since {}, longer than delivery.disable_after ({}); hookd \
+                 disabled the webhook and cancelled its pending deliveries (last: delivery \
+                 {delivery}, attempt {n}: {what})",
+                webhook.failing_since.unwrap_or_default().to_rfc3339(),
+                crate::config::format_duration(policy.disable_after)
+            ),
+            NotificationKind::Recovered => format!(
+                "delivery {delivery} succeeded (attempt {n}: {what}) after the webhook was failing"
+            ),
+        }
+    }
 }
 
 /// Records that `webhook` (as it is now) changed as `kind` says, for `reason`: queues,
