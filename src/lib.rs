@@ -4,6 +4,8 @@
 //! (one redb file, group-committed); the [`delivery`] engine drains the store's durable
 //! queue and records every attempt back into it. [`config`] is the one TOML file, [`auth`] the API tokens,
 //! [`model`] the shared vocabulary, [`canonical_json`] the payload form receivers verify.
+//! [`notify`] tells operators when a webhook's status changes (queued by the store in the
+//! transaction that changes it).
 
 pub mod api;
 pub mod auth;
@@ -15,6 +17,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod store;
 pub mod systemd;
 pub mod trace_context;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 
-use crate::model::DeliveryStatus;
+use crate::model::{DeliveryStatus, NotificationKind};
 
 /// Upper bounds (seconds) of the attempt-duration histogram buckets.
 const DURATION_BUCKETS: [f64; 12] = [
@@ -35,7 +35,40 @@ pub struct Metrics {
     duration_buckets: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
+    /// By [`NotificationKind`] position, then [`NotificationResult`] position.
+    notifications: [[AtomicU64; NotificationResult::ALL.len()]; NotificationKind::ALL.len()],
     pub queue_due: DueGauge,
+}
+
+/// How an operator notification ended, for `hookd_notifications_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationResult {
+    /// Its receiver answered 2xx.
+    Sent,
+    /// Its retry schedule ran out.
+    Failed,
+    /// The rate limit dropped it, or a newer one replaced it while it was held.
+    Suppressed,
+    /// No `notifications.url` is configured.
+    Skipped,
+}
+
+impl NotificationResult {
+    pub const ALL: [NotificationResult; 4] = [
+        NotificationResult::Sent,
+        NotificationResult::Failed,
+        NotificationResult::Suppressed,
+        NotificationResult::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationResult::Sent => "sent",
+            NotificationResult::Failed => "failed",
+            NotificationResult::Suppressed => "suppressed",
+            NotificationResult::Skipped => "skipped",
+        }
+    }
 }
 
 /// How often the due backlog is counted while `/metrics` is scraped.
@@ -119,6 +152,8 @@ pub struct StoreGauges {
     pub store_free_bytes: u64,
     /// Free space is below `store.min_free_space`: new events are refused.
     pub store_space_low: bool,
+    /// Operator notifications still to be sent (`None` while the store cannot be read).
+    pub notifications_open: Option<u64>,
 }
 
 impl Metrics {
@@ -150,6 +185,15 @@ impl Metrics {
             Some(DeliveryStatus::Failed) => self.deliveries_failed.fetch_add(1, Relaxed),
             _ => 0,
         };
+    }
+
+    /// An operator notification of `kind` ended as `result`.
+    pub fn notification(&self, kind: NotificationKind, result: NotificationResult) {
+        let k = NotificationKind::ALL.iter().position(|x| *x == kind);
+        let r = NotificationResult::ALL.iter().position(|x| *x == result);
+        if let (Some(k), Some(r)) = (k, r) {
+            self.notifications[k][r].fetch_add(1, Relaxed);
+        }
     }
 
     pub fn render(&self, store: &StoreGauges) -> String {
@@ -253,6 +297,42 @@ impl Metrics {
             &[("", flag(store.store_space_low))],
         );
 
+        let labels: Vec<(String, f64)> = NotificationKind::ALL
+            .iter()
+            .zip(&self.notifications)
+            .flat_map(|(kind, results)| {
+                NotificationResult::ALL
+                    .iter()
+                    .zip(results)
+                    .map(|(result, n)| {
+                        (
+                            format!(
+                                "{{type=\"{}\",result=\"{}\"}}",
+                                kind.as_str(),
+                                result.as_str()
+                            ),
+                            get(n),
+                        )
+                    })
+            })
+            .collect();
+        let samples: Vec<(&str, f64)> = labels.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        metric(
+            "hookd_notifications_total",
+            "counter",
+            "Operator notifications by type and how they ended.",
+            &samples,
+        );
+        metric(
+            "hookd_notifications_pending",
+            "gauge",
+            "Operator notifications not yet sent (held back by the rate limit included).",
+            &store
+                .notifications_open
+                .map(|n| vec![("", n as f64)])
+                .unwrap_or_default(),
+        );
+
         let _ = writeln!(
             out,
             "# HELP hookd_attempt_duration_seconds Duration of delivery attempts.\n# TYPE hookd_attempt_duration_seconds histogram"
@@ -297,6 +377,7 @@ mod tests {
             Duration::from_millis(700),
             Some(DeliveryStatus::Pending),
         );
+        m.notification(NotificationKind::Failing, NotificationResult::Sent);
         let text = m.render(&StoreGauges {
             counts: Some(StoreCounts {
                 queue_depth: 4,
@@ -310,6 +391,7 @@ mod tests {
             store_errors: 3,
             store_free_bytes: 1024,
             store_space_low: true,
+            notifications_open: Some(2),
         });
         for line in [
             "hookd_events_ingested_total 1",
@@ -327,6 +409,9 @@ mod tests {
             "hookd_store_up 0",
             "hookd_store_errors_total 3",
             "hookd_store_space_low 1",
+            "hookd_notifications_total{type=\"webhook.failing\",result=\"sent\"} 1",
+            "hookd_notifications_total{type=\"webhook.recovered\",result=\"suppressed\"} 0",
+            "hookd_notifications_pending 2",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

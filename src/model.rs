@@ -69,6 +69,11 @@ prefixed_id!(
     DeliveryId,
     "dlv-"
 );
+prefixed_id!(
+    /// Identifies one operator notification: `ntf-<uuid>`, its `webhook-id` header.
+    NotificationId,
+    "ntf-"
+);
 
 /// Event ids are chosen by the publisher (1–128 of `[A-Za-z0-9._:-]`) or generated as `evt-<uuid>`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Debug)]
@@ -307,6 +312,44 @@ impl FromStr for Ordering {
                 "unknown ordering \"{}\": use \"none\" or \"fifo\"",
                 other.escape_debug()
             ))),
+        }
+    }
+}
+
+/// What an operator notification tells about a webhook. Stored by variant position:
+/// append only.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum NotificationKind {
+    /// It became `failing`: a delivery used up its retry schedule.
+    Failing,
+    /// hookd disabled it: a `410 Gone`, or failing for `delivery.disable_after`.
+    Disabled,
+    /// It was `failing` and a delivery succeeded: `healthy` again.
+    Recovered,
+}
+
+impl NotificationKind {
+    pub const ALL: [NotificationKind; 3] = [
+        NotificationKind::Failing,
+        NotificationKind::Disabled,
+        NotificationKind::Recovered,
+    ];
+
+    /// The `type` of the notification body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::Failing => "webhook.failing",
+            NotificationKind::Disabled => "webhook.disabled",
+            NotificationKind::Recovered => "webhook.recovered",
+        }
+    }
+
+    /// The webhook's status that a notification of this kind reports.
+    pub fn status(self) -> WebhookStatus {
+        match self {
+            NotificationKind::Failing => WebhookStatus::Failing,
+            NotificationKind::Disabled => WebhookStatus::Disabled,
+            NotificationKind::Recovered => WebhookStatus::Healthy,
         }
     }
 }

@@ -1,4 +1,5 @@
-// hookd dashboard: a small single-page app over the JSON API under /api/hooks/.
+// hookd dashboard: a small single-page app over the JSON API under /api/hooks/, and, for an
+// admin token, the operator page over /api/admin/overview.
 //
 // Rules this file keeps, because the page is served with a strict Content-Security-Policy
 // and shows data that receivers control (response bodies, error texts):
@@ -14,6 +15,8 @@
   // Constants
 
   const TOKEN_KEY = 'hookd.userToken';
+  // 'user' (the webhook pages) or 'admin' (the operator page), as found at sign-in.
+  const ROLE_KEY = 'hookd.role';
   const CATALOG = [
     { group: 'app', label: 'App connection', types: ['app:connecting', 'app:connected', 'app:disconnected', 'app:health_warning', 'app:health_cleared', 'app:health_check'] },
     { group: 'message', label: 'Messages', types: ['message:received', 'message:sending', 'message:sent'] },
@@ -24,7 +27,12 @@
   const STATUS_LABEL = {
     healthy: 'Healthy', failing: 'Failing', disabled: 'Disabled',
     pending: 'Pending', succeeded: 'Succeeded', failed: 'Failed', cancelled: 'Cancelled',
+    held: 'Held', sent: 'Sent', skipped: 'Skipped', ok: 'OK', degraded: 'Degraded',
   };
+  const NOTIFICATION_LABEL = {
+    'webhook.failing': 'Failing', 'webhook.disabled': 'Disabled', 'webhook.recovered': 'Recovered',
+  };
+  const OPERATOR_REFRESH_MS = 5000;
   const PAGE_SIZE = 20;
   const POLL_MS = 1000;
   const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -73,13 +81,17 @@
   const uid = (prefix) => `${prefix}-${++idCounter}`;
 
   // ---------------------------------------------------------------------------------
-  // Session: the user token, kept for this tab only.
+  // Session: the token and its role, kept for this tab only.
 
   const session = {
     get token() { return sessionStorage.getItem(TOKEN_KEY); },
-    set(token) { sessionStorage.setItem(TOKEN_KEY, token); },
-    clear() { sessionStorage.removeItem(TOKEN_KEY); },
+    get admin() { return sessionStorage.getItem(ROLE_KEY) === 'admin'; },
+    set(token, role) { sessionStorage.setItem(TOKEN_KEY, token); sessionStorage.setItem(ROLE_KEY, role); },
+    clear() { sessionStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(ROLE_KEY); },
   };
+
+  // The first page of the signed-in role.
+  const home = () => (session.admin ? '#/operator' : '#/webhooks');
 
   // ---------------------------------------------------------------------------------
   // API: fetch with the bearer token; error answers {"error","code"} become ApiError.
@@ -294,12 +306,15 @@
     }
     const signedIn = Boolean(session.token);
     document.getElementById('session').hidden = !signedIn;
+    document.getElementById('session-label').textContent = session.admin ? 'Signed in as operator' : 'Signed in';
     const view = newView();
     if (!parts) return signedIn ? renderNotFound(view) : renderSignIn(view);
     if (!signedIn || parts[0] === 'signin') {
-      if (signedIn) return navigate('#/webhooks');
+      if (signedIn) return navigate(home());
       return renderSignIn(view);
     }
+    // An admin token opens the operator page only; a user token everything else.
+    if (session.admin) return parts.length === 1 && parts[0] === 'operator' ? renderOperator(view) : navigate('#/operator');
     if (parts[0] !== 'webhooks') return navigate('#/webhooks');
     if (parts.length === 1) return renderWebhookList(view);
     if (parts[1] === 'new') return renderWebhookForm(view, null);
@@ -361,7 +376,7 @@
       h('div', { class: 'field' },
         h('label', { for: 'token', text: 'User API token' }),
         input,
-        h('p', { class: 'help', id: 'token-help', text: 'A token with the role "user" from the hookd config. It is kept in this browser tab only and forgotten when you sign out or close the tab.' })),
+        h('p', { class: 'help', id: 'token-help', text: 'A token with the role "user" from the hookd config (an "admin" token opens the operator view). It is kept in this browser tab only and forgotten when you sign out or close the tab.' })),
       error,
       h('div', { class: 'actions' }, submit));
 
@@ -378,16 +393,17 @@
       submit.disabled = true;
       submit.textContent = 'Checking…';
       try {
-        await api('GET', '/api/hooks/webhooks', undefined, token);
-        session.set(token);
+        const role = await tokenRole(token);
+        session.set(token, role);
         input.value = '';
         clearFlash();
-        // Back to the page that asked for a sign-in, if it was a dashboard page.
-        navigate(/^#\/webhooks/.test(location.hash) ? location.hash : '#/webhooks');
+        // Back to the page that asked for a sign-in, if it was one of this role's pages.
+        const back = role === 'admin' ? /^#\/operator$/ : /^#\/webhooks/;
+        navigate(back.test(location.hash) ? location.hash : home());
       } catch (e) {
         if (!view.alive) return;
         if (e.status === 401) error.textContent = 'This token was not accepted (401 unauthorized). Check that it is copied completely and listed in the hookd config.';
-        else if (e.status === 403) error.textContent = 'This token belongs to another role (403 forbidden). The dashboard needs a token with the role "user", not a publisher or admin token.';
+        else if (e.status === 403) error.textContent = 'This token belongs to another role (403 forbidden). The dashboard needs a token with the role "user" (or "admin" for the operator view), not a publisher token.';
         else error.textContent = `Sign-in failed: ${errorText(e)}`;
         error.hidden = false;
         input.focus();
@@ -399,6 +415,19 @@
     });
     setPage('Sign in', form);
     input.focus();
+  }
+
+  // 'user' or 'admin': which of the two APIs the token may read. A user token is tried
+  // first; a 403 there means another role, so the operator view is tried next.
+  async function tokenRole(token) {
+    try {
+      await api('GET', '/api/hooks/webhooks', undefined, token);
+      return 'user';
+    } catch (e) {
+      if (e.status !== 403) throw e;
+    }
+    await api('GET', '/api/admin/overview?limit=1', undefined, token);
+    return 'admin';
   }
 
   function signOut() {
@@ -1398,6 +1427,147 @@
     setPage(`Delivery ${d.id}`, back(), section);
     focusMain(view);
     if (d.status === 'pending') view.later(refresh, POLL_MS * 2);
+  }
+
+  // ---------------------------------------------------------------------------------
+  // The operator page (admin token): GET /api/admin/overview, refreshed every few seconds.
+
+  function fmtBytes(n) {
+    if (n === null || n === undefined) return '—';
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = n;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return `${unit ? value.toFixed(value < 10 ? 1 : 0) : value} ${units[unit]}`;
+  }
+
+  function operatorTiles(o) {
+    const counts = o.webhookCounts;
+    const store = h('span', {}, badge(o.store.status, 'store-status'),
+      o.store.reason ? h('code', { class: 'store-reason', 'data-testid': 'store-reason', text: ` ${o.store.reason}` }) : null);
+    return h('dl', { class: 'stat-grid operator-tiles', 'data-testid': 'operator-tiles' },
+      statTile('Store', store, 'store-health', o.store.status === 'ok' ? 'Writes commit' : 'Writes cannot commit, or free space is below store.min_free_space'),
+      statTile('Store size', fmtBytes(o.store.bytes), 'store-bytes'),
+      statTile('Free space', fmtBytes(o.store.freeBytes), 'store-free'),
+      statTile('Pending deliveries', String(o.queue.pending), 'queue-pending'),
+      statTile('Due now', o.queue.due === null ? '…' : String(o.queue.due), 'queue-due', 'Pending deliveries already due but not yet sent, counted every 5 s'),
+      statTile('Webhooks', `${counts.failing} failing · ${counts.disabled} disabled · ${counts.healthy} healthy`, 'webhook-counts'));
+  }
+
+  function operatorWebhookRows(hooks) {
+    const cell = (label, ...content) => h('td', { 'data-label': label }, ...content);
+    return hooks.map((w) => h('tr', { 'data-testid': 'operator-webhook', 'data-webhook-id': w.id, 'data-status': w.status },
+      cell('Status', badge(w.status)),
+      cell('Webhook', h('div', { class: 'cell-stack' },
+        h('strong', { 'data-testid': 'operator-webhook-name', text: w.name }),
+        h('span', { class: 'url', text: w.url }))),
+      cell('User', h('code', { 'data-testid': 'operator-webhook-user', text: w.userId })),
+      cell('Failing since', w.failingSince ? timeEl(w.failingSince, true) : h('span', { class: 'muted', text: '—' })),
+      cell('Last success', timeEl(w.lastSuccessAt, true))));
+  }
+
+  function notificationRows(notifications) {
+    const cell = (label, ...content) => h('td', { 'data-label': label }, ...content);
+    return notifications.map((n) => h('tr', { 'data-testid': 'notification', 'data-type': n.type, 'data-status': n.status, 'data-webhook-id': n.webhook.id },
+      cell('When', timeEl(n.timestamp)),
+      cell('Type', h('span', { class: `notification-type type-${n.type.replace('webhook.', '')}`, text: NOTIFICATION_LABEL[n.type] || n.type })),
+      cell('Webhook', h('div', { class: 'cell-stack' }, h('strong', { text: n.webhook.name }), h('code', { text: n.webhook.userId }))),
+      cell('Sent', h('div', { class: 'cell-stack' },
+        badge(n.status, 'notification-status'),
+        n.lastError ? h('span', { class: 'muted', text: `${n.attempts} attempt${n.attempts === 1 ? '' : 's'}: ${n.lastError}` }) : null)),
+      cell('Reason', h('span', { class: 'reason', text: n.reason }))));
+  }
+
+  function operatorTable(label, columns, testid) {
+    const tbody = h('tbody', { 'data-testid': testid });
+    const table = h('table', { class: 'log operator-table', 'aria-label': label },
+      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', text: c })))),
+      tbody);
+    return { table, tbody };
+  }
+
+  async function renderOperator(view) {
+    const latest = latestOnly();
+    let next = null;
+    let pages = 1;
+    const message = h('p', { class: 'form-error', role: 'alert', 'data-testid': 'operator-error', hidden: true });
+    const tiles = h('div', { class: 'card', 'aria-busy': 'true' }, h('p', { class: 'loading', text: 'Loading…' }));
+    const chart = h('section', { class: 'card', 'aria-labelledby': 'attempts-title' },
+      h('h2', { id: 'attempts-title', class: 'section-title', text: 'Attempts, all webhooks, last hour' }));
+    const chartSlot = h('div', {});
+    chart.append(chartSlot);
+    const hooks = operatorTable('Webhooks of all users', ['Status', 'Webhook', 'User', 'Failing since', 'Last success'], 'operator-webhooks');
+    const more = h('button', { type: 'button', class: 'btn', 'data-testid': 'operator-more', hidden: true, text: 'Load more webhooks', onclick: () => loadMore() });
+    const hooksCard = h('section', { class: 'card log-card', 'aria-labelledby': 'op-hooks-title' },
+      h('div', { class: 'log-head' },
+        h('h2', { id: 'op-hooks-title', class: 'section-title', text: 'Webhooks' }),
+        h('p', { class: 'muted', text: 'Every user\'s webhooks: failing and disabled ones first.' })),
+      h('div', { class: 'table-wrap' }, hooks.table),
+      h('div', { class: 'log-foot' }, more));
+    const notes = operatorTable('Recent operator notifications', ['When', 'Type', 'Webhook', 'Sent', 'Reason'], 'notifications');
+    const notesEmpty = h('p', { class: 'muted empty-log', 'data-testid': 'no-notifications', hidden: true, text: 'No webhook has failed, been disabled or recovered yet.' });
+    const notesCard = h('section', { class: 'card log-card', 'aria-labelledby': 'op-notes-title' },
+      h('div', { class: 'log-head' },
+        h('h2', { id: 'op-notes-title', class: 'section-title', text: 'Recent notifications' }),
+        h('p', { class: 'muted', text: 'What hookd told (or would tell) [notifications] url.' })),
+      h('div', { class: 'table-wrap' }, notes.table),
+      notesEmpty);
+    const refresh = h('button', { type: 'button', class: 'btn', 'data-testid': 'refresh', text: 'Refresh', onclick: () => rerender('[data-testid="refresh"]') });
+    setPage('Operator overview',
+      h('div', { class: 'page-head' },
+        h('div', {},
+          h('h1', { text: 'Operator overview' }),
+          h('p', { class: 'muted', text: `The store, the queue and every user's webhooks; refreshed every ${OPERATOR_REFRESH_MS / 1000} s.` })),
+        h('div', { class: 'actions' }, refresh)),
+      message, tiles, chart, hooksCard, notesCard);
+    focusMain(view);
+
+    async function load() {
+      const current = latest();
+      try {
+        const o = await api('GET', '/api/admin/overview');
+        if (!view.alive || !current()) return;
+        message.hidden = true;
+        tiles.removeAttribute('aria-busy');
+        tiles.replaceChildren(operatorTiles(o));
+        const a = o.attempts;
+        chartSlot.replaceChildren(attemptsChart({ series: a.series, window: '1h', attempts: a.succeeded + a.failed + a.errored, succeeded: a.succeeded, failed: a.failed, errored: a.errored }));
+        // Pages loaded on request stay until Refresh; the first page follows the data.
+        if (pages === 1) {
+          hooks.tbody.replaceChildren(...operatorWebhookRows(o.webhooks));
+          next = o.next;
+          more.hidden = !next;
+        }
+        notes.tbody.replaceChildren(...notificationRows(o.notifications));
+        notes.table.hidden = o.notifications.length === 0;
+        notesEmpty.hidden = o.notifications.length > 0;
+      } catch (e) {
+        if (!view.alive || !current()) return;
+        message.textContent = `Could not load the overview: ${errorText(e)}`;
+        message.hidden = false;
+      } finally {
+        if (view.alive && current()) view.later(load, OPERATOR_REFRESH_MS);
+      }
+    }
+
+    async function loadMore() {
+      if (!next) return;
+      more.disabled = true;
+      try {
+        const o = await api('GET', `/api/admin/overview?after=${enc(next)}`);
+        if (!view.alive) return;
+        pages += 1;
+        hooks.tbody.append(...operatorWebhookRows(o.webhooks));
+        next = o.next;
+        more.hidden = !next;
+      } catch (e) {
+        if (view.alive) { message.textContent = `Could not load more webhooks: ${errorText(e)}`; message.hidden = false; }
+      } finally {
+        more.disabled = false;
+      }
+    }
+
+    await load();
   }
 
   function renderNotFound(view) {

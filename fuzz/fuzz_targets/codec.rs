@@ -16,7 +16,9 @@
 use std::fmt::Debug;
 
 use hookd::store::codec::{self, Record};
-use hookd::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
+use hookd::store::records::{
+    Attempt, DeliveryRecord, EventRecord, NotificationRecord, NotifyMarks, WebhookRecord,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
     check::<EventRecord>(data);
     check::<DeliveryRecord>(data);
     check::<Attempt>(data);
+    check::<NotificationRecord>(data);
+    check::<NotifyMarks>(data);
 });
 
 /// What of a decoded record its encoding keeps.
@@ -36,6 +40,8 @@ trait Stored: Sized {
 impl Stored for WebhookRecord {}
 impl Stored for EventRecord {}
 impl Stored for Attempt {}
+impl Stored for NotificationRecord {}
+impl Stored for NotifyMarks {}
 impl Stored for DeliveryRecord {
     fn stored(mut self) -> Self {
         self.inline_attempts.clear();

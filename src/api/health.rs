@@ -44,6 +44,26 @@ fn count_due_forever(store: &Store, metrics: &Metrics) {
     }
 }
 
+/// The due backlog as last counted in the background ([`count_due_forever`], started by
+/// the first look); `None` until the first count. Both `/metrics` and the operator view
+/// read it, and either keeps the count going.
+pub(super) fn queue_due(state: &AppState) -> Option<u64> {
+    state.metrics.queue_due.scrape(|| {
+        let store = state.store.clone();
+        let metrics = Arc::clone(&state.metrics);
+        match std::thread::Builder::new()
+            .name("hookd-due-count".into())
+            .spawn(move || count_due_forever(&store, &metrics))
+        {
+            Ok(handle) => handle.thread().clone(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the thread that counts hookd_queue_due");
+                std::thread::current()
+            }
+        }
+    })
+}
+
 pub fn healthz(state: &AppState) -> Result<HttpResponse, ApiError> {
     if let Some(fault) = state.store.health().fault() {
         return Ok(json_response(
@@ -79,20 +99,7 @@ pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
             webhooks_disabled: g.disabled,
         })
         .ok();
-    let queue_due = state.metrics.queue_due.scrape(|| {
-        let store = state.store.clone();
-        let metrics = Arc::clone(&state.metrics);
-        match std::thread::Builder::new()
-            .name("hookd-due-count".into())
-            .spawn(move || count_due_forever(&store, &metrics))
-        {
-            Ok(handle) => handle.thread().clone(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the thread that counts hookd_queue_due");
-                std::thread::current()
-            }
-        }
-    });
+    let queue_due = queue_due(state);
     let health = state.store.health();
     let store_bytes = std::fs::metadata(state.config.db_path())
         .map(|m| m.len())
@@ -105,6 +112,10 @@ pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
         store_errors: health.errors(),
         store_free_bytes: health.free_bytes(),
         store_space_low: health.space_low(),
+        notifications_open: state
+            .store
+            .read(crate::store::ops::notifications::open_count)
+            .ok(),
     });
     let mut response = json_response(StatusCode::OK, text);
     response.headers_mut().insert(

@@ -139,7 +139,7 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
     let principal = state.auth.authenticate(&parts.headers)?;
     let needed = match (&route, method) {
         (Route::Events, &Method::POST) => Role::Publisher,
-        (Route::Backup, _) => Role::Admin,
+        (Route::Backup | Route::Overview, _) => Role::Admin,
         _ => Role::User,
     };
     require_role(&principal, needed)?;
@@ -185,6 +185,7 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
         }
         (Route::Event(id), _) => events::get(state, &principal, id),
         (Route::Backup, _) => admin::backup(state).await,
+        (Route::Overview, _) => admin::overview(state, query),
         (Route::Healthz | Route::Metrics | Route::Ui(_), _) => {
             Err(ApiError::not_found("no such route"))
         }

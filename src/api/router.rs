@@ -8,6 +8,7 @@ pub enum Route<'a> {
     Healthz,
     Metrics,
     Backup,
+    Overview,
     Webhooks,
     Webhook(&'a str),
     RotateSecret(&'a str),
@@ -27,7 +28,9 @@ impl Route<'_> {
     /// The methods this route answers, as the `Allow` header spells them.
     pub fn allow(&self) -> &'static str {
         match self {
-            Route::Healthz | Route::Metrics | Route::Ui(_) | Route::Stats(_) => "GET",
+            Route::Healthz | Route::Metrics | Route::Ui(_) | Route::Stats(_) | Route::Overview => {
+                "GET"
+            }
             Route::Webhooks | Route::Events => "GET, POST",
             Route::Webhook(_) => "GET, PATCH, DELETE",
             Route::Event(_) | Route::Deliveries(_) | Route::Delivery(..) => "GET",
@@ -52,6 +55,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         ["healthz"] => Route::Healthz,
         ["metrics"] => Route::Metrics,
         ["api", "admin", "backup"] => Route::Backup,
+        ["api", "admin", "overview"] => Route::Overview,
         ["api", "hooks", "webhooks"] => Route::Webhooks,
         ["api", "hooks", "webhooks", id] if !id.is_empty() => Route::Webhook(id),
         ["api", "hooks", "webhooks", id, "deliveries"] if !id.is_empty() => Route::Deliveries(id),

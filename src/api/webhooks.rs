@@ -15,7 +15,7 @@ use crate::store::ops::webhooks as ops;
 use crate::store::records::WebhookRecord;
 
 pub const MAX_NAME_LEN: usize = 200;
-pub const MAX_SECRET_BYTES: usize = 256;
+pub use crate::delivery::signing::MAX_SECRET_BYTES;
 pub const MAX_EVENT_TYPES: usize = 64;
 
 /// The webhook object of the API. The secret is deliberately absent, and the custom

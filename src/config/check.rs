@@ -15,12 +15,13 @@ use toml::{Table, Value};
 
 use super::keys::{self, Key, Section};
 use super::values::{
-    allowed_networks, boolean, byte_size, data_dir, integer_in, log_format, positive_duration,
-    proxy, retry_schedule, role, sha256, socket_addr, user, usize_in,
+    allowed_networks, boolean, byte_size, data_dir, integer_in, log_format, notification_secret,
+    notification_url, positive_duration, proxy, retry_schedule, role, sha256, socket_addr, user,
+    usize_in,
 };
 use super::{
     Config, DeliveryConfig, LimitsConfig, MAX_PAYLOAD_BYTES, MAX_TIMEOUT, MAX_WORKERS,
-    MIN_PAYLOAD_BYTES, Problem, RetentionConfig, StoreConfig,
+    MIN_PAYLOAD_BYTES, NotificationsConfig, Problem, RetentionConfig, StoreConfig,
 };
 use crate::auth::{Role, TokenConfig};
 
@@ -212,6 +213,8 @@ impl Checker {
         let retention = self.retention(table);
         let table = self.section(root, &keys::STORE).unwrap_or(&empty);
         let store = self.store(table);
+        let table = self.section(root, &keys::NOTIFICATIONS).unwrap_or(&empty);
+        let notifications = self.notifications(table, &delivery);
         let tokens = match root.get(keys::TOKENS.name) {
             Some(value) => self.tokens(value),
             None => Vec::new(),
@@ -224,6 +227,7 @@ impl Checker {
             limits,
             retention,
             store,
+            notifications,
             tokens,
         }
     }
@@ -293,6 +297,17 @@ impl Checker {
         StoreConfig {
             min_free_space: s.get(&keys::MIN_FREE_SPACE, byte_size),
             max_unavailable: s.get(&keys::MAX_UNAVAILABLE, |v| positive_duration(v, "5m", None)),
+        }
+    }
+
+    /// `[notifications]`; the URL is held to the destination rules of `delivery`.
+    fn notifications(&mut self, t: &Table, delivery: &DeliveryConfig) -> NotificationsConfig {
+        let section = &keys::NOTIFICATIONS;
+        let mut s = Scope::open(self, t, section.name.to_owned(), section);
+        let policy = crate::delivery::destination::Policy::from_config(delivery);
+        NotificationsConfig {
+            url: s.get(&keys::NOTIFICATIONS_URL, |v| notification_url(v, &policy)),
+            secret: s.get(&keys::NOTIFICATIONS_SECRET, notification_secret),
         }
     }
 

@@ -129,6 +129,17 @@ pub const MAX_UNAVAILABLE: Key = key(
     "a store that cannot commit this long stops the systemd watchdog pings",
 );
 
+pub const NOTIFICATIONS_URL: Key = key(
+    "url",
+    "\"\"",
+    "where operator notifications are POSTed; \"\" sends none",
+);
+pub const NOTIFICATIONS_SECRET: Key = key(
+    "secret",
+    "\"\"",
+    "signs operator notifications (Standard Webhooks); \"\" leaves them unsigned",
+);
+
 pub const USER: Key = required("user", "the user the token acts as");
 pub const ROLE: Key = required("role", "what the token may do");
 pub const SHA256: Key = required("sha256", "lowercase hex sha256 of the token string");
@@ -167,13 +178,25 @@ pub const STORE: Section = Section {
     name: "store",
     keys: &[MIN_FREE_SPACE, MAX_UNAVAILABLE],
 };
+pub const NOTIFICATIONS: Section = Section {
+    name: "notifications",
+    keys: &[NOTIFICATIONS_URL, NOTIFICATIONS_SECRET],
+};
 pub const TOKENS: Section = Section {
     name: "tokens",
     keys: &[USER, ROLE, SHA256],
 };
 
 /// Every table of the file, in the order the file and the docs list them.
-pub const SECTIONS: &[Section] = &[TOP, DELIVERY, LIMITS, RETENTION, STORE, TOKENS];
+pub const SECTIONS: &[Section] = &[
+    TOP,
+    DELIVERY,
+    LIMITS,
+    RETENTION,
+    STORE,
+    NOTIFICATIONS,
+    TOKENS,
+];
 
 impl Section {
     /// The keys accepted in this table; at the top level that includes the sub-tables.

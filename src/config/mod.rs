@@ -33,6 +33,9 @@
 //! * Every duration is a whole number of milliseconds and at most
 //!   [`MAX_DURATION`] (36500 days), so adding one to a timestamp or converting
 //!   it to `u64` milliseconds or `i64` nanoseconds cannot overflow.
+//! * `notifications.url`, when set, passes the destination rules of `[delivery]`
+//!   ([`crate::delivery::destination::check_url`]); `notifications.secret`, when set, is
+//!   1 to 256 bytes.
 //! * `limits.max_webhooks_per_user >= 1`,
 //!   `limits.events_per_minute_per_webhook >= 1` and
 //!   `limits.max_payload_bytes` is in
@@ -89,6 +92,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub retention: RetentionConfig,
     pub store: StoreConfig,
+    pub notifications: NotificationsConfig,
     /// API bearer tokens (hashes only).
     pub tokens: Vec<TokenConfig>,
 }
@@ -159,6 +163,37 @@ pub struct StoreConfig {
     pub max_unavailable: Duration,
 }
 
+/// `[notifications]`: where hookd tells operators that a webhook became failing, was
+/// disabled by hookd, or recovered (`crate::notify`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationsConfig {
+    /// Passes the destination rules of `[delivery]` (scheme, literal addresses) as a
+    /// webhook URL does. `None`: notifications are recorded but not sent.
+    pub url: Option<String>,
+    /// Signs each notification with the Standard Webhooks headers.
+    pub secret: Option<NotificationSecret>,
+}
+
+/// The notifications secret: never shown by `Debug`, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NotificationSecret(String);
+
+impl NotificationSecret {
+    pub fn new(secret: String) -> NotificationSecret {
+        NotificationSecret(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for NotificationSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NotificationSecret(<redacted>)")
+    }
+}
+
 /// `log_format`: human-readable lines, or one JSON object per line for log shippers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -212,6 +247,18 @@ impl Config {
                 format_duration(schedule),
                 format_duration(self.retention.events)
             ));
+        }
+        match (&self.notifications.url, &self.notifications.secret) {
+            (Some(_), None) => warnings.push(
+                "notifications.url is set without notifications.secret: notifications are sent \
+                 unsigned, so their receiver cannot tell them from forged ones"
+                    .to_owned(),
+            ),
+            (None, Some(_)) => warnings.push(
+                "notifications.secret is set but notifications.url is not: no notification is sent"
+                    .to_owned(),
+            ),
+            _ => {}
         }
         warnings
     }

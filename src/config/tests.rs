@@ -1353,3 +1353,64 @@ fn store_keys_take_sizes_and_durations() {
     let e = Config::from_toml_str("[store]\nmin_free_space = \"lots\"\n").expect_err("refused");
     assert!(e.to_string().contains("store.min_free_space"), "{e}");
 }
+
+#[test]
+fn notification_keys_follow_the_destination_rules() {
+    let defaults = Config::default().notifications;
+    assert_eq!((defaults.url, defaults.secret), (None, None));
+
+    let c =
+        ok("[notifications]\nurl = \"https://ops.example.com/hookd\"\nsecret = \"whsec_AAEC\"\n");
+    assert_eq!(
+        c.notifications.url.as_deref(),
+        Some("https://ops.example.com/hookd")
+    );
+    let secret = c.notifications.secret.clone().expect("a secret");
+    assert_eq!(secret.expose(), "whsec_AAEC");
+    assert!(
+        !format!("{c:?}").contains("whsec_AAEC"),
+        "the secret never shows in Debug"
+    );
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+
+    // The URL meets the same rules as a webhook's: https only unless allow_http, no
+    // literal private address unless allowed.
+    let m = problem_at(
+        "[notifications]\nurl = \"http://ops.example.com/\"\n",
+        "notifications.url",
+    );
+    assert!(m.contains("delivery.allow_http"), "{m}");
+    let m = problem_at(
+        "[notifications]\nurl = \"https://10.1.2.3/hook\"\n",
+        "notifications.url",
+    );
+    assert!(m.contains("private"), "{m}");
+    let m = problem_at("[notifications]\nurl = \"ftp://x/\"\n", "notifications.url");
+    assert!(m.contains("https://"), "{m}");
+    ok(
+        "[delivery]\nallowed_networks = [\"10.1.0.0/16\"]\n[notifications]\nurl = \"https://10.1.2.3/hook\"\n",
+    );
+    ok(
+        "[delivery]\nallow_http = true\nallow_private_networks = true\n[notifications]\nurl = \"http://127.0.0.1:9/n\"\n",
+    );
+
+    problem_at("[notifications]\nurl = 5\n", "notifications.url");
+    let long = "s".repeat(257);
+    let m = problem_at(
+        &format!("[notifications]\nsecret = \"{long}\"\n"),
+        "notifications.secret",
+    );
+    assert!(!m.contains(&long), "a refused secret is not echoed: {m}");
+    let m = problem_at("[notifications]\nsecert = \"x\"\n", "notifications.secert");
+    assert!(m.contains("did you mean \"secret\""), "{m}");
+
+    // Half a configuration is valid but worth a warning.
+    let unsigned = ok("[notifications]\nurl = \"https://ops.example.com/\"\n");
+    assert!(
+        unsigned.warnings()[0].contains("unsigned"),
+        "{:?}",
+        unsigned.warnings()
+    );
+    let idle = ok("[notifications]\nsecret = \"whsec_AAEC\"\n");
+    assert!(idle.warnings()[0].contains("no notification is sent"));
+}

@@ -10,7 +10,9 @@ use ipnet::IpNet;
 use toml::Value;
 
 use super::check::Refusal;
-use super::{EgressProxy, LogFormat, MAX_RETRY_ATTEMPTS, format_duration, parse_duration};
+use super::{
+    EgressProxy, LogFormat, MAX_RETRY_ATTEMPTS, NotificationSecret, format_duration, parse_duration,
+};
 use crate::auth;
 use crate::auth::Role;
 
@@ -334,6 +336,48 @@ pub(super) fn role(value: &Value) -> Result<Role, String> {
         other => Err(format!(
             "expected a string ({}), found {}",
             Role::choices(),
+            other.type_str()
+        )),
+    }
+}
+
+/// `notifications.url`: `""` for none, else a URL that a webhook could have under
+/// `policy` (the rule is [`destination::check_url`]'s, written once).
+///
+/// [`destination::check_url`]: crate::delivery::destination::check_url
+pub(super) fn notification_url(
+    value: &Value,
+    policy: &crate::delivery::destination::Policy,
+) -> Result<Option<String>, String> {
+    use crate::delivery::destination::{UrlProblem, check_url};
+    let Value::String(s) = value else {
+        return Err(format!(
+            "expected a string like \"https://ops.example.com/hookd\" (or \"\" for none), found {}",
+            value.type_str()
+        ));
+    };
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match check_url(s, policy) {
+        Ok(_) => Ok(Some(s.clone())),
+        Err(UrlProblem::Invalid(why) | UrlProblem::NotAllowed(why)) => Err(why),
+    }
+}
+
+/// `notifications.secret`: `""` for none, else at most as long as a webhook's secret.
+/// Never echoed.
+pub(super) fn notification_secret(value: &Value) -> Result<Option<NotificationSecret>, String> {
+    use crate::delivery::signing::MAX_SECRET_BYTES;
+    match value {
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s) if s.len() > MAX_SECRET_BYTES => Err(format!(
+            "is {} bytes long; at most {MAX_SECRET_BYTES} are accepted",
+            s.len()
+        )),
+        Value::String(s) => Ok(Some(NotificationSecret::new(s.clone()))),
+        other => Err(format!(
+            "expected a string like \"whsec_…\" (or \"\" for none), found {}",
             other.type_str()
         )),
     }

@@ -92,6 +92,8 @@ pub struct Engine {
     pub alive: Arc<crate::clock::Beat>,
     stop: oneshot::Sender<()>,
     scheduler: JoinHandle<()>,
+    /// Operator notifications (`crate::notify`), sent by their own thread.
+    notifier: Arc<crate::notify::Notifier>,
 }
 
 impl Engine {
@@ -114,6 +116,12 @@ impl Engine {
             http: http::HttpSender::new(d.timeout, destination.clone(), d.workers, d.proxy.clone()),
             policy: Arc::clone(&policy),
             fences: Arc::clone(&fences),
+            notifier: Arc::new(crate::notify::Notifier::start(
+                store.clone(),
+                config,
+                Arc::clone(&policy),
+                Arc::clone(&metrics),
+            )),
             metrics,
             destination: destination.clone(),
         });
@@ -128,6 +136,7 @@ impl Engine {
         let (stop, stop_rx) = oneshot::channel();
         let alive = Arc::new(crate::clock::Beat::default());
         alive.beat();
+        let notifier = Arc::clone(&ctx.notifier);
         let scheduler = scheduler::Scheduler::new(
             Arc::clone(&alive),
             ctx,
@@ -148,11 +157,13 @@ impl Engine {
             alive,
             stop,
             scheduler,
+            notifier,
         }
     }
 
     /// Stops dispatching and waits (bounded) for the attempts under way to be recorded.
     pub async fn shutdown(self) {
+        self.notifier.stop();
         let _ = self.stop.send(());
         let _ = self.scheduler.await;
     }

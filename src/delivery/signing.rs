@@ -18,6 +18,9 @@ type HmacSha256 = Hmac<Sha256>;
 
 const PREFIX: &str = "sha256=";
 
+/// The longest secret accepted, for webhooks and for notifications alike.
+pub const MAX_SECRET_BYTES: usize = 256;
+
 fn mac(secret: &[u8], body: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length; `new_from_slice` cannot fail for it.
     let mut mac = match HmacSha256::new_from_slice(secret) {

@@ -74,6 +74,8 @@ pub struct WorkerContext {
     pub policy: Arc<RetryPolicy>,
     pub fences: Arc<Fences>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Hears of operator notifications that outcomes queued (`crate::notify`).
+    pub notifier: Arc<crate::notify::Notifier>,
     /// Where requests may go, as configured now.
     pub destination: Policy,
 }
@@ -169,6 +171,7 @@ pub fn submit_outcome(
         Arc::clone(&ctx.fences),
         inbox.clone(),
     );
+    let notifier = Arc::clone(&ctx.notifier);
     let (verdict, attempt) = (outcome.verdict, outcome.attempt.clone());
     let on_commit = move |result: Result<Option<Recorded>, crate::store::StoreError>| {
         // Counted once committed: a failed batch is attempted again and must not count
@@ -179,6 +182,9 @@ pub fn submit_outcome(
                 outcome.duration,
                 recorded.and_then(|r| r.status),
             );
+            if let Some(enqueued) = recorded.and_then(|r| r.notification) {
+                notifier.committed(enqueued);
+            }
             if recorded.is_some_and(|r| r.webhook_disabled) {
                 fences.close(webhook);
                 tracing::warn!(webhook = %webhook, "webhook disabled; its pending deliveries are cancelled");

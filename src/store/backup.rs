@@ -58,6 +58,12 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, ATTEMPTS)?;
         copy(&snapshot, &txn, QUEUE_ORDER)?;
         copy(&snapshot, &txn, QUEUE_REQUEUED)?;
+        copy(&snapshot, &txn, NOTIFICATIONS)?;
+        copy(&snapshot, &txn, NOTIFICATION_PENDING)?;
+        copy(&snapshot, &txn, NOTIFICATION_DUE)?;
+        copy(&snapshot, &txn, NOTIFICATION_MARKS)?;
+        copy(&snapshot, &txn, WEBHOOKS_BY_STATUS)?;
+        copy(&snapshot, &txn, ATTEMPT_TOTALS)?;
         txn.commit()?;
         events
     };
@@ -101,6 +107,12 @@ mod tests {
             "attempts",
             "queue_order",
             "queue_requeued",
+            "notifications",
+            "notification_pending",
+            "notification_due",
+            "notification_marks",
+            "webhooks_by_status",
+            "attempt_totals",
         ] {
             assert!(table_names(&db).contains(&table.to_owned()), "{table}");
         }

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{CodecError, Record, decode_body};
 use crate::model::{
-    DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, Ordering, WebhookId,
-    WebhookStatus,
+    DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, NotificationId,
+    NotificationKind, Ordering, WebhookId, WebhookStatus,
 };
 use crate::trace_context::TraceContext;
 
@@ -193,6 +193,111 @@ pub struct Attempt {
 
 impl Record for Attempt {
     const NAME: &'static str = "attempt";
+    const VERSION: u8 = 1;
+}
+
+/// One operator notification (`store::ops::notifications`): what it tells, and how far
+/// its sending has come.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    /// Its `webhook-id` header: the same on every attempt.
+    pub id: NotificationId,
+    /// Creation order, daemon-wide: its key, and the order a webhook's notifications go in.
+    pub seq: u64,
+    pub kind: NotificationKind,
+    /// When the webhook's status changed: the body's `timestamp`.
+    pub at: Millis,
+    /// The webhook as that change left it.
+    pub webhook: WebhookSnapshot,
+    pub reason: String,
+    pub state: NotificationState,
+    /// No attempt before this: the end of the rate limit's window for a held one, the
+    /// creation time for the others.
+    pub not_before: Millis,
+    pub attempts: u32,
+    /// Set after a failed attempt while another is scheduled.
+    pub next_attempt_at: Option<Millis>,
+    /// What the latest failed attempt got (a status or a network error).
+    pub last_error: Option<String>,
+    /// When it was sent, given up or skipped.
+    pub finished_at: Option<Millis>,
+}
+
+impl Record for NotificationRecord {
+    const NAME: &'static str = "notification";
+    const VERSION: u8 = 1;
+}
+
+/// The webhook fields a notification carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WebhookSnapshot {
+    pub id: WebhookId,
+    pub user: String,
+    pub name: String,
+    pub url: String,
+    pub status: WebhookStatus,
+    pub enabled: bool,
+}
+
+impl WebhookSnapshot {
+    pub fn of(hook: &WebhookRecord) -> WebhookSnapshot {
+        WebhookSnapshot {
+            id: hook.id,
+            user: hook.user.clone(),
+            name: hook.name.clone(),
+            url: hook.url.clone(),
+            status: hook.status,
+            enabled: hook.enabled,
+        }
+    }
+}
+
+/// Where a notification stands. Stored by variant position: append only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotificationState {
+    /// Held back by the rate limit until `not_before`; replaced or dropped if the webhook
+    /// changes again meanwhile.
+    Held,
+    /// To be sent (again).
+    Pending,
+    /// A 2xx came back.
+    Sent,
+    /// The retry schedule ran out.
+    Failed,
+    /// No `notifications.url` was configured when its turn came.
+    Skipped,
+}
+
+impl NotificationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationState::Held => "held",
+            NotificationState::Pending => "pending",
+            NotificationState::Sent => "sent",
+            NotificationState::Failed => "failed",
+            NotificationState::Skipped => "skipped",
+        }
+    }
+
+    /// Whether it is still to be sent (it then has a `notification_pending` entry).
+    pub fn is_open(self) -> bool {
+        matches!(self, NotificationState::Held | NotificationState::Pending)
+    }
+}
+
+/// Per webhook, what the rate limit of notifications remembers (`crate::notify::throttle`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyMarks {
+    /// When a notification of each kind (by position in [`NotificationKind::ALL`]) was
+    /// last queued to be sent.
+    pub last: [Option<Millis>; 3],
+    /// The kind of the last one queued to be sent: the state the receiver will know once
+    /// everything queued has gone.
+    pub told: Option<NotificationKind>,
+}
+
+impl Record for NotifyMarks {
+    const NAME: &'static str = "notification marks";
     const VERSION: u8 = 1;
 }
 

@@ -20,6 +20,12 @@
 //! | `user_type_events`   | (user, event type, event seq)     | event id         |
 //! | `queue_order`        | (webhook id, position)            | delivery id      |
 //! | `queue_requeued`     | delivery id                       | position         |
+//! | `notifications`      | notification seq                  | `NotificationRecord` |
+//! | `notification_pending` | (webhook id, notification seq)  | ()               |
+//! | `notification_due`   | (due ms, notification seq)        | ()               |
+//! | `notification_marks` | webhook id                        | `NotifyMarks`    |
+//! | `webhooks_by_status` | ([`status_rank`], webhook id)     | ()               |
+//! | `attempt_totals`     | unix minute                       | (succeeded, failed, errored) |
 //!
 //! Invariants, kept by every write in `store::ops`:
 //! - `user_webhooks` has an entry exactly for each webhook, under its owner.
@@ -70,6 +76,14 @@
 //!   `max_per_user` rows), so a store written by an older hookd gets them too.
 //!   The queue depth needs no counter: redb keeps every table's length in its root, so
 //!   `queue.len()` is exact and O(1), and it *is* the number of pending deliveries.
+//! - `webhooks_by_status` has an entry exactly for each webhook, under its current status
+//!   ([`status_rank`]: failing, then disabled, then healthy), moved in the same transaction
+//!   as the counters above; like them it is rebuilt from `webhooks` at every open. It
+//!   serves the operator view's list, failing and disabled webhooks first, in O(page).
+//! - `attempt_totals` counts every recorded attempt once, under the minute it started and
+//!   its outcome (`ops::stats::Outcome`), summed over all webhooks (deleted ones
+//!   included); it keeps the last day, like `attempt_stats`. Attempts recorded by an older
+//!   hookd are not in it.
 //! - `delivery_filter` indexes each delivery with `seq >= meta[`[`DELIVERY_FILTER_FROM`]`]`
 //!   exactly once, under its webhook, its *current* status and its event type
 //!   ([`status_code`], [`type_code`]); every status change moves the entry in the same
@@ -112,6 +126,24 @@
 //!     the entry (the API finishes the cancellation first).
 //!
 //!   A webhook has at most one entry; a delete turns a cancel into a remove.
+//! - Operator notifications (`ops::notifications`, `crate::notify`) are written in the
+//!   same transaction as the webhook status change they tell of, so none is lost or
+//!   invented by a crash:
+//!   - a notification is `Held` or `Pending` exactly when it has one
+//!     `notification_pending` entry, under the webhook it tells of; entries go in
+//!     notification seq order, which is the order the webhook's notifications are sent in;
+//!   - `notification_due` has exactly one entry per webhook with pending notifications:
+//!     its oldest one's, keyed by when that may next be attempted (the later of its
+//!     `not_before` and its `next_attempt_at`). The sender reads only the first key, so
+//!     what it does costs the same however many notifications wait;
+//!   - a webhook has at most one `Held` notification, and it is its newest;
+//!   - `notification_marks` holds what the rate limit remembers per webhook
+//!     (`notify::throttle`), updated whenever a notification is queued to be sent or a
+//!     held one is released; it goes with its webhook (delete);
+//!   - `meta[`[`NOTIFICATION_SEQ`]`]` only grows; `notifications` keeps every open
+//!     notification and the last [`NOTIFICATIONS_KEPT`] or so finished ones, oldest
+//!     pruned first (a held notification that is dropped or replaced before it goes is
+//!     deleted: it was never sent).
 
 use redb::TableDefinition;
 
@@ -160,6 +192,21 @@ pub const QUEUE_ORDER: TableDefinition<(u128, u64), u128> = TableDefinition::new
 pub const QUEUE_REQUEUED: TableDefinition<u128, u64> = TableDefinition::new("queue_requeued");
 /// `meta`: set once every pending delivery has its `queue_order` entry (see above).
 pub const QUEUE_ORDER_BUILT: &str = "queue_order_built";
+/// notification seq → `NotificationRecord`: the outbox and the recent history.
+pub const NOTIFICATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("notifications");
+/// (webhook id, notification seq) → (): each webhook's open notifications, in order.
+pub const NOTIFICATION_PENDING: TableDefinition<(u128, u64), ()> =
+    TableDefinition::new("notification_pending");
+/// (due ms, notification seq) → (): the oldest open notification of each webhook.
+pub const NOTIFICATION_DUE: TableDefinition<(u64, u64), ()> =
+    TableDefinition::new("notification_due");
+/// webhook id → `NotifyMarks`: the rate limit's memory.
+pub const NOTIFICATION_MARKS: TableDefinition<u128, &[u8]> =
+    TableDefinition::new("notification_marks");
+/// `meta`: the last notification seq given out.
+pub const NOTIFICATION_SEQ: &str = "notification_seq";
+/// About this many finished notifications are kept for the operator view.
+pub const NOTIFICATIONS_KEPT: u64 = 1000;
 
 /// `meta`: the number of webhooks whose status is `healthy`.
 pub const WEBHOOKS_HEALTHY: &str = "webhooks_healthy";
@@ -171,6 +218,22 @@ pub const WEBHOOKS_DISABLED: &str = "webhooks_disabled";
 pub const DELIVERY_FILTER_FROM: &str = "delivery_filter_from";
 /// `meta`: the lowest event seq that `user_type_events` indexes (set once).
 pub const EVENT_FILTER_FROM: &str = "event_filter_from";
+
+/// ([`status_rank`], webhook id) → (): every webhook, by status.
+pub const WEBHOOKS_BY_STATUS: TableDefinition<(u8, u128), ()> =
+    TableDefinition::new("webhooks_by_status");
+/// unix minute → (succeeded, failed, errored) attempts of all webhooks.
+pub const ATTEMPT_TOTALS: TableDefinition<u64, (u64, u64, u64)> =
+    TableDefinition::new("attempt_totals");
+
+/// A webhook status in `webhooks_by_status` keys: the order the operator view lists them.
+pub fn status_rank(status: WebhookStatus) -> u8 {
+    match status {
+        WebhookStatus::Failing => 0,
+        WebhookStatus::Disabled => 1,
+        WebhookStatus::Healthy => 2,
+    }
+}
 
 /// The `meta` counter of webhooks with `status`.
 pub fn webhook_counter(status: WebhookStatus) -> &'static str {

@@ -1,6 +1,7 @@
 //! The dashboard (`/ui/`) end to end: a real hookd, and `tests/ui/dashboard.mjs` driving
 //! it in headless Chromium through playwright-core (sign-in, the failing webhook's log,
-//! retry, a test event checked at the receiver, recover, phone width, CSP cleanliness).
+//! retry, a test event checked at the receiver, recover, phone width, CSP cleanliness,
+//! and the operator page an admin token opens).
 //!
 //! Needs node, `tests/ui/node_modules` (`npm ci` in tests/ui) and /usr/bin/chromium, so
 //! it runs only when `HOOKD_UI_TEST` or `CI=true` is set (.ci/run sets both); then
@@ -13,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{self, Hookd, PUBLISHER, Settings, USER};
+use crate::common::{self, ADMIN, Hookd, PUBLISHER, Settings, USER};
 
 /// The whole script normally takes well under a minute; this only stops a hung browser.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -44,6 +45,7 @@ fn the_dashboard_works_end_to_end_in_chromium() {
         .env("HOOKD_URL", format!("http://{}", hookd.addr))
         .env("HOOKD_USER_TOKEN", USER)
         .env("HOOKD_PUBLISHER_TOKEN", PUBLISHER)
+        .env("HOOKD_ADMIN_TOKEN", ADMIN)
         .env_remove("HOOKD_SCREENSHOTS")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -24,6 +24,7 @@ mod faults;
 mod features;
 mod harness;
 mod listen;
+mod notifications;
 mod observe;
 mod openapi;
 mod operations;

@@ -87,7 +87,7 @@ fn check_config_rejects_bad_networks() {
 
 /// Runs the official `standardwebhooks` library on each delivery; returns what it said.
 /// `None` when no Python with the package is configured (HOOKD_TEST_PYTHON, set by .ci/run).
-fn verify_with_official_library(
+pub(crate) fn verify_with_official_library(
     secret_for_library: &str,
     deliveries: &[common::receiver::Received],
 ) -> Option<Vec<bool>> {

@@ -1,7 +1,7 @@
 // End-to-end check of the hookd dashboard (/ui/) in headless Chromium.
 //
 // Run by tests/it/dashboard.rs against a hookd it started; can also be run by hand:
-//   HOOKD_URL=http://127.0.0.1:8080 HOOKD_USER_TOKEN=… HOOKD_PUBLISHER_TOKEN=… node dashboard.mjs
+//   HOOKD_URL=http://127.0.0.1:8080 HOOKD_USER_TOKEN=… HOOKD_PUBLISHER_TOKEN=… HOOKD_ADMIN_TOKEN=… node dashboard.mjs
 // hookd must deliver with a single attempt (retry_schedule = ["0s"]) and allow http://
 // and loopback destinations. Optional: HOOKD_SCREENSHOTS=<dir> saves PNGs of the main views.
 //
@@ -18,6 +18,7 @@ import { chromium } from 'playwright-core';
 const BASE = requireEnv('HOOKD_URL').replace(/\/+$/, '');
 const USER_TOKEN = requireEnv('HOOKD_USER_TOKEN');
 const PUBLISHER_TOKEN = requireEnv('HOOKD_PUBLISHER_TOKEN');
+const ADMIN_TOKEN = requireEnv('HOOKD_ADMIN_TOKEN');
 const SCREENSHOTS = process.env.HOOKD_SCREENSHOTS || '';
 const CHROMIUM = process.env.HOOKD_CHROMIUM || '/usr/bin/chromium';
 const WAIT_MS = 20_000;
@@ -88,7 +89,8 @@ const publish = (type, payload) => api('POST', '/api/hooks/events', PUBLISHER_TO
   { type, userId: 'user-123', source: 'whatsapp', payload });
 
 // ------------------------------------------------------------------------------------
-// A receiver on loopback: /flaky answers 500 until switched to healthy, /steady always 200.
+// A receiver on loopback: /flaky answers 500 until switched to healthy, /steady always 200,
+// /broken always 500.
 
 const received = [];
 let flakyHealthy = false;
@@ -101,6 +103,9 @@ const receiver = http.createServer((req, res) => {
     if (req.url.startsWith('/xss')) {
       res.writeHead(500, { 'Content-Type': 'text/html' });
       res.end(XSS_BODY);
+    } else if (req.url.startsWith('/broken')) {
+      res.writeHead(500, { 'Content-Type': 'text/plain' });
+      res.end(DOWN_BODY);
     } else if (req.url.startsWith('/steady') || flakyHealthy) {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.end('{"received":true}');
@@ -194,6 +199,16 @@ function forgetExpected401s() {
   for (let i = consoleErrors.length - 1; i >= 0; i -= 1) {
     if (/status of 401/.test(consoleErrors[i])) consoleErrors.splice(i, 1);
   }
+}
+
+// Signing in with an admin token asks the user API first: its one 403 is how the page
+// learns the token's role. Drops exactly `n` such console lines.
+function forgetRoleProbes(n) {
+  let left = n;
+  for (let i = consoleErrors.length - 1; i >= 0 && left > 0; i -= 1) {
+    if (/status of 403/.test(consoleErrors[i])) { consoleErrors.splice(i, 1); left -= 1; }
+  }
+  assertEq(left, 0, 'role probes (403) seen in the console');
 }
 
 const card = (page, id) => page.locator(`[data-testid="webhook-card"][data-webhook-id="${id}"]`);
@@ -596,6 +611,50 @@ try {
   await page.getByTestId('token-input').waitFor();
   assertEq(await page.evaluate(() => sessionStorage.getItem('hookd.userToken')), null, 'token after sign-out');
   ok('Sign out clears the token and shows the sign-in form');
+
+  // -- the operator page (admin token) -------------------------------------------------
+  // A webhook of another name that fails now: the operator page lists it first, with the
+  // notification its change made (no notifications.url here: recorded as skipped).
+  const broken = await api('POST', '/api/hooks/webhooks', USER_TOKEN, {
+    name: 'Broken receiver', url: `${RECEIVER}/broken`, eventTypes: ['agent:*'],
+  });
+  await publish('agent:error', { agentId: 'agent-1', error: 'timeout' });
+  await waitFor('the broken webhook to be "failing"', async () => (await api('GET', `/api/hooks/webhooks/${broken.id}`, USER_TOKEN)).status === 'failing');
+  await page.getByTestId('token-input').fill(ADMIN_TOKEN);
+  await page.getByTestId('sign-in').click();
+  await page.getByTestId('operator-tiles').waitFor();
+  assertEq(await page.evaluate(() => location.hash), '#/operator', 'address after an admin sign-in');
+  assertEq(await page.evaluate(() => sessionStorage.getItem('hookd.role')), 'admin', 'role kept for the tab');
+  await page.locator('[data-testid="store-status"][data-status="ok"]').waitFor();
+  const firstRow = page.getByTestId('operator-webhook').first();
+  await firstRow.locator('[data-testid="status-badge"][data-status="failing"]').waitFor();
+  assertEq(await firstRow.getAttribute('data-webhook-id'), broken.id, 'first webhook on the operator page');
+  assertEq(await firstRow.getByTestId('operator-webhook-user').textContent(), 'user-123', 'its owner');
+  const statuses = await page.getByTestId('operator-webhook').evaluateAll((rows) => rows.map((r) => r.dataset.status));
+  const rank = { failing: 0, disabled: 1, healthy: 2 };
+  assert(statuses.every((st, i) => i === 0 || rank[statuses[i - 1]] <= rank[st]), `failing, then disabled, then healthy: ${statuses}`);
+  await page.getByTestId('attempts-chart').waitFor();
+  await page.locator(`[data-testid="notification"][data-type="webhook.failing"][data-webhook-id="${broken.id}"][data-status="skipped"]`).waitFor();
+  await noHorizontalOverflow(page, 'operator page at 1280px');
+  await screenshot(page, 'operator-1280.png', true);
+  ok('an admin token opens the operator page: store OK, the failing webhook first with its owner, its notification');
+
+  // The page keeps itself current: a webhook disabled meanwhile shows up as disabled.
+  await api('PATCH', `/api/hooks/webhooks/${broken.id}`, USER_TOKEN, { enabled: false });
+  await page.locator(`[data-testid="operator-webhook"][data-webhook-id="${broken.id}"][data-status="disabled"]`).waitFor({ timeout: WAIT_MS });
+  // An admin session cannot open the user pages: they lead back to the operator page.
+  await page.evaluate(() => { location.hash = '#/webhooks'; });
+  await waitFor('the operator page again', async () => (await page.evaluate(() => location.hash)) === '#/operator');
+  await page.getByTestId('operator-tiles').waitFor();
+  await phone.evaluate(() => sessionStorage.clear());
+  await signIn(phone, ADMIN_TOKEN);
+  await phone.getByTestId('operator-webhook').first().waitFor();
+  await noHorizontalOverflow(phone, 'operator page at 390px');
+  await page.getByTestId('sign-out').click();
+  await page.getByTestId('token-input').waitFor();
+  assertEq(await page.evaluate(() => sessionStorage.getItem('hookd.role')), null, 'role after sign-out');
+  forgetRoleProbes(2);
+  ok('the operator page refreshes itself, keeps an admin on it, fits a phone, and signs out');
 
   // Nothing went wrong inside the pages.
   const violations = [];

@@ -5,7 +5,9 @@
 //! Every function keeps the queue invariant of [`crate::store::tables`]: a delivery is
 //! `Pending` exactly when it has one queue entry, keyed by its `next_attempt_at`; and
 //! every status change moves the delivery's `delivery_filter` entry, and every webhook
-//! status change the webhooks-by-status counters, in the same transaction.
+//! status change the webhooks-by-status counters, in the same transaction. A webhook
+//! status change that hookd makes (failing, disabled, recovered) queues its operator
+//! notification in that transaction too (`ops::notifications`).
 
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use redb::{ReadTransaction, ReadableTable, Table};
 use super::deliveries::{
     DeliveryFilter, add_attempt, event_of, indexed_newest_first, last_attempt, save,
 };
+use super::notifications::{self, Enqueued};
 use super::order::Order;
 use super::stats;
 use super::webhooks::start_cancel;
@@ -46,6 +49,8 @@ pub struct Recorded {
     pub webhook_disabled: bool,
     /// The delivery's status after this attempt.
     pub status: Option<DeliveryStatus>,
+    /// The operator notification of the webhook's status change, if it changed.
+    pub notification: Option<Enqueued>,
 }
 
 /// Everything one attempt needs, read in one snapshot.
@@ -168,6 +173,7 @@ pub fn record(
         return Ok(Some(Recorded {
             webhook_disabled: false,
             status: Some(delivery.status),
+            notification: None,
         }));
     }
     let mut hooks = tx.txn.open_table(WEBHOOKS)?;
@@ -178,6 +184,7 @@ pub fn record(
     };
     let number = delivery.attempts.saturating_add(1);
     stats::count(tx, delivery.webhook_id, &attempt)?;
+    let answered = notifications::Answered::of(&attempt, number);
     add_attempt(&mut attempts, &delivery, number, &attempt)?;
     delivery.attempts = number;
     if delivery.status != DeliveryStatus::Pending {
@@ -194,6 +201,7 @@ pub fn record(
         return Ok(Some(Recorded {
             webhook_disabled: false,
             status: delivered.then_some(DeliveryStatus::Succeeded),
+            notification: None,
         }));
     }
     let mut queue = tx.txn.open_table(QUEUE)?;
@@ -266,9 +274,15 @@ pub fn record(
     )?;
     if webhook_changed || webhook.status != status_before {
         hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
-        count_webhook(tx, Some(status_before), Some(webhook.status))?;
+        count_webhook(tx, webhook.id, Some(status_before), Some(webhook.status))?;
     }
     drop((deliveries, attempts, queue, hooks));
+    let change = notifications::change_of(status_before, webhook.status, recorded.webhook_disabled);
+    if let Some(kind) = change {
+        let gone = verdict == Verdict::Gone;
+        let reason = answered.reason(kind, delivery.id, gone, &webhook, policy);
+        recorded.notification = Some(notifications::enqueue(tx, &webhook, kind, reason, now)?);
+    }
     if recorded.webhook_disabled {
         // The first chunk now; a bigger backlog is finished by the daemon's cleanup sweep.
         start_cancel(tx, delivery.webhook_id)?;

@@ -5,7 +5,9 @@
 pub mod attempts;
 pub mod deliveries;
 pub mod events;
+pub mod notifications;
 pub mod order;
+pub mod overview;
 pub mod queue;
 pub mod retention;
 pub mod stats;
@@ -49,17 +51,20 @@ use super::{StoreError, Tx};
 use crate::model::WebhookStatus;
 
 /// Creates every table so that read transactions never meet a missing one; counts the
-/// webhooks by status into `meta` (one scan of `webhooks`, so the counters hold whatever
-/// wrote the file before); and sets the marks from which the filter indexes are complete
+/// webhooks by status into `meta` and indexes them in `webhooks_by_status` (one scan of
+/// `webhooks`, so both hold whatever wrote the file before); and sets the marks from which the filter indexes are complete
 /// the first time this version opens the file (see [`super::tables`]).
 pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
         let mut by_status = [0u64; 3];
+        let mut index = txn.open_table(WEBHOOKS_BY_STATUS)?;
+        index.retain(|_, _| false)?;
         for entry in txn.open_table(WEBHOOKS)?.iter()? {
             let hook: WebhookRecord = codec::decode(entry?.1.value())?;
             by_status[hook.status as usize] += 1;
+            index.insert((status_rank(hook.status), hook.id.0), ())?;
         }
         for status in [
             WebhookStatus::Healthy,
@@ -103,6 +108,11 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(ATTEMPTS)?;
     txn.open_table(QUEUE_ORDER)?;
     txn.open_table(QUEUE_REQUEUED)?;
+    txn.open_table(NOTIFICATIONS)?;
+    txn.open_table(NOTIFICATION_PENDING)?;
+    txn.open_table(NOTIFICATION_DUE)?;
+    txn.open_table(NOTIFICATION_MARKS)?;
+    txn.open_table(ATTEMPT_TOTALS)?;
     txn.commit()?;
     Ok(())
 }
@@ -168,15 +178,24 @@ pub(crate) fn meta_get(
     Ok(meta.get(name)?.map_or(0, |v| v.value()))
 }
 
-/// Keeps the webhooks-by-status counters of `meta`: a webhook record went from `before`
-/// to `after` (`None`: absent). Call it in the transaction that writes the record.
+/// Keeps the webhooks-by-status counters of `meta` and the `webhooks_by_status` index:
+/// webhook `id` went from `before` to `after` (`None`: absent). Call it in the
+/// transaction that writes the record.
 pub(crate) fn count_webhook(
     tx: &Tx<'_>,
+    id: crate::model::WebhookId,
     before: Option<WebhookStatus>,
     after: Option<WebhookStatus>,
 ) -> Result<(), StoreError> {
     if before == after {
         return Ok(());
+    }
+    let mut index = tx.txn.open_table(WEBHOOKS_BY_STATUS)?;
+    if let Some(status) = before {
+        index.remove((status_rank(status), id.0))?;
+    }
+    if let Some(status) = after {
+        index.insert((status_rank(status), id.0), ())?;
     }
     let mut meta = tx.txn.open_table(META)?;
     if let Some(status) = before {

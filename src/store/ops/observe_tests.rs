@@ -200,6 +200,20 @@ fn check_counters_and_indexes(store: &Store, step: &str) {
                 actual.insert((user.to_owned(), t, seq), v.value().to_owned());
             }
             assert_eq!(actual, expected, "user_type_events after {step}");
+
+            let expected: Vec<(u8, u128)> = {
+                let mut keys: Vec<_> = hooks
+                    .iter()
+                    .map(|h| (status_rank(h.status), h.id.0))
+                    .collect();
+                keys.sort();
+                keys
+            };
+            let mut actual = Vec::new();
+            for entry in r.open_table(WEBHOOKS_BY_STATUS)?.iter()? {
+                actual.push(entry?.0.value());
+            }
+            assert_eq!(actual, expected, "webhooks_by_status after {step}");
             Ok(())
         })
         .unwrap();
@@ -406,6 +420,11 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
             tx.txn.open_table(USER_TYPE_EVENTS)?.retain(|_, _| false)?;
             tx.txn.open_table(QUEUE_ORDER)?.retain(|_, _| false)?;
             tx.txn.open_table(QUEUE_REQUEUED)?.retain(|_, _| false)?;
+            // A wrong entry too: the rebuild must not keep it.
+            let mut by_status = tx.txn.open_table(WEBHOOKS_BY_STATUS)?;
+            by_status.retain(|_, _| false)?;
+            by_status.insert((0, 42), ())?;
+            drop(by_status);
             let mut meta = tx.txn.open_table(META)?;
             for key in [DELIVERY_FILTER_FROM, EVENT_FILTER_FROM, QUEUE_ORDER_BUILT] {
                 meta.remove(key)?;

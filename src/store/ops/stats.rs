@@ -6,7 +6,7 @@
 //! Buckets older than [`KEPT_MINUTES`] are dropped when a webhook opens a new minute, so
 //! the table holds at most a day's worth of minutes per webhook.
 
-use redb::ReadTransaction;
+use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, load};
@@ -14,7 +14,7 @@ use crate::model::{Millis, WebhookId};
 use crate::store::Tx;
 use crate::store::codec::{Record, decode, encode};
 use crate::store::records::Attempt;
-use crate::store::tables::ATTEMPT_STATS;
+use crate::store::tables::{ATTEMPT_STATS, ATTEMPT_TOTALS};
 
 /// The longest window a query may ask for, in minutes (a day).
 pub const MAX_WINDOW_MINUTES: u64 = 24 * 60;
@@ -116,8 +116,9 @@ pub fn minute_of(at: Millis) -> u64 {
     at.as_key() / 60_000
 }
 
-/// Counts one attempt of `webhook`.
+/// Counts one attempt of `webhook`, and in the totals of all webhooks.
 pub fn count(tx: &mut Tx<'_>, webhook: WebhookId, attempt: &Attempt) -> Result<(), StoreError> {
+    count_total(tx, attempt)?;
     let mut table = tx.txn.open_table(ATTEMPT_STATS)?;
     let minute = minute_of(attempt.at);
     let existing = load::<(u128, u64), MinuteStats>(&table, (webhook.0, minute))?;
@@ -130,6 +131,51 @@ pub fn count(tx: &mut Tx<'_>, webhook: WebhookId, attempt: &Attempt) -> Result<(
         table.retain_in((webhook.0, 0)..(webhook.0, cutoff), |_, _| false)?;
     }
     Ok(())
+}
+
+/// Adds one attempt to `attempt_totals`: three counters per minute, so the operator view
+/// reads a day of all webhooks' attempts in at most [`KEPT_MINUTES`] rows.
+fn count_total(tx: &mut Tx<'_>, attempt: &Attempt) -> Result<(), StoreError> {
+    let mut totals = tx.txn.open_table(ATTEMPT_TOTALS)?;
+    let minute = minute_of(attempt.at);
+    let existing = totals.get(minute)?.map(|v| v.value());
+    let (mut succeeded, mut failed, mut errored) = existing.unwrap_or_default();
+    match Outcome::of(attempt) {
+        Outcome::Succeeded => succeeded += 1,
+        Outcome::Failed => failed += 1,
+        Outcome::Errored => errored += 1,
+    }
+    totals.insert(minute, (succeeded, failed, errored))?;
+    if existing.is_none() && minute > KEPT_MINUTES {
+        totals.retain_in(..minute - KEPT_MINUTES, |_, _| false)?;
+    }
+    Ok(())
+}
+
+/// All webhooks' attempts per minute for minutes `first..=last` that saw any, oldest
+/// first, as counts without latencies.
+pub fn totals(
+    rtx: &ReadTransaction,
+    first: u64,
+    last: u64,
+) -> Result<Vec<(u64, MinuteStats)>, StoreError> {
+    let table = rtx.open_table(ATTEMPT_TOTALS)?;
+    let mut out = Vec::new();
+    for entry in table.range(first..=last)? {
+        let (minute, counts) = entry?;
+        let (succeeded, failed, errored) = counts.value();
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        out.push((
+            minute.value(),
+            MinuteStats {
+                succeeded: clamp(succeeded),
+                failed: clamp(failed),
+                errored: clamp(errored),
+                ..MinuteStats::default()
+            },
+        ));
+    }
+    Ok(out)
 }
 
 /// Drops every bucket of a deleted webhook.

@@ -77,7 +77,7 @@ pub fn create(
     let mut hooks = tx.txn.open_table(WEBHOOKS)?;
     hooks.insert(hook.id.0, encode(&hook).as_slice())?;
     index.insert((hook.user.as_str(), hook.id.0), ())?;
-    count_webhook(tx, None, Some(hook.status))?;
+    count_webhook(tx, hook.id, None, Some(hook.status))?;
     Ok(Created::Created(Box::new(hook)))
 }
 
@@ -112,7 +112,7 @@ pub fn update(
     }
     hooks.insert(id.0, encode(&hook).as_slice())?;
     drop(hooks);
-    count_webhook(tx, Some(before.status), Some(hook.status))?;
+    count_webhook(tx, id, Some(before.status), Some(hook.status))?;
     if was_enabled && !hook.enabled {
         start_cancel(tx, id)?;
     } else if hook.enabled {
@@ -151,8 +151,9 @@ pub fn delete(tx: &mut Tx<'_>, user: &str, id: WebhookId) -> Result<Deleted, Sto
         .open_table(USER_WEBHOOKS)?
         .remove((hook.user.as_str(), id.0))?;
     drop(hooks);
-    count_webhook(tx, Some(hook.status), None)?;
+    count_webhook(tx, id, Some(hook.status), None)?;
     super::stats::forget(tx, id)?;
+    super::notifications::forget(tx, id)?;
     let more = !remove_chunk(tx, id)?;
     let mut cleanup = tx.txn.open_table(WEBHOOK_CLEANUP)?;
     if more {

@@ -36,6 +36,8 @@ pub struct Settings {
     pub store: String,
     /// Where the store lives instead of the temp dir's `data` (e.g. a small tmpfs).
     pub data_dir: Option<PathBuf>,
+    /// Lines for the `[notifications]` section.
+    pub notifications: String,
 }
 
 impl Settings {
@@ -53,7 +55,7 @@ pub fn config_text(data_dir: &Path, s: &Settings) -> String {
         "allow_http = true\nallow_private_networks = true\n"
     };
     format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n[retention]\n{}\n\n[store]\n{}\n\n\
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n[retention]\n{}\n\n[store]\n{}\n\n[notifications]\n{}\n\n\
          [[tokens]]\nuser = \"user-123\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
          [[tokens]]\nuser = \"user-456\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
          [[tokens]]\nuser = \"openwork\"\nrole = \"publisher\"\nsha256 = \"{}\"\n\n\
@@ -64,6 +66,7 @@ pub fn config_text(data_dir: &Path, s: &Settings) -> String {
         s.limits,
         s.retention,
         s.store,
+        s.notifications,
         token_sha256_hex(USER),
         token_sha256_hex(OTHER_USER),
         token_sha256_hex(PUBLISHER),

@@ -76,7 +76,16 @@ pub struct Receiver {
 impl Receiver {
     /// Starts a receiver that answers every request with `reply(request, index)`.
     pub fn start(reply: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        Receiver::start_on("127.0.0.1:0".parse().unwrap(), reply)
+    }
+
+    /// [`Receiver::start`] on a given address (e.g. one that hookd already sends to while
+    /// nothing listened there).
+    pub fn start_on(
+        addr: SocketAddr,
+        reply: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+    ) -> Receiver {
+        let listener = TcpListener::bind(addr).expect("bind receiver");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),

@@ -4,7 +4,7 @@
 //!
 //! - a documented (path template, method) must answer a documented status, with the
 //!   documented media type, and a body that fits the documented schema (object keys,
-//!   required keys, types, enums); an error's `code` must be in the `Error` enum;
+//!   required keys, types, enums, `allOf` extensions of an object); an error's `code` must be in the `Error` enum;
 //! - a path the document does not know must answer 404 "no such route";
 //! - a method the document does not list for a path must answer 405 with an `Allow`
 //!   header naming exactly the documented methods;
@@ -283,9 +283,47 @@ impl Api {
         self.schema("#/components/schemas/Error")
     }
 
-    /// Checks `value` against a schema: `$ref`, `type`, `enum`, object keys (every key
+    /// The parts of an `allOf` as one object schema: the union of their `properties` and
+    /// `required` keys (the document uses `allOf` only to extend an object schema, e.g.
+    /// `Webhook` with the owner for the operator view).
+    fn merge_all_of(&self, parts: &Yaml, at: &str) -> Yaml {
+        let mut properties = yaml_rust2::yaml::Hash::new();
+        let mut required = Vec::new();
+        let mut todo: Vec<&Yaml> = parts
+            .as_vec()
+            .unwrap_or_else(|| panic!("openapi.yaml: {at} allOf must be a sequence"))
+            .iter()
+            .collect();
+        while let Some(part) = todo.pop() {
+            let part = match part["$ref"].as_str() {
+                Some(r) => self.schema(r),
+                None => part,
+            };
+            if let Some(more) = present(&part["allOf"]).and_then(Yaml::as_vec) {
+                todo.extend(more);
+            }
+            if let Some(props) = present(&part["properties"]) {
+                for (k, v) in hash(props, &format!("{at} allOf properties")) {
+                    properties.insert(k.clone(), v.clone());
+                }
+            }
+            if let Some(keys) = present(&part["required"]).and_then(Yaml::as_vec) {
+                required.extend(keys.iter().cloned());
+            }
+        }
+        let mut merged = yaml_rust2::yaml::Hash::new();
+        merged.insert(Yaml::String("type".into()), Yaml::String("object".into()));
+        merged.insert(Yaml::String("properties".into()), Yaml::Hash(properties));
+        merged.insert(Yaml::String("required".into()), Yaml::Array(required));
+        Yaml::Hash(merged)
+    }
+
+    /// Checks `value` against a schema: `allOf`, `$ref`, `type`, `enum`, object keys (every key
     /// documented, every required key present) and array items.
     pub fn validate(&self, node: &Yaml, value: &Value, at: &str, problems: &mut Vec<String>) {
+        if let Some(parts) = present(&node["allOf"]) {
+            self.validate(&self.merge_all_of(parts, at), value, at, problems);
+        }
         if let Some(r) = node["$ref"].as_str() {
             self.validate(self.schema(r), value, at, problems);
         }

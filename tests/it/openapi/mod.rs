@@ -35,6 +35,7 @@ mod paths {
     pub const EVENTS: &str = "/api/hooks/events";
     pub const EVENT: &str = "/api/hooks/events/{id}";
     pub const BACKUP: &str = "/api/admin/backup";
+    pub const OVERVIEW: &str = "/api/admin/overview";
 }
 
 /// Ids of the right form that name nothing.
@@ -55,5 +56,6 @@ const COVERAGE: &[&[checker::OpId]] = &[
     events::COVERS,
     deliveries::COVERS,
     dashboard::COVERS,
-    admin::COVERS,
+    admin::COVERS_BACKUP,
+    admin::COVERS_OVERVIEW,
 ];
