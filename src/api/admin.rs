@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::AppState;
 use super::error::{ApiError, HttpResponse, json};
 use super::request::{Paging, query_pairs};
+use super::stats::{self as api_stats, Minute, minute_start};
 use super::webhooks::WebhookView;
 use crate::model::Millis;
 use crate::store::ops::overview::WebhookCursor;
@@ -129,14 +130,6 @@ struct Attempts {
 }
 
 #[derive(Serialize)]
-struct Minute {
-    at: String,
-    succeeded: u32,
-    failed: u32,
-    errored: u32,
-}
-
-#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct NotificationView<'a> {
     id: String,
@@ -239,25 +232,7 @@ pub fn overview(state: &AppState, query: Option<&str>) -> Result<HttpResponse, A
         ))
     })?;
 
-    let minute_start = |m: u64| Millis(i64::try_from(m * 60_000).unwrap_or(i64::MAX));
-    let mut totals = totals.into_iter().peekable();
-    let mut series = Vec::with_capacity(ATTEMPT_MINUTES as usize);
-    let (mut succeeded, mut failed, mut errored) = (0u64, 0u64, 0u64);
-    for m in first..=last {
-        let counts = match totals.peek() {
-            Some((tm, _)) if *tm == m => totals.next().map(|(_, s)| s).unwrap_or_default(),
-            _ => stats::MinuteStats::default(),
-        };
-        succeeded += u64::from(counts.succeeded);
-        failed += u64::from(counts.failed);
-        errored += u64::from(counts.errored);
-        series.push(Minute {
-            at: minute_start(m).to_rfc3339(),
-            succeeded: counts.succeeded,
-            failed: counts.failed,
-            errored: counts.errored,
-        });
-    }
+    let series = api_stats::series(first, last, totals, |_| {});
 
     let health = state.store.health();
     let fault = health.fault();
@@ -288,10 +263,10 @@ pub fn overview(state: &AppState, query: Option<&str>) -> Result<HttpResponse, A
                 bucket_seconds: 60,
                 from: minute_start(first).to_rfc3339(),
                 until: minute_start(last + 1).to_rfc3339(),
-                succeeded,
-                failed,
-                errored,
-                series,
+                succeeded: series.succeeded,
+                failed: series.failed,
+                errored: series.errored,
+                series: series.minutes,
             },
             notifications: recent.iter().map(NotificationView::of).collect(),
         },

@@ -41,12 +41,61 @@ struct Percentiles {
     p99: u64,
 }
 
+/// One minute of a series: attempts by outcome.
 #[derive(Serialize)]
-struct Minute {
+pub(super) struct Minute {
     at: String,
     succeeded: u32,
     failed: u32,
     errored: u32,
+}
+
+/// A dense per-minute series over the minutes `first..=last` and its totals.
+pub(super) struct Series {
+    pub minutes: Vec<Minute>,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub errored: u64,
+}
+
+/// The series from sparse `(minute, stats)` buckets in minute order (what the store's
+/// range reads answer): a minute without a bucket counts zero. `each` sees every bucket
+/// (the webhook stats sum their latency histogram from them).
+pub(super) fn series(
+    first: u64,
+    last: u64,
+    buckets: Vec<(u64, MinuteStats)>,
+    mut each: impl FnMut(&MinuteStats),
+) -> Series {
+    let mut out = Series {
+        minutes: Vec::with_capacity(usize::try_from(last + 1 - first).unwrap_or(0)),
+        succeeded: 0,
+        failed: 0,
+        errored: 0,
+    };
+    let mut buckets = buckets.into_iter().peekable();
+    for m in first..=last {
+        let stats = match buckets.peek() {
+            Some((bm, _)) if *bm == m => buckets.next().map(|(_, s)| s).unwrap_or_default(),
+            _ => MinuteStats::default(),
+        };
+        each(&stats);
+        out.succeeded += u64::from(stats.succeeded);
+        out.failed += u64::from(stats.failed);
+        out.errored += u64::from(stats.errored);
+        out.minutes.push(Minute {
+            at: minute_start(m).to_rfc3339(),
+            succeeded: stats.succeeded,
+            failed: stats.failed,
+            errored: stats.errored,
+        });
+    }
+    out
+}
+
+/// When minute `m` (minutes since the Unix epoch) begins.
+pub(super) fn minute_start(m: u64) -> Millis {
+    Millis(i64::try_from(m * 60_000).unwrap_or(i64::MAX))
 }
 
 /// `<n>m` or `<n>h`, one minute to a day; answers the window in minutes.
@@ -119,31 +168,19 @@ pub fn get(
         ))
     })?;
 
-    let minute_start = |m: u64| Millis(i64::try_from(m * 60_000).unwrap_or(i64::MAX));
-    let mut series = Vec::with_capacity(minutes as usize);
     let mut histogram = vec![0u64; latency::BUCKETS];
-    let (mut succeeded, mut failed, mut errored) = (0u64, 0u64, 0u64);
-    let mut buckets = buckets.into_iter().peekable();
-    for m in first..=last {
-        let stats = match buckets.peek() {
-            Some((bm, _)) if *bm == m => buckets.next().map(|(_, s)| s).unwrap_or_default(),
-            _ => MinuteStats::default(),
-        };
+    let Series {
+        minutes: series,
+        succeeded,
+        failed,
+        errored,
+    } = self::series(first, last, buckets, |stats| {
         for &(bucket, n) in &stats.latency {
             if let Some(slot) = histogram.get_mut(usize::from(bucket)) {
                 *slot += u64::from(n);
             }
         }
-        succeeded += u64::from(stats.succeeded);
-        failed += u64::from(stats.failed);
-        errored += u64::from(stats.errored);
-        series.push(Minute {
-            at: minute_start(m).to_rfc3339(),
-            succeeded: stats.succeeded,
-            failed: stats.failed,
-            errored: stats.errored,
-        });
-    }
+    });
     let attempts = succeeded + failed + errored;
     let counted: u64 = histogram.iter().sum();
     json(
