@@ -180,12 +180,22 @@ fn print_block(text: &str) {
     let _ = out.flush();
 }
 
-/// Whether a header is one of hookd's (`X-Hook-*`, trace context) or Standard Webhooks'.
+/// Headers of the HTTP exchange itself, which say nothing about the delivery.
+const TRANSPORT_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "user-agent",
+    "accept",
+    "accept-encoding",
+];
+
+/// Whether a header is printed: hookd's (`X-Hook-*`, trace context), Standard Webhooks',
+/// and a webhook's custom headers (to see that they arrive) — all but the transport's.
 fn shown(name: &str) -> bool {
-    name.starts_with("x-hook-")
-        || name.starts_with("webhook-")
-        || name == "traceparent"
-        || name == "tracestate"
+    !TRANSPORT_HEADERS.contains(&name)
 }
 
 /// The printout of one request, without the answer line.
