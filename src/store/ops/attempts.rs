@@ -184,7 +184,6 @@ pub fn record(
     };
     let number = delivery.attempts.saturating_add(1);
     stats::count(tx, delivery.webhook_id, &attempt)?;
-    let answered = notifications::Answered::of(&attempt, number);
     add_attempt(&mut attempts, &delivery, number, &attempt)?;
     delivery.attempts = number;
     if delivery.status != DeliveryStatus::Pending {
@@ -280,6 +279,10 @@ pub fn record(
     let change = notifications::change_of(status_before, webhook.status, recorded.webhook_disabled);
     if let Some(kind) = change {
         let gone = verdict == Verdict::Gone;
+        let answered = notifications::Answered {
+            attempt: &attempt,
+            number,
+        };
         let reason = answered.reason(kind, delivery.id, gone, &webhook, policy);
         recorded.notification = Some(notifications::enqueue(tx, &webhook, kind, reason, now)?);
     }

@@ -148,24 +148,16 @@ pub(crate) fn change_of(
     }
 }
 
-/// What an attempt got, for the `reason` of the notification it causes.
-pub(crate) struct Answered {
-    number: u32,
-    status_code: Option<u16>,
-    error: Option<String>,
+/// The attempt (number `number`) that caused a notification, for its `reason`. Built
+/// only when a status change is told, so an ordinary attempt costs nothing here.
+pub(crate) struct Answered<'a> {
+    pub attempt: &'a Attempt,
+    pub number: u32,
 }
 
-impl Answered {
-    pub(crate) fn of(attempt: &Attempt, number: u32) -> Answered {
-        Answered {
-            number,
-            status_code: attempt.status_code,
-            error: attempt.error.clone(),
-        }
-    }
-
+impl Answered<'_> {
     fn what(&self) -> String {
-        match (&self.error, self.status_code) {
+        match (&self.attempt.error, self.attempt.status_code) {
             (Some(error), _) => error.clone(),
             (None, Some(code)) => format!("HTTP {code}"),
             (None, None) => "no answer".to_owned(),
@@ -509,7 +501,11 @@ mod tests {
 
     fn enqueue_at(store: &Store, id: WebhookId, kind: NotificationKind, at: i64) -> Enqueued {
         let mut w = hook(store, id);
-        w.status = kind.status();
+        w.status = match kind {
+            Failing => WebhookStatus::Failing,
+            Disabled => WebhookStatus::Disabled,
+            Recovered => WebhookStatus::Healthy,
+        };
         w.enabled = kind != Disabled;
         store
             .write_blocking(move |tx| enqueue(tx, &w, kind, format!("{kind:?}"), Millis(at)))
