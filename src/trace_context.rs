@@ -172,11 +172,11 @@ fn valid_state_value(value: &str) -> bool {
         && bytes.last() != Some(&b' ')
 }
 
-/// A random, non-zero span id for one attempt.
+/// A random, non-zero span id for one attempt. (Should the OS give no random bytes, the
+/// id is still valid, just not fresh: a trace's link is not worth failing an attempt.)
 fn fresh_parent_id() -> [u8; 8] {
-    let random = uuid::Uuid::new_v4();
     let mut id = [0u8; 8];
-    id.copy_from_slice(&random.as_bytes()[..8]);
+    let _ = getrandom::fill(&mut id);
     if id == [0; 8] {
         id[7] = 1;
     }
