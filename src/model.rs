@@ -343,15 +343,6 @@ impl NotificationKind {
             NotificationKind::Recovered => "webhook.recovered",
         }
     }
-
-    /// The webhook's status that a notification of this kind reports.
-    pub fn status(self) -> WebhookStatus {
-        match self {
-            NotificationKind::Failing => WebhookStatus::Failing,
-            NotificationKind::Disabled => WebhookStatus::Disabled,
-            NotificationKind::Recovered => WebhookStatus::Healthy,
-        }
-    }
 }
 
 /// Where one delivery stands. Only `Pending` deliveries have a queue entry.

@@ -523,15 +523,6 @@ mod tests {
         assert_eq!(decode::<EventRecord>(&encode(&new)), Ok(new));
     }
 
-    /// What a version 1 record looked like on disk: the version byte, then the frozen
-    /// layout's bincode (the codec's own configuration, as hookd 1 wrote it).
-    fn v1_bytes<T: Serialize>(record: &T) -> Vec<u8> {
-        let mut bytes = vec![1];
-        bincode::serde::encode_into_std_write(record, &mut bytes, bincode::config::standard())
-            .unwrap();
-        bytes
-    }
-
     #[test]
     fn a_version_1_webhook_reads_with_no_headers_and_no_ordering() {
         let old = v1::WebhookRecordV1 {
@@ -550,7 +541,7 @@ mod tests {
             last_success_at: None,
             paused_until: Some(Millis(4)),
         };
-        let read: WebhookRecord = decode(&v1_bytes(&old)).unwrap();
+        let read: WebhookRecord = decode(&encode_at(1, &old)).unwrap();
         assert_eq!(read, WebhookRecord::from(old.clone()));
         assert!(read.headers.is_empty());
         assert_eq!(read.ordering, Ordering::None);
@@ -578,7 +569,7 @@ mod tests {
             received_at: Millis(5),
             deliveries: 2,
         };
-        let read: EventRecord = decode(&v1_bytes(&old)).unwrap();
+        let read: EventRecord = decode(&encode_at(1, &old)).unwrap();
         assert_eq!(read, EventRecord::from(old));
         assert_eq!(read.trace, None);
         assert_eq!((read.seq, read.deliveries), (42, 2));
