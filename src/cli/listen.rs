@@ -1,5 +1,5 @@
 //! `hookd listen`: a receiver for trying hookd. It listens on 127.0.0.1, prints each
-//! request it gets (method, path, hookd's and the Standard Webhooks headers, the event
+//! request it gets (method, path, every header but the transport's — hookd's, the Standard Webhooks ones and a webhook's custom headers — the event
 //! id, the body pretty-printed) with a verdict line per signature, and answers with the
 //! status it was started with.
 //!
