@@ -197,10 +197,13 @@ impl HttpSender {
         };
         let status = response.status().as_u16();
         // A 407 to an absolute-form http:// request is the proxy's (one to CONNECT is a
-        // ProxyFailed already): the receiver never saw the request.
+        // ProxyFailed already): the receiver never saw the request. (Schemes ignore case:
+        // `HTTP://` is an http:// webhook too.)
         if let Some(proxy) = &self.proxy
             && status == 407
-            && url.starts_with("http://")
+            && url
+                .get(.."http://".len())
+                .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
         {
             let why = format!("the proxy {proxy} answered 407 Proxy Authentication Required");
             tracing::warn!(proxy = %proxy, error = %why, "egress proxy failed");
