@@ -53,6 +53,14 @@ struct Anchor {
 
 static ANCHOR: Mutex<Option<Anchor>> = Mutex::new(None);
 
+/// Unix seconds straight from the system clock, steps and all: what a signed webhook
+/// timestamp carries, since receivers check it against their own clock (0 before 1970).
+pub fn system_unix_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Unix milliseconds, following the system clock but never going backwards (module docs).
 pub fn wall_ms() -> i64 {
     let system = std::time::SystemTime::now()

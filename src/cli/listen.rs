@@ -13,7 +13,7 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use http_body_util::{BodyExt, Full, Limited};
@@ -138,9 +138,7 @@ async fn answer(
             ));
         }
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = crate::clock::system_unix_secs();
     let mut text = describe(
         head.method.as_str(),
         &head.uri.to_string(),

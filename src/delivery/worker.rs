@@ -233,9 +233,7 @@ fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::sto
     let started = Millis::now();
     // Receivers check the signed timestamp against their own clock, so it is the system
     // clock's, even while hookd's own is riding out a backwards step (`crate::clock`).
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let timestamp = crate::clock::system_unix_secs();
     let mut headers: Vec<(&str, String)> = vec![
         ("Content-Type", "application/json".to_owned()),
         ("X-Hook-Event", event.event_type.as_str().to_owned()),

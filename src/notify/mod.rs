@@ -224,9 +224,7 @@ impl Target {
     fn attempt(&self, n: &NotificationRecord) -> Attempted {
         let body = message::body(n);
         // Receivers check the signed timestamp against their own clock (as for deliveries).
-        let timestamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let timestamp = crate::clock::system_unix_secs();
         let secret = self.secret.as_ref().map(NotificationSecret::expose);
         let headers = message::headers(n, secret, timestamp, &body);
         let outcome = self.http.send(&self.url, &headers, body.as_bytes());
