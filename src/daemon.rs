@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::api::{self, AppState, auth::Auth};
 use crate::config::Config;
 use crate::delivery::Engine;
-use crate::store::Store;
+use crate::store::{RedbStore, Store};
 
 pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -28,8 +28,9 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let db_path = config.db_path();
     let opening = std::time::Instant::now();
-    let store =
-        Store::open(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?;
+    let store = Store::Redb(
+        RedbStore::open(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?,
+    );
     // A store that was not closed cleanly is repaired on open, which takes time in
     // proportion to its size: worth seeing in the log.
     tracing::info!(ms = opening.elapsed().as_millis() as u64, "store opened");
@@ -142,7 +143,7 @@ async fn prune_forever(store: Store, retention: std::time::Duration) {
         let store = store.clone();
         async move {
             loop {
-                match crate::store::ops::webhooks::finish_cleanups(&store).await {
+                match store.finish_cleanups().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(webhooks = n, "cleanup: finished"),
                     Err(crate::store::StoreError::Closed) => return,
@@ -158,7 +159,6 @@ async fn prune_forever(store: Store, retention: std::time::Duration) {
 /// Deletes events and deliveries older than `retention`, in small batches, forever.
 async fn prune_events(store: Store, retention: std::time::Duration) {
     use crate::model::Millis;
-    use crate::store::ops::retention::prune;
     const BATCH: usize = 500;
     let every = (retention / 4).clamp(
         std::time::Duration::from_secs(1),
@@ -172,7 +172,7 @@ async fn prune_events(store: Store, retention: std::time::Duration) {
                 .saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX)),
         );
         loop {
-            match store.write(move |tx| prune(tx, cutoff, BATCH)).await {
+            match store.prune(cutoff, BATCH).await {
                 Ok(pruned) => {
                     if pruned.events + pruned.deliveries > 0 {
                         tracing::info!(

@@ -15,7 +15,7 @@ use super::stats::{self as api_stats, Minute, minute_start};
 use super::webhooks::WebhookView;
 use crate::model::Millis;
 use crate::store::ops::overview::WebhookCursor;
-use crate::store::ops::{notifications, overview, queue, stats};
+use crate::store::ops::stats;
 use crate::store::records::{NotificationRecord, NotificationState, WebhookRecord};
 
 #[derive(Serialize)]
@@ -206,7 +206,7 @@ fn decode_cursor(value: &str) -> Result<WebhookCursor, ApiError> {
 }
 
 /// `GET /api/admin/overview?limit=&after=`.
-pub fn overview(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+pub async fn overview(state: &AppState, query: Option<&str>) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(query)?;
     let mut after = None;
     let mut others = Vec::with_capacity(pairs.len());
@@ -221,24 +221,17 @@ pub fn overview(state: &AppState, query: Option<&str>) -> Result<HttpResponse, A
     let now = Millis::now();
     let last = stats::minute_of(now);
     let first = last + 1 - ATTEMPT_MINUTES.min(last + 1);
-    let (page, next, gauges, totals, recent) = state.store.read(|r| {
-        let (page, next) = overview::webhooks(r, after, limit)?;
-        Ok((
-            page,
-            next,
-            queue::gauges(r)?,
-            stats::totals(r, first, last)?,
-            notifications::recent(r, RECENT_NOTIFICATIONS)?,
-        ))
-    })?;
+    let store = &state.store;
+    let (page, next) = store.webhooks_by_status(after, limit).await?;
+    let gauges = store.gauges().await?;
+    let totals = store.attempt_totals(first, last).await?;
+    let recent = store.recent_notifications(RECENT_NOTIFICATIONS).await?;
 
     let series = api_stats::series(first, last, totals, |_| {});
 
     let health = state.store.health();
     let fault = health.fault();
-    let bytes = std::fs::metadata(state.config.db_path())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let bytes = store.size_bytes().await.unwrap_or(0);
     json(
         StatusCode::OK,
         &Overview {

@@ -11,10 +11,9 @@ use super::webhooks::parse_id;
 use crate::model::{
     DeliveryId, DeliveryStatus, EventId, EventType, Invalid, Millis, parse_rfc3339_millis,
 };
-use crate::store::ops::attempts::{self, Requeue};
-use crate::store::ops::deliveries::{self as ops, DeliveryDetail, DeliveryFilter};
-use crate::store::ops::events::{self, NewEvent, TestEvent};
-use crate::store::ops::webhooks;
+use crate::store::ops::attempts::Requeue;
+use crate::store::ops::deliveries::{DeliveryDetail, DeliveryFilter};
+use crate::store::ops::events::{NewEvent, TestEvent};
 use crate::store::records::{Attempt, WebhookRecord};
 
 #[derive(Serialize)]
@@ -86,13 +85,13 @@ struct DeliveryList<'a> {
 }
 
 /// The caller's webhook (404 if not theirs) and the delivery id parsed from the path.
-fn webhook_and_delivery(
+async fn webhook_and_delivery(
     state: &AppState,
     who: &Principal,
     id: &str,
     delivery: &str,
 ) -> Result<(WebhookRecord, DeliveryId), ApiError> {
-    let hook = owned_webhook(state, who, id)?;
+    let hook = owned_webhook(state, who, id).await?;
     let delivery = delivery
         .parse()
         .map_err(|()| ApiError::not_found("no such delivery"))?;
@@ -100,7 +99,7 @@ fn webhook_and_delivery(
 }
 
 /// The webhook, if it exists and belongs to the caller.
-pub fn owned_webhook(
+pub async fn owned_webhook(
     state: &AppState,
     who: &Principal,
     id: &str,
@@ -108,11 +107,12 @@ pub fn owned_webhook(
     let id = parse_id(id)?;
     state
         .store
-        .read(|r| webhooks::get_owned(r, &who.user, id))?
+        .webhook_owned(&who.user, id)
+        .await?
         .ok_or_else(|| ApiError::not_found("no such webhook"))
 }
 
-pub fn list(
+pub async fn list(
     state: &AppState,
     who: &Principal,
     id: &str,
@@ -133,14 +133,13 @@ pub fn list(
             _ => {}
         }
     }
-    let hook = owned_webhook(state, who, id)?;
+    let hook = owned_webhook(state, who, id).await?;
     let webhook = hook.id;
     // One snapshot: the page, then each delivery's attempts and event id.
-    let (page, details) = state.store.read(|r| {
-        let page = ops::list_for_webhook(r, webhook, filter, paging.limit, paging.after)?;
-        let details = ops::details(r, page.items)?;
-        Ok((page.next, details))
-    })?;
+    let (details, page) = state
+        .store
+        .delivery_page(webhook, filter, paging.limit, paging.after)
+        .await?;
     let deliveries = details
         .iter()
         .map(|d| DeliveryView::of(d, hook.paused_until))
@@ -154,20 +153,18 @@ pub fn list(
     )
 }
 
-pub fn get(
+pub async fn get(
     state: &AppState,
     who: &Principal,
     id: &str,
     delivery: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let (hook, delivery) = webhook_and_delivery(state, who, id, delivery)?;
+    let (hook, delivery) = webhook_and_delivery(state, who, id, delivery).await?;
     let webhook = hook.id;
     let detail = state
         .store
-        .read(|r| {
-            let record = ops::get(r, delivery)?.filter(|d| d.webhook_id == webhook);
-            Ok(ops::details(r, record.into_iter().collect())?.pop())
-        })?
+        .delivery(webhook, delivery)
+        .await?
         .ok_or_else(|| ApiError::not_found("no such delivery"))?;
     json(
         StatusCode::OK,
@@ -182,14 +179,11 @@ pub async fn retry(
     id: &str,
     delivery: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let (hook, delivery) = webhook_and_delivery(state, who, id, delivery)?;
+    let (hook, delivery) = webhook_and_delivery(state, who, id, delivery).await?;
     let webhook = hook.id;
     let user = who.user.clone();
     let due = state.delivery.policy.first_due(Millis::now());
-    let outcome = state
-        .store
-        .write(move |tx| attempts::retry(tx, &user, webhook, delivery, due))
-        .await?;
+    let outcome = state.store.retry(user, webhook, delivery, due).await?;
     match outcome {
         Requeue::Queued(due) => {
             state.delivery.queued(webhook, due);
@@ -230,7 +224,7 @@ pub async fn recover(
     if until <= since {
         return Err(ApiError::bad_request("`until` must be later than `since`"));
     }
-    let hook = owned_webhook(state, who, id)?;
+    let hook = owned_webhook(state, who, id).await?;
     let webhook = hook.id;
     let user = who.user.clone();
     let due = state.delivery.policy.first_due(Millis::now());
@@ -241,7 +235,7 @@ pub async fn recover(
         let user = user.clone();
         let outcome = state
             .store
-            .write(move |tx| attempts::recover(tx, &user, webhook, (since, until), due, before))
+            .recover(user, webhook, (since, until), due, before)
             .await?;
         match outcome {
             Ok(chunk) => {
@@ -289,7 +283,7 @@ pub async fn send_test(
         .event_type
         .parse()
         .map_err(|e: Invalid| ApiError::bad_request(format!("`type`: {e}")))?;
-    let hook = owned_webhook(state, who, id)?;
+    let hook = owned_webhook(state, who, id).await?;
     let webhook = hook.id;
     let now = Millis::now();
     let event = NewEvent {
@@ -304,10 +298,7 @@ pub async fn send_test(
     };
     let event_id = event.id.clone();
     let due = state.delivery.policy.first_due(now);
-    let outcome = state
-        .store
-        .write(move |tx| events::ingest_test(tx, event, webhook, due))
-        .await?;
+    let outcome = state.store.ingest_test(event, webhook, due).await?;
     let delivery = match outcome {
         TestEvent::Queued(delivery) => delivery,
         TestEvent::NoSuchWebhook => return Err(ApiError::not_found("no such webhook")),

@@ -16,7 +16,7 @@ use super::error::{ApiError, HttpResponse, json};
 use super::request::{Paging, encode_cursor, query_pairs};
 use crate::canonical_json::{self, Value};
 use crate::model::{EventId, EventPattern, EventType, Invalid, Millis, normalize_rfc3339};
-use crate::store::ops::events::{self as ops, Ingested, NewEvent};
+use crate::store::ops::events::{Ingested, NewEvent};
 use crate::store::records::EventRecord;
 use crate::trace_context::TraceContext;
 
@@ -176,10 +176,7 @@ pub async fn ingest(
     }
     let id = event.id.clone();
     let due = state.delivery.policy.first_due(received_at);
-    let outcome = state
-        .store
-        .write(move |tx| ops::ingest(tx, event, due))
-        .await?;
+    let outcome = state.store.ingest(event, due).await?;
     match outcome {
         Ingested::Created { deliveries, queued } => {
             state.metrics.event_ingested();
@@ -205,7 +202,7 @@ pub async fn ingest(
     }
 }
 
-pub fn list(
+pub async fn list(
     state: &AppState,
     who: &Principal,
     query: Option<&str>,
@@ -223,7 +220,8 @@ pub fn list(
     }
     let page = state
         .store
-        .read(|r| ops::list_for_user(r, &who.user, filter, paging.limit, paging.after))?;
+        .events_of(&who.user, filter, paging.limit, paging.after)
+        .await?;
     let events = page
         .items
         .iter()
@@ -238,13 +236,14 @@ pub fn list(
     )
 }
 
-pub fn get(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
     // Clients may percent-encode the id (`msg%3A1` for `msg:1`).
     let id =
         super::request::percent_decode(id).map_err(|_| ApiError::not_found("no such event"))?;
     let event = state
         .store
-        .read(|r| ops::get(r, &id))?
+        .event(&id)
+        .await?
         .filter(|e| e.user == who.user)
         .ok_or_else(|| ApiError::not_found("no such event"))?;
     json(StatusCode::OK, &EventView::of(&event)?)

@@ -11,34 +11,17 @@ use super::error::{ApiError, HttpResponse, json_response};
 use crate::metrics::{DUE_EVERY, Metrics};
 use crate::model::Millis;
 use crate::store::Store;
-use crate::store::ops::queue::count_due;
-use crate::store::tables::META;
-
-/// At most this many queue entries are read per read transaction of a count.
-const DUE_STEP: usize = 10_000;
 
 /// The thread behind `hookd_queue_due`: while `/metrics` is scraped, counts the due
-/// backlog every [`DUE_EVERY`] in steps of at most [`DUE_STEP`] queue entries, each in
-/// its own short read transaction, and publishes the total. A count that meets a store
+/// backlog every [`DUE_EVERY`] (on redb in bounded steps, each its own short read
+/// transaction: `Store::due_count`), and publishes the total. A count that meets a store
 /// fault is dropped (the last count stays) and made again at the next turn.
 fn count_due_forever(store: &Store, metrics: &Metrics) {
     loop {
-        if metrics.queue_due.wanted() {
-            let now = Millis::now();
-            let mut total = 0;
-            let mut cursor = Some((0, 0, 0));
-            while let Some(from) = cursor {
-                match store.read(|r| count_due(r, now, from, DUE_STEP)) {
-                    Ok((due, next)) => {
-                        total += due;
-                        cursor = next;
-                    }
-                    Err(_) => break,
-                }
-            }
-            if cursor.is_none() {
-                metrics.queue_due.set(total);
-            }
+        if metrics.queue_due.wanted()
+            && let Ok(due) = store.due_count(Millis::now())
+        {
+            metrics.queue_due.set(due);
         }
         std::thread::park_timeout(DUE_EVERY);
     }
@@ -64,14 +47,14 @@ pub(super) fn queue_due(state: &AppState) -> Option<u64> {
     })
 }
 
-pub fn healthz(state: &AppState) -> Result<HttpResponse, ApiError> {
+pub async fn healthz(state: &AppState) -> Result<HttpResponse, ApiError> {
     if let Some(fault) = state.store.health().fault() {
         return Ok(json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(r#"{{"status":"degraded","reason":"{}"}}"#, fault.code()),
         ));
     }
-    match state.store.read(|r| Ok(r.open_table(META).map(|_| ())?)) {
+    match state.store.ping().await {
         Ok(()) => Ok(json_response(StatusCode::OK, r#"{"status":"ok"}"#.into())),
         Err(e) => {
             tracing::error!(error = %e, "health check cannot read the store");
@@ -86,12 +69,13 @@ pub fn healthz(state: &AppState) -> Result<HttpResponse, ApiError> {
 /// Prometheus text. A scrape needs no token, so it costs O(1) whatever the store holds:
 /// one small read transaction of counters the store keeps (`store::tables`), and the
 /// due backlog as last counted in the background ([`count_due_forever`]).
-pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
     // While the store is being reopened its gauges are left out; the health gauges
     // below say why.
     let counts = state
         .store
-        .read(crate::store::ops::queue::gauges)
+        .gauges()
+        .await
         .map(|g| crate::metrics::StoreCounts {
             queue_depth: g.depth,
             webhooks_healthy: g.healthy,
@@ -101,9 +85,7 @@ pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
         .ok();
     let queue_due = queue_due(state);
     let health = state.store.health();
-    let store_bytes = std::fs::metadata(state.config.db_path())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let store_bytes = state.store.size_bytes().await.unwrap_or(0);
     let text = state.metrics.render(&crate::metrics::StoreGauges {
         counts,
         queue_due,
@@ -112,10 +94,7 @@ pub fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
         store_errors: health.errors(),
         store_free_bytes: health.free_bytes(),
         store_space_low: health.space_low(),
-        notifications_open: state
-            .store
-            .read(crate::store::ops::notifications::open_count)
-            .ok(),
+        notifications_open: state.store.open_notifications().await.ok(),
     });
     let mut response = json_response(StatusCode::OK, text);
     response.headers_mut().insert(

@@ -130,8 +130,8 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
         return Err(ApiError::method_not_allowed(route.allow()));
     }
     match route {
-        Route::Healthz => return health::healthz(state),
-        Route::Metrics => return health::metrics(state),
+        Route::Healthz => return health::healthz(state).await,
+        Route::Metrics => return health::metrics(state).await,
         Route::Ui(asset) => return ui::serve(path, asset),
         _ => {}
     }
@@ -149,12 +149,12 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
     let limit = state.config.limits.max_payload_bytes;
     let query = parts.uri.query();
     match (route, method) {
-        (Route::Webhooks, &Method::GET) => webhooks::list(state, &principal),
+        (Route::Webhooks, &Method::GET) => webhooks::list(state, &principal).await,
         (Route::Webhooks, _) => {
             let body = request::read_json_body(&parts.headers, body, limit, true).await?;
             webhooks::create(state, &principal, &body).await
         }
-        (Route::Webhook(id), &Method::GET) => webhooks::get(state, &principal, id),
+        (Route::Webhook(id), &Method::GET) => webhooks::get(state, &principal, id).await,
         (Route::Webhook(id), &Method::PATCH) => {
             let body = request::read_json_body(&parts.headers, body, limit, true).await?;
             webhooks::update(state, &principal, id, &body).await
@@ -164,8 +164,10 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
             let body = request::read_json_body(&parts.headers, body, limit, false).await?;
             webhooks::rotate_secret(state, &principal, id, &body).await
         }
-        (Route::Deliveries(id), _) => deliveries::list(state, &principal, id, query),
-        (Route::Delivery(id, delivery), _) => deliveries::get(state, &principal, id, delivery),
+        (Route::Deliveries(id), _) => deliveries::list(state, &principal, id, query).await,
+        (Route::Delivery(id, delivery), _) => {
+            deliveries::get(state, &principal, id, delivery).await
+        }
         (Route::RetryDelivery(id, delivery), _) => {
             deliveries::retry(state, &principal, id, delivery).await
         }
@@ -177,15 +179,15 @@ async fn dispatch(state: &AppState, req: Request<Incoming>) -> Result<HttpRespon
             let body = request::read_json_body(&parts.headers, body, limit, true).await?;
             deliveries::send_test(state, &principal, id, &body).await
         }
-        (Route::Stats(id), _) => stats::get(state, &principal, id, query),
-        (Route::Events, &Method::GET) => events::list(state, &principal, query),
+        (Route::Stats(id), _) => stats::get(state, &principal, id, query).await,
+        (Route::Events, &Method::GET) => events::list(state, &principal, query).await,
         (Route::Events, _) => {
             let body = request::read_json_body(&parts.headers, body, limit, true).await?;
             events::ingest(state, &parts.headers, &body).await
         }
-        (Route::Event(id), _) => events::get(state, &principal, id),
+        (Route::Event(id), _) => events::get(state, &principal, id).await,
         (Route::Backup, _) => admin::backup(state).await,
-        (Route::Overview, _) => admin::overview(state, query),
+        (Route::Overview, _) => admin::overview(state, query).await,
         (Route::Healthz | Route::Metrics | Route::Ui(_), _) => {
             Err(ApiError::not_found("no such route"))
         }

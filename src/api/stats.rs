@@ -144,7 +144,7 @@ fn percentile(histogram: &[u64], total: u64, q: f64) -> u64 {
     0
 }
 
-pub fn get(
+pub async fn get(
     state: &AppState,
     who: &Principal,
     id: &str,
@@ -156,17 +156,12 @@ pub fn get(
             minutes = parse_window(&value)?;
         }
     }
-    let hook = owned_webhook(state, who, id)?;
+    let hook = owned_webhook(state, who, id).await?;
     let now = Millis::now();
     // The window is `minutes` whole minutes, the current one included.
     let last = ops::minute_of(now);
     let first = last + 1 - minutes.min(last + 1);
-    let (buckets, last_attempt_at) = state.store.read(|r| {
-        Ok((
-            ops::window(r, hook.id, first, last)?,
-            ops::last_attempt_at(r, hook.id, now)?,
-        ))
-    })?;
+    let (buckets, last_attempt_at) = state.store.webhook_stats(hook.id, first, last, now).await?;
 
     let mut histogram = vec![0u64; latency::BUCKETS];
     let Series {

@@ -155,17 +155,18 @@ pub fn parse_id(id: &str) -> Result<WebhookId, ApiError> {
         .map_err(|()| ApiError::not_found("no such webhook"))
 }
 
-pub fn list(state: &AppState, who: &Principal) -> Result<HttpResponse, ApiError> {
-    let hooks = state.store.read(|r| ops::list_for_user(r, &who.user))?;
+pub async fn list(state: &AppState, who: &Principal) -> Result<HttpResponse, ApiError> {
+    let hooks = state.store.webhooks_of(&who.user).await?;
     let views: Vec<WebhookView> = hooks.iter().map(WebhookView::of).collect();
     json(StatusCode::OK, &views)
 }
 
-pub fn get(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
+pub async fn get(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
     let hook = state
         .store
-        .read(|r| ops::get_owned(r, &who.user, id))?
+        .webhook_owned(&who.user, id)
+        .await?
         .ok_or_else(|| ApiError::not_found("no such webhook"))?;
     json(StatusCode::OK, &WebhookView::of(&hook))
 }
@@ -194,11 +195,7 @@ pub async fn create(
     hook.headers = headers.unwrap_or_default();
     hook.ordering = ordering.unwrap_or_default();
     let max = state.config.limits.max_webhooks_per_user;
-    match state
-        .store
-        .write(move |tx| ops::create(tx, hook, max))
-        .await?
-    {
+    match state.store.create_webhook(hook, max).await? {
         ops::Created::Created(hook) => {
             tracing::info!(webhook = %hook.id, user = %hook.user, "webhook created");
             json(StatusCode::CREATED, &WebhookView::of(&hook))
@@ -264,11 +261,7 @@ pub async fn update(
     }
     let id = parse_id(id)?;
     // … and a destination refusal (422) after it.
-    if state
-        .store
-        .read(|r| ops::get_owned(r, &who.user, id))?
-        .is_none()
-    {
+    if state.store.webhook_owned(&who.user, id).await?.is_none() {
         return Err(ApiError::not_found("no such webhook"));
     }
     let url = url.transpose()?;
@@ -279,44 +272,42 @@ pub async fn update(
     if enabled == Some(true) {
         // A cancellation still under way (a big backlog disabled) ends before the webhook
         // is enabled again, so what the disable cancelled stays cancelled.
-        ops::finish_cleanup(&state.store, id).await?;
+        state.store.finish_cleanup(id).await?;
     }
 
     let user = who.user.clone();
     let now = Millis::now();
     let updated = state
         .store
-        .write(move |tx| {
-            ops::update(tx, &user, id, now, |hook| {
-                if let Some(name) = name {
-                    hook.name = name;
+        .update_webhook(user, id, now, move |hook| {
+            if let Some(name) = name {
+                hook.name = name;
+            }
+            if let Some(url) = url {
+                hook.url = url;
+            }
+            if let Some(types) = event_types {
+                hook.event_types = types;
+            }
+            if let Some(secret) = secret {
+                hook.secret = secret;
+                hook.previous_secret = None;
+            }
+            if let Some(set) = custom_headers {
+                hook.headers = set;
+            }
+            // Deliveries not yet started go by the new rule at the next look.
+            if let Some(ordering) = ordering {
+                hook.ordering = ordering;
+            }
+            if let Some(enabled) = enabled {
+                hook.enabled = enabled;
+                if enabled {
+                    // Re-enabling (even an enabled but failing webhook) starts afresh.
+                    hook.status = WebhookStatus::Healthy;
+                    hook.failing_since = None;
                 }
-                if let Some(url) = url {
-                    hook.url = url;
-                }
-                if let Some(types) = event_types {
-                    hook.event_types = types;
-                }
-                if let Some(secret) = secret {
-                    hook.secret = secret;
-                    hook.previous_secret = None;
-                }
-                if let Some(set) = custom_headers {
-                    hook.headers = set;
-                }
-                // Deliveries not yet started go by the new rule at the next look.
-                if let Some(ordering) = ordering {
-                    hook.ordering = ordering;
-                }
-                if let Some(enabled) = enabled {
-                    hook.enabled = enabled;
-                    if enabled {
-                        // Re-enabling (even an enabled but failing webhook) starts afresh.
-                        hook.status = WebhookStatus::Healthy;
-                        hook.failing_since = None;
-                    }
-                }
-            })
+            }
         })
         .await?
         .ok_or_else(|| ApiError::not_found("no such webhook"))?;
@@ -332,7 +323,7 @@ pub async fn update(
     tracing::info!(webhook = %updated.id, enabled = updated.enabled, "webhook updated");
     // Committed: a failed look here must not turn the answer into an error (the
     // cleanup sweep finishes what is left anyway).
-    let unfinished = state.store.read(|r| ops::cleanup_unfinished(r, id));
+    let unfinished = state.store.cleanup_unfinished(id).await;
     match unfinished {
         Ok(true) => finish_in_background(state, id),
         Ok(false) => {}
@@ -346,20 +337,12 @@ pub async fn update(
 pub async fn delete(state: &AppState, who: &Principal, id: &str) -> Result<HttpResponse, ApiError> {
     let id = parse_id(id)?;
     // Ownership first: a caller must not be able to disturb another user's webhook.
-    if state
-        .store
-        .read(|r| ops::get_owned(r, &who.user, id))?
-        .is_none()
-    {
+    if state.store.webhook_owned(&who.user, id).await?.is_none() {
         return Err(ApiError::not_found("no such webhook"));
     }
     let user = who.user.clone();
     state.delivery.cancel(id);
-    match state
-        .store
-        .write(move |tx| ops::delete(tx, &user, id))
-        .await?
-    {
+    match state.store.delete_webhook(user, id).await? {
         ops::Deleted::Deleted { more } => {
             state.delivery.quiesce(id).await;
             tracing::info!(webhook = %id, "webhook deleted");
@@ -379,7 +362,7 @@ fn finish_in_background(state: &AppState, id: WebhookId) {
     let store = state.store.clone();
     tokio::spawn(async move {
         let started = std::time::Instant::now();
-        match ops::finish_cleanup(&store, id).await {
+        match store.finish_cleanup(id).await {
             Ok(()) => tracing::info!(
                 webhook = %id,
                 ms = started.elapsed().as_millis() as u64,
@@ -441,16 +424,14 @@ pub async fn rotate_secret(
     let new_secret = secret.clone();
     let updated = state
         .store
-        .write(move |tx| {
-            ops::update(tx, &user, id, now, |hook| {
-                let grace_end = now.saturating_add(std::time::Duration::from_secs(grace));
-                hook.previous_secret = hook
-                    .secret
-                    .take()
-                    .filter(|_| grace > 0)
-                    .map(|old| (old, grace_end));
-                hook.secret = Some(new_secret);
-            })
+        .update_webhook(user, id, now, move |hook| {
+            let grace_end = now.saturating_add(std::time::Duration::from_secs(grace));
+            hook.previous_secret = hook
+                .secret
+                .take()
+                .filter(|_| grace > 0)
+                .map(|old| (old, grace_end));
+            hook.secret = Some(new_secret);
         })
         .await?
         .ok_or_else(|| ApiError::not_found("no such webhook"))?;

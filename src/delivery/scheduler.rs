@@ -39,7 +39,6 @@ use super::ratelimit::RateLimiter;
 use super::turns::Turns;
 use super::worker::{Done, Failed, Job, Outcome, WorkerContext, submit_outcome};
 use crate::model::{DeliveryId, Millis, WebhookId};
-use crate::store::ops::{attempts, queue};
 
 /// How many rate-limited deliveries one look moves to their future slots.
 const RESCHEDULE_BATCH: usize = 512;
@@ -144,7 +143,7 @@ impl Scheduler {
     /// entry is untouched, so it is attempted again after the restart.
     pub async fn run(mut self, mut stop: oneshot::Receiver<()>, drain: Duration) {
         let now = Millis::now();
-        match self.ctx.store.read(queue::enabled_webhooks) {
+        match self.ctx.store.enabled_webhooks().await {
             Ok(ids) => ids.into_iter().for_each(|id| self.look_at(id, now)),
             Err(e) => tracing::error!(error = %e, "scheduler cannot list webhooks"),
         }
@@ -338,15 +337,14 @@ impl Scheduler {
     }
 
     /// Puts `webhook` in line for a worker (reading its owner if no look has yet).
-    fn wait_for_worker(&mut self, webhook: WebhookId) -> Result<(), crate::store::StoreError> {
+    async fn wait_for_worker(
+        &mut self,
+        webhook: WebhookId,
+    ) -> Result<(), crate::store::StoreError> {
         let known = self.webhooks.get(&webhook).and_then(|s| s.user.clone());
         let user = match known {
             Some(user) => user,
-            None => match self
-                .ctx
-                .store
-                .read(|r| crate::store::ops::webhooks::get(r, webhook))?
-            {
+            None => match self.ctx.store.webhook(webhook).await? {
                 Some(record) => {
                     let user: Arc<str> = Arc::from(record.user.as_str());
                     if let Some(state) = self.webhooks.get_mut(&webhook) {
@@ -394,7 +392,7 @@ impl Scheduler {
         }
         let pool_room = self.pool_room();
         if pool_room == 0 || (turn == Turn::Own && !self.turns.is_empty()) {
-            return self.wait_for_worker(webhook);
+            return self.wait_for_worker(webhook).await;
         }
         let others_waiting = !self.turns.is_empty();
         let room = if others_waiting {
@@ -409,10 +407,7 @@ impl Scheduler {
         // the fence after its commit, so a job planned from a stale read cannot send.
         let epoch = self.ctx.fences.epoch(webhook);
         let claimed = &state.claimed;
-        let peek = self
-            .ctx
-            .store
-            .read(|r| queue::peek(r, webhook, now, claimed, room))?;
+        let peek = self.ctx.store.peek(webhook, now, claimed, room).await?;
         let Some(record) = peek.webhook.filter(|w| w.enabled) else {
             if state.claimed.is_empty() {
                 self.webhooks.remove(&webhook);
@@ -461,7 +456,7 @@ impl Scheduler {
             // the tighter limit, wait in line for a worker; otherwise this webhook's own
             // finished attempts ask for a look.
             Some(next) if next <= now && (others_waiting || pool_room <= webhook_room) => {
-                self.wait_for_worker(webhook)?;
+                self.wait_for_worker(webhook).await?;
             }
             Some(next) if next > now => self.look_at(webhook, next),
             _ => {}
@@ -482,16 +477,13 @@ impl Scheduler {
         let peek = self
             .ctx
             .store
-            .read(|r| queue::peek(r, webhook, now, claimed, RESCHEDULE_BATCH))?;
+            .peek(webhook, now, claimed, RESCHEDULE_BATCH)
+            .await?;
         let slots = state.limiter.reserve_slots(now, peek.due.len());
         let moves: Vec<(DeliveryId, Millis)> =
             peek.due.into_iter().zip(slots.iter().copied()).collect();
         if !moves.is_empty()
-            && let Err(e) = self
-                .ctx
-                .store
-                .write(move |tx| attempts::reschedule(tx, webhook, &moves))
-                .await
+            && let Err(e) = self.ctx.store.reschedule(webhook, moves).await
         {
             if let Some(state) = self.webhooks.get_mut(&webhook) {
                 state.limiter.release(&slots);
@@ -505,10 +497,7 @@ impl Scheduler {
             .get(&webhook)
             .map(|s| s.claimed.clone())
             .unwrap_or_default();
-        let head = self
-            .ctx
-            .store
-            .read(|r| queue::peek(r, webhook, now, &claimed, 0))?;
+        let head = self.ctx.store.peek(webhook, now, &claimed, 0).await?;
         if let Some(at) = head.next {
             self.look_at(webhook, at);
         }

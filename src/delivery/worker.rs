@@ -205,22 +205,17 @@ pub fn submit_outcome(
     };
     // If the store is closed, the job still answers through `on_commit` (with an error),
     // so the scheduler hears of this attempt exactly once either way.
-    let _ = ctx.store.write_riding(
-        move |tx| attempts::record(tx, id, verdict, attempt, recording, &policy, Millis::now()),
-        on_commit,
-    );
+    let _ = ctx
+        .store
+        .record_attempt(id, verdict, attempt, recording, policy, on_commit);
 }
 
 /// Makes the attempt; `None` when nothing was to be sent (cancelled, no longer pending).
 fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::store::StoreError> {
-    let inputs = ctx
-        .store
-        .read(|r| attempts::load_for_attempt(r, job.delivery))?;
+    let inputs = ctx.store.load_for_attempt(job.delivery)?;
     let Some(inputs) = inputs else {
         let id = job.delivery;
-        let cancelled = ctx
-            .store
-            .write_blocking(move |tx| attempts::cancel_if_unsendable(tx, id))?;
+        let cancelled = ctx.store.cancel_if_unsendable(id)?;
         if cancelled {
             tracing::warn!(delivery = %job.delivery, "delivery cancelled: its event or webhook is gone");
         }

@@ -31,7 +31,7 @@ use crate::delivery::retry::RetryPolicy;
 use crate::metrics::{Metrics, NotificationResult};
 use crate::model::Millis;
 use crate::store::ops::attempts::Verdict;
-use crate::store::ops::notifications::{self as ops, Attempted, Enqueued, Fate};
+use crate::store::ops::notifications::{Attempted, Enqueued, Fate};
 use crate::store::records::{NotificationRecord, NotificationState};
 use crate::store::{Store, StoreError};
 
@@ -138,7 +138,7 @@ impl Sender {
     fn run(self) {
         while !self.stop.load(Ordering::Relaxed) {
             let now = Millis::now();
-            let wait = match self.store.read(ops::next_due) {
+            let wait = match self.store.next_notification() {
                 Ok(None) => IDLE_LOOK,
                 Ok(Some((at, _))) if at > now => {
                     Duration::from_millis(at.0.abs_diff(now.0)).min(IDLE_LOOK)
@@ -163,15 +163,12 @@ impl Sender {
 
     /// Makes one attempt at notification `seq` (due now, at `at`) and records its outcome.
     fn send(&self, at: Millis, seq: u64) -> Result<(), StoreError> {
-        let found = self.store.read(|r| ops::get(r, seq))?;
+        let found = self.store.notification(seq)?;
         let n = match found {
             Some(n) if n.state == NotificationState::Pending => n,
             Some(n) if n.state == NotificationState::Held => {
                 let now = Millis::now();
-                match self
-                    .store
-                    .write_blocking(move |tx| ops::release(tx, seq, now))?
-                {
+                match self.store.release_notification(seq, now)? {
                     Some(n) => n,
                     None => return Ok(()),
                 }
@@ -179,9 +176,7 @@ impl Sender {
             // A due entry that names nothing to send: never leave it to be read again.
             _ => {
                 tracing::warn!(seq, "notifications: a stale due entry; removed");
-                return self
-                    .store
-                    .write_blocking(move |tx| ops::unlink_due(tx, at, seq));
+                return self.store.unlink_notification(at, seq);
             }
         };
         let outcome = match &self.target {
@@ -195,7 +190,7 @@ impl Sender {
         };
         let state = self
             .store
-            .write_blocking(move |tx| ops::finish(tx, seq, outcome, &policy, Millis::now()))?;
+            .finish_notification(seq, outcome, policy, Millis::now())?;
         let (kind, id, webhook) = (n.kind.as_str(), n.id, n.webhook.id);
         match (state, failed) {
             (Some(NotificationState::Sent), _) => {

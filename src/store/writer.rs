@@ -30,9 +30,10 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
+use super::StoreError;
+use super::embedded::Slot;
 use super::health::{Fault, Health};
 use super::tables::{DELIVERY_SEQ, EVENT_SEQ, META};
-use super::{Slot, StoreError};
 
 const MAX_BATCH: usize = 1024;
 /// The longest an outcome waits for another write to share its commit (see the module docs).

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::common::receiver::{Receiver, Reply};
 use crate::common::{Hookd, PUBLISHER, Settings, USER};
 use hookd::model::WebhookId;
-use hookd::store::Store;
+use hookd::store::RedbStore as Store;
 use hookd::store::tables::*;
 use redb::{ReadableTableMetadata, TableDefinition};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::common::receiver::{Receiver, Reply};
 use crate::common::{Hookd, Settings, USER, eventually};
 use hookd::model::{DeliveryId, EventId};
-use hookd::store::Store;
+use hookd::store::RedbStore as Store;
 use hookd::store::codec::decode;
 use hookd::store::ops::deliveries::attempts_of;
 use hookd::store::records::v1::{AttemptV1, DeliveryRecordV1, EventRecordV1};

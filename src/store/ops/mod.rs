@@ -21,12 +21,12 @@ mod observe_tests;
 #[cfg(test)]
 pub(crate) fn test_store_with_webhook() -> (
     tempfile::TempDir,
-    crate::store::Store,
+    crate::store::RedbStore,
     crate::model::WebhookId,
 ) {
     use crate::model::{EventPattern, Millis};
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = crate::store::Store::open(&dir.path().join("t.redb")).expect("open store");
+    let store = crate::store::RedbStore::open(&dir.path().join("t.redb")).expect("open store");
     let hook = WebhookRecord::new(
         "u".into(),
         "n".into(),

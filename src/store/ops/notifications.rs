@@ -482,7 +482,7 @@ pub fn forget(tx: &mut Tx<'_>, webhook: WebhookId) -> Result<(), StoreError> {
 mod tests {
     use super::*;
     use crate::model::{NotificationKind::*, WebhookStatus};
-    use crate::store::Store;
+    use crate::store::RedbStore as Store;
     use crate::store::ops::test_store_with_webhook;
 
     fn policy() -> RetryPolicy {

@@ -20,7 +20,7 @@ use crate::model::*;
 use crate::store::codec::decode;
 use crate::store::records::{Attempt, DeliveryRecord, EventRecord, EventRef, WebhookRecord};
 use crate::store::tables::*;
-use crate::store::{Store, StoreError};
+use crate::store::{RedbStore as Store, StoreError};
 
 /// xorshift64*: enough randomness for a test, and every run of a seed is the same.
 struct Rng(u64);

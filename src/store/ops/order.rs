@@ -127,7 +127,7 @@ mod tests {
     use super::*;
     use crate::delivery::retry::RetryPolicy;
     use crate::model::{EventId, EventType};
-    use crate::store::Store;
+    use crate::store::RedbStore as Store;
     use crate::store::ops::attempts::{self, Recording, Verdict};
     use crate::store::ops::events::{self, NewEvent};
     use crate::store::records::Attempt;

@@ -18,7 +18,7 @@ use crate::model::{DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::codec::encode;
 use crate::store::records::{DeliveryRecord, WebhookRecord};
 use crate::store::tables::*;
-use crate::store::{Store, Tx};
+use crate::store::{RedbStore, Tx};
 
 pub fn get(rtx: &ReadTransaction, id: WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
     load(&rtx.open_table(WEBHOOKS)?, id.0)
@@ -347,7 +347,7 @@ const CHUNK_PAUSE_MAX: std::time::Duration = std::time::Duration::from_millis(50
 
 /// Runs the webhook's unfinished removal or cancellation to its end, one chunk per write
 /// job, so that other writes (ingest above all) commit between the chunks.
-pub async fn finish_cleanup(store: &Store, id: WebhookId) -> Result<(), StoreError> {
+pub async fn finish_cleanup(store: &RedbStore, id: WebhookId) -> Result<(), StoreError> {
     loop {
         let started = std::time::Instant::now();
         let more = {
@@ -366,7 +366,7 @@ pub async fn finish_cleanup(store: &Store, id: WebhookId) -> Result<(), StoreErr
 
 /// Finishes every unfinished removal and cancellation (after a restart, or after a
 /// webhook was disabled by its receiver). Answers how many webhooks it finished.
-pub async fn finish_cleanups(store: &Store) -> Result<usize, StoreError> {
+pub async fn finish_cleanups(store: &RedbStore) -> Result<usize, StoreError> {
     let ids = store.read(unfinished_cleanups)?;
     for &id in &ids {
         finish_cleanup(store, id).await?;
@@ -381,7 +381,7 @@ mod tests {
     use crate::store::ops::events::{self, NewEvent};
     use redb::ReadableTableMetadata;
 
-    fn count_for(store: &Store, id: WebhookId) -> (usize, usize, u64, u64, u64) {
+    fn count_for(store: &RedbStore, id: WebhookId) -> (usize, usize, u64, u64, u64) {
         store
             .read(|r| {
                 let index = r
