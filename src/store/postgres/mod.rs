@@ -20,6 +20,7 @@
 #![allow(dead_code)] // SKELETON: removed once every operation is written
 
 mod engine;
+mod lease;
 mod notifications;
 
 use std::sync::Arc;
@@ -84,6 +85,10 @@ pub struct PgStore {
 struct Inner {
     settings: PgSettings,
     health: Health,
+    /// This node's connections.
+    pool: deadpool_postgres::Pool,
+    /// This node's place in the cluster: its leases and wake-ups (`lease`).
+    cluster: lease::Cluster,
     /// The runtime the pool's connections live on: the worker and notifier threads run
     /// their operations on it ([`PgStore::block_on`]).
     runtime: tokio::runtime::Handle,
