@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::api::{self, AppState, auth::Auth};
 use crate::config::Config;
 use crate::delivery::Engine;
-use crate::store::{RedbStore, Store};
+use crate::store::Store;
 
 pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -24,13 +24,11 @@ pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
-    let db_path = config.db_path();
+    let location = crate::store::backend::describe(&config);
     let opening = std::time::Instant::now();
-    let store = Store::Redb(
-        RedbStore::open(&db_path).with_context(|| format!("cannot open {}", db_path.display()))?,
-    );
+    let store = Store::open(&config)
+        .await
+        .with_context(|| format!("cannot open the store ({location})"))?;
     // A store that was not closed cleanly is repaired on open, which takes time in
     // proportion to its size: worth seeing in the log.
     tracing::info!(ms = opening.elapsed().as_millis() as u64, "store opened");
@@ -80,7 +78,7 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         }
     });
 
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), data = %db_path.display(), "hookd listening on {local}");
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), store = %location, "hookd listening on {local}");
     crate::systemd::notify("READY=1");
     let shutdown = async move {
         tokio::select! {

@@ -39,6 +39,13 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Create or upgrade the PostgreSQL schema (backend = "postgres"), then exit.
+    /// `hookd serve` does the same at start; this runs it alone, e.g. before a rolling upgrade.
+    Migrate {
+        /// Config file (default: $HOOKD_CONFIG, else config/hookd.toml).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Ask the running daemon for an online backup of its store (needs an admin token).
     Backup {
         /// Config file of the running hookd (for its listen address).
@@ -96,6 +103,7 @@ fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Serve { config } => cli::serve::run(config),
         Command::CheckConfig { config } => cli::check_config::run(config),
+        Command::Migrate { config } => cli::migrate::run(config),
         Command::Token {
             action: TokenAction::New { user, role },
         } => cli::token::new(&user, role),

@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod check_config;
 pub mod listen;
+pub mod migrate;
 pub mod serve;
 pub mod token;
 pub mod verify;

@@ -19,16 +19,21 @@ use super::values::{
     notification_url, positive_duration, proxy, retry_schedule, role, sha256, socket_addr, user,
     usize_in,
 };
+use super::values::{backend, node_id, postgres_url};
 use super::{
-    Config, DeliveryConfig, LimitsConfig, MAX_PAYLOAD_BYTES, MAX_TIMEOUT, MAX_WORKERS,
-    MIN_PAYLOAD_BYTES, NotificationsConfig, Problem, RetentionConfig, StoreConfig,
+    Backend, ClusterConfig, Config, DeliveryConfig, LimitsConfig, MAX_LEASE, MAX_PAYLOAD_BYTES,
+    MAX_POOL_SIZE, MAX_TIMEOUT, MAX_WORKERS, MIN_LEASE, MIN_PAYLOAD_BYTES, NotificationsConfig,
+    Problem, RetentionConfig, StoreConfig,
 };
 use crate::auth::{Role, TokenConfig};
 
 /// Parses and checks config text: the config, or every problem found.
-pub(super) fn check(text: &str) -> Result<Config, Vec<Problem>> {
+pub(super) fn check(text: &str, env_url: Option<String>) -> Result<Config, Vec<Problem>> {
     let root = toml::from_str::<Table>(text).map_err(|err| vec![syntax_problem(text, &err)])?;
-    let mut checker = Checker::default();
+    let mut checker = Checker {
+        env_url,
+        ..Checker::default()
+    };
     let config = checker.config(&root);
     if checker.problems.is_empty() {
         Ok(config)
@@ -69,6 +74,8 @@ impl From<String> for Refusal {
 #[derive(Default)]
 struct Checker {
     problems: Vec<Problem>,
+    /// `HOOKD_POSTGRES_URL`, which overrides `store.postgres_url`.
+    env_url: Option<String>,
 }
 
 /// One table being checked: reads its keys, records refusals at their paths.
@@ -213,6 +220,8 @@ impl Checker {
         let retention = self.retention(table);
         let table = self.section(root, &keys::STORE).unwrap_or(&empty);
         let store = self.store(table);
+        let table = self.section(root, &keys::CLUSTER).unwrap_or(&empty);
+        let cluster = self.cluster(table);
         let table = self.section(root, &keys::NOTIFICATIONS).unwrap_or(&empty);
         let notifications = self.notifications(table, &delivery);
         let tokens = match root.get(keys::TOKENS.name) {
@@ -227,6 +236,7 @@ impl Checker {
             limits,
             retention,
             store,
+            cluster,
             notifications,
             tokens,
         }
@@ -294,9 +304,56 @@ impl Checker {
     fn store(&mut self, t: &Table) -> StoreConfig {
         let section = &keys::STORE;
         let mut s = Scope::open(self, t, section.name.to_owned(), section);
+        let backend = s.get(&keys::BACKEND, backend);
+        let file_url = s.get(&keys::POSTGRES_URL, postgres_url);
+        let env_url = s.checker.env_url.clone();
+        let postgres_url = match env_url {
+            Some(url) => match postgres_url(&Value::String(url)) {
+                Ok(url) => url,
+                Err(message) => {
+                    s.checker.push(
+                        crate::config::POSTGRES_URL_ENV.to_owned(),
+                        format!("(which overrides store.postgres_url) {message}"),
+                    );
+                    None
+                }
+            },
+            None => file_url,
+        };
+        if backend == Backend::Postgres && postgres_url.is_none() && !s.failed(&keys::POSTGRES_URL)
+        {
+            let message = format!(
+                "required with backend = \"postgres\" (or set {} in the environment)",
+                crate::config::POSTGRES_URL_ENV
+            );
+            s.refuse(&keys::POSTGRES_URL, message.into());
+        }
         StoreConfig {
             min_free_space: s.get(&keys::MIN_FREE_SPACE, byte_size),
             max_unavailable: s.get(&keys::MAX_UNAVAILABLE, |v| positive_duration(v, "5m", None)),
+            backend,
+            postgres_url,
+            pool_size: s.get(&keys::POOL_SIZE, |v| usize_in(v, 1, Some(MAX_POOL_SIZE))),
+        }
+    }
+
+    fn cluster(&mut self, t: &Table) -> ClusterConfig {
+        let section = &keys::CLUSTER;
+        let mut s = Scope::open(self, t, section.name.to_owned(), section);
+        ClusterConfig {
+            node_id: s.get(&keys::NODE_ID, node_id),
+            lease: s.get(&keys::LEASE, |v| {
+                positive_duration(v, "10s", Some(MAX_LEASE)).and_then(|lease| {
+                    if lease < MIN_LEASE {
+                        Err(format!(
+                            "must be at least {} (a node renews its leases every third of it)",
+                            crate::config::format_duration(MIN_LEASE)
+                        ))
+                    } else {
+                        Ok(lease)
+                    }
+                })
+            }),
         }
     }
 

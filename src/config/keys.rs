@@ -129,6 +129,33 @@ pub const MAX_UNAVAILABLE: Key = key(
     "a store that cannot commit this long stops the systemd watchdog pings",
 );
 
+pub const BACKEND: Key = key(
+    "backend",
+    "\"redb\"",
+    "\"redb\" (one file in data_dir) or \"postgres\" (a database several nodes share)",
+);
+pub const POSTGRES_URL: Key = key(
+    "postgres_url",
+    "\"\"",
+    "the database with backend = \"postgres\"; HOOKD_POSTGRES_URL overrides it",
+);
+pub const POOL_SIZE: Key = key(
+    "pool_size",
+    "16",
+    "connections to PostgreSQL this node keeps",
+);
+
+pub const NODE_ID: Key = key(
+    "node_id",
+    "\"\"",
+    "this node's name in the cluster; \"\" for the host name and a random suffix",
+);
+pub const LEASE: Key = key(
+    "lease",
+    "\"10s\"",
+    "how long a node that stopped answering keeps its webhooks",
+);
+
 pub const NOTIFICATIONS_URL: Key = key(
     "url",
     "\"\"",
@@ -176,7 +203,17 @@ pub const RETENTION: Section = Section {
 };
 pub const STORE: Section = Section {
     name: "store",
-    keys: &[MIN_FREE_SPACE, MAX_UNAVAILABLE],
+    keys: &[
+        MIN_FREE_SPACE,
+        MAX_UNAVAILABLE,
+        BACKEND,
+        POSTGRES_URL,
+        POOL_SIZE,
+    ],
+};
+pub const CLUSTER: Section = Section {
+    name: "cluster",
+    keys: &[NODE_ID, LEASE],
 };
 pub const NOTIFICATIONS: Section = Section {
     name: "notifications",
@@ -194,6 +231,7 @@ pub const SECTIONS: &[Section] = &[
     LIMITS,
     RETENTION,
     STORE,
+    CLUSTER,
     NOTIFICATIONS,
     TOKENS,
 ];

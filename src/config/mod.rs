@@ -92,6 +92,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub retention: RetentionConfig,
     pub store: StoreConfig,
+    pub cluster: ClusterConfig,
     pub notifications: NotificationsConfig,
     /// API bearer tokens (hashes only).
     pub tokens: Vec<TokenConfig>,
@@ -161,6 +162,34 @@ pub struct StoreConfig {
     pub min_free_space: u64,
     /// How long the store may be unable to commit before the watchdog pings stop.
     pub max_unavailable: Duration,
+    /// Where hookd keeps its data.
+    pub backend: Backend,
+    /// The PostgreSQL connection URL (`HOOKD_POSTGRES_URL` overrides the file's, see
+    /// [`Config::load`]). Required with [`Backend::Postgres`]; may hold a password, so it
+    /// is never logged or echoed.
+    pub postgres_url: Option<String>,
+    /// Connections to PostgreSQL this node keeps.
+    pub pool_size: usize,
+}
+
+/// `store.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// One redb file in `data_dir` (the default).
+    #[default]
+    Redb,
+    /// A PostgreSQL database that any number of hookd nodes may share.
+    Postgres,
+}
+
+/// `[cluster]`: this node among others sharing one PostgreSQL store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This node's name in leases; `None`: the host name and a random suffix, drawn at
+    /// each start ([`ClusterConfig::node_name`]).
+    pub node_id: Option<String>,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
 }
 
 /// `[notifications]`: where hookd tells operators that a webhook became failing, was
@@ -191,6 +220,36 @@ impl NotificationSecret {
 impl fmt::Debug for NotificationSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("NotificationSecret(<redacted>)")
+    }
+}
+
+/// The environment variable that overrides `store.postgres_url`, so that the password
+/// can live in a systemd credential or `EnvironmentFile` rather than the world-readable
+/// config file.
+pub const POSTGRES_URL_ENV: &str = "HOOKD_POSTGRES_URL";
+/// The largest `store.pool_size`: PostgreSQL's own default `max_connections` is 100.
+pub const MAX_POOL_SIZE: usize = 1000;
+/// `cluster.lease` bounds: renewed every third of it, so at least a second; a dead
+/// node's webhooks wait that long, so at most ten minutes.
+pub const MIN_LEASE: Duration = Duration::from_secs(1);
+pub const MAX_LEASE: Duration = Duration::from_secs(600);
+
+impl ClusterConfig {
+    /// This node's name: `node_id`, or the host name and a random suffix (a restarted
+    /// node is then a new node; its old leases expire or were handed back at stop).
+    pub fn node_name(&self) -> String {
+        if let Some(id) = &self.node_id {
+            return id.clone();
+        }
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let mut suffix = [0u8; 3];
+        // Without randomness the host name alone still names the node; two nodes on one
+        // host then need node_id set, as the docs say.
+        let _ = getrandom::fill(&mut suffix);
+        format!("{host}-{}", hex::encode(suffix))
     }
 }
 
@@ -282,15 +341,19 @@ impl Config {
                 });
             }
         };
-        Self::from_toml_str(&text).map_err(|mut err| {
-            err.path = Some(path.to_path_buf());
-            err
+        let env_url = std::env::var(POSTGRES_URL_ENV)
+            .ok()
+            .filter(|u| !u.is_empty());
+        check::check(&text, env_url).map_err(|problems| ConfigError {
+            path: Some(path.to_path_buf()),
+            problems,
         })
     }
 
-    /// Parses and validates config text, collecting every problem.
+    /// Parses and validates config text, collecting every problem (the environment is
+    /// not read: see [`Config::load`]).
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        check::check(text).map_err(|problems| ConfigError {
+        check::check(text, None).map_err(|problems| ConfigError {
             path: None,
             problems,
         })

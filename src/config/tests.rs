@@ -1414,3 +1414,52 @@ fn notification_keys_follow_the_destination_rules() {
     let idle = ok("[notifications]\nsecret = \"whsec_AAEC\"\n");
     assert!(idle.warnings()[0].contains("no notification is sent"));
 }
+
+#[test]
+fn postgres_backend_needs_a_url_which_the_environment_may_give() {
+    let message = problem_at("[store]\nbackend = \"postgres\"\n", "store.postgres_url");
+    assert!(message.contains("HOOKD_POSTGRES_URL"), "{message}");
+    // The environment's URL stands in for the file's (Config::load reads it).
+    let url = "postgres://hookd:secret@127.0.0.1:5432/hookd".to_owned();
+    let config = check::check("[store]\nbackend = \"postgres\"\n", Some(url.clone()))
+        .expect("the environment's URL suffices");
+    assert_eq!(config.store.backend, Backend::Postgres);
+    assert_eq!(config.store.postgres_url.as_deref(), Some(url.as_str()));
+    // … and overrides the file's.
+    let text = "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://a@b/c\"\n";
+    let config = check::check(text, Some(url.clone())).expect("valid");
+    assert_eq!(config.store.postgres_url, Some(url));
+    assert_eq!(Config::default().store.backend, Backend::Redb);
+}
+
+#[test]
+fn a_refused_postgres_url_is_not_echoed() {
+    let text = "[store]\npostgres_url = \"postgres://u:hunter2@h:notaport/db\"\n";
+    let message = problem_at(text, "store.postgres_url");
+    assert!(!message.contains("hunter2"), "{message}");
+    let message = problem_at(
+        "[store]\npostgres_url = \"mysql://u:hunter2@h/db\"\n",
+        "store.postgres_url",
+    );
+    assert!(
+        message.contains("postgres://") && !message.contains("hunter2"),
+        "{message}"
+    );
+    let message = problem_at("[store]\nbackend = \"postgresql\"\n", "store.backend");
+    assert!(message.contains("did you mean \"postgres\""), "{message}");
+}
+
+#[test]
+fn cluster_keys() {
+    let config = ok("[cluster]\nnode_id = \"node-a.1\"\nlease = \"3s\"\n");
+    assert_eq!(config.cluster.node_id.as_deref(), Some("node-a.1"));
+    assert_eq!(config.cluster.node_name(), "node-a.1");
+    assert_eq!(config.cluster.lease, secs(3));
+    problem_at("[cluster]\nnode_id = \"a b\"\n", "cluster.node_id");
+    let message = problem_at("[cluster]\nlease = \"500ms\"\n", "cluster.lease");
+    assert!(message.contains("at least 1s"), "{message}");
+    problem_at("[cluster]\nlease = \"11m\"\n", "cluster.lease");
+    // Unnamed nodes on one host still differ: a random suffix follows the host name.
+    let unnamed = Config::default().cluster;
+    assert_ne!(unnamed.node_name(), unnamed.node_name());
+}

@@ -11,7 +11,8 @@ use toml::Value;
 
 use super::check::Refusal;
 use super::{
-    EgressProxy, LogFormat, MAX_RETRY_ATTEMPTS, NotificationSecret, format_duration, parse_duration,
+    Backend, EgressProxy, LogFormat, MAX_RETRY_ATTEMPTS, NotificationSecret, format_duration,
+    parse_duration,
 };
 use crate::auth;
 use crate::auth::Role;
@@ -279,6 +280,62 @@ pub(super) fn log_format(value: &Value) -> Result<LogFormat, String> {
             "expected \"text\" or \"json\", found {}",
             found(other)
         )),
+    }
+}
+
+/// `store.backend`.
+pub(super) fn backend(value: &Value) -> Result<Backend, String> {
+    match value {
+        Value::String(s) if s == "redb" => Ok(Backend::Redb),
+        Value::String(s) if s == "postgres" => Ok(Backend::Postgres),
+        Value::String(s) if s == "postgresql" || s == "pg" => Err(format!(
+            "expected \"redb\" or \"postgres\", found {s:?}; did you mean \"postgres\"?"
+        )),
+        Value::String(s) => Err(format!("expected \"redb\" or \"postgres\", found {s:?}")),
+        other => Err(format!(
+            "expected \"redb\" or \"postgres\", found {}",
+            found(other)
+        )),
+    }
+}
+
+/// `store.postgres_url` (and `HOOKD_POSTGRES_URL`): `""` for none, else a URL that
+/// tokio-postgres accepts. The URL may hold a password, so a refusal never quotes it.
+pub(super) fn postgres_url(value: &Value) -> Result<Option<String>, String> {
+    const LIKE: &str = "like \"postgres://hookd@db.internal:5432/hookd?sslmode=require\"";
+    let Value::String(url) = value else {
+        return Err(format!(
+            "expected a string {LIKE} (or \"\" for none), found {}",
+            found(value)
+        ));
+    };
+    if url.is_empty() {
+        return Ok(None);
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!("expected a postgres:// URL {LIKE}"));
+    }
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(_) => Ok(Some(url.clone())),
+        Err(e) => Err(format!("is not a PostgreSQL URL {LIKE}: {e}")),
+    }
+}
+
+/// `cluster.node_id`: `""` for the default, else 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub(super) fn node_id(value: &Value) -> Result<Option<String>, String> {
+    const RULE: &str =
+        "1 to 64 of A-Z a-z 0-9 . _ - (or \"\" for the host name and a random suffix)";
+    match value {
+        Value::String(s) if s.is_empty() => Ok(None),
+        Value::String(s)
+            if s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) =>
+        {
+            Ok(Some(s.clone()))
+        }
+        Value::String(s) => Err(format!("expected {RULE}, found {s:?}")),
+        other => Err(format!("expected a string: {RULE}; found {}", found(other))),
     }
 }
 

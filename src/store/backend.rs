@@ -31,9 +31,10 @@ use super::ops::queue::{self, Peek, QueueGauges};
 use super::ops::retention::{self, Pruned};
 use super::ops::stats::{self, MinuteStats};
 use super::ops::webhooks::{self, Created, Deleted};
-use super::postgres::PgStore;
+use super::postgres::{PgSettings, PgStore};
 use super::records::{Attempt, EventRecord, NotificationRecord, NotificationState, WebhookRecord};
 use super::{Health, RedbStore, StoreError};
+use crate::config::{Backend, Config};
 use crate::delivery::retry::RetryPolicy;
 use crate::model::{DeliveryId, EventPattern, Millis, WebhookId};
 
@@ -47,7 +48,68 @@ pub enum Store {
     Postgres(PgStore),
 }
 
+/// The PostgreSQL settings the config names, if its backend is PostgreSQL.
+pub fn pg_settings(config: &Config) -> Option<PgSettings> {
+    let url = match config.store.backend {
+        Backend::Redb => return None,
+        Backend::Postgres => config.store.postgres_url.clone()?,
+    };
+    Some(PgSettings {
+        url,
+        pool_size: config.store.pool_size,
+        node_id: config.cluster.node_name(),
+        lease: config.cluster.lease,
+    })
+}
+
+/// Where the config's store is, for logs and messages: the redb file, or the database's
+/// host and name (never the URL, which may hold a password).
+pub fn describe(config: &Config) -> String {
+    match config.store.backend {
+        Backend::Redb => config.db_path().display().to_string(),
+        Backend::Postgres => {
+            let parsed = config
+                .store
+                .postgres_url
+                .as_deref()
+                .and_then(|url| url.parse::<tokio_postgres::Config>().ok());
+            match parsed {
+                Some(pg) => {
+                    let hosts: Vec<String> = pg
+                        .get_hosts()
+                        .iter()
+                        .map(|h| match h {
+                            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                        })
+                        .collect();
+                    format!(
+                        "postgres database {:?} on {}",
+                        pg.get_dbname().unwrap_or("(default)"),
+                        hosts.join(",")
+                    )
+                }
+                None => "postgres (no URL)".to_owned(),
+            }
+        }
+    }
+}
+
 impl Store {
+    /// Opens the store the config names: the redb file in `data_dir` (created with its
+    /// directory if missing), or a connection pool to PostgreSQL, whose schema is brought
+    /// up to date first.
+    pub async fn open(config: &Config) -> Result<Store, StoreError> {
+        match pg_settings(config) {
+            None => {
+                std::fs::create_dir_all(&config.data_dir)
+                    .map_err(|e| StoreError::io("create data_dir", e))?;
+                Ok(Store::Redb(RedbStore::open(&config.db_path())?))
+            }
+            Some(settings) => Ok(Store::Postgres(PgStore::connect(settings).await?)),
+        }
+    }
+
     /// The backend's name, as `[store] backend` spells it.
     pub fn backend_name(&self) -> &'static str {
         match self {

@@ -49,6 +49,18 @@ pub(super) const QUEUED_CHANNEL: &str = "hookd_queued";
 /// holding its lease closes its cancellation fence (`delivery::fence`).
 pub(super) const FENCE_CHANNEL: &str = "hookd_fence";
 
+/// What `hookd migrate` did: the schema version found and the one left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrateReport {
+    pub from: u32,
+    pub to: u32,
+}
+
+/// Brings the database's schema up to the version this binary knows.
+pub async fn migrate(_settings: &PgSettings) -> Result<MigrateReport, StoreError> {
+    Err(TODO)
+}
+
 /// What `[store]` and `[cluster]` say about the database and this node.
 #[derive(Clone, Debug)]
 pub struct PgSettings {
@@ -95,6 +107,11 @@ struct Inner {
 }
 
 impl PgStore {
+    /// Connects, brings the schema up to date, and joins the cluster.
+    pub async fn connect(_settings: PgSettings) -> Result<PgStore, StoreError> {
+        Err(TODO)
+    }
+
     /// This node's settings.
     pub fn settings(&self) -> &PgSettings {
         &self.inner.settings
