@@ -26,6 +26,7 @@ struct BackupAnswer {
 }
 
 pub async fn backup(state: &AppState) -> Result<HttpResponse, ApiError> {
+    state.store.can_back_up()?;
     let dir = state.config.data_dir.join("backups");
     let stamp = Millis::now().to_rfc3339().replace([':', '.'], "");
     let store = state.store.clone();

@@ -156,6 +156,9 @@ impl From<StoreError> for ApiError {
         }
         match e {
             StoreError::Closed => ApiError::unavailable("hookd is shutting down"),
+            StoreError::Unsupported(why) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", why)
+            }
             other => {
                 tracing::error!(error = %other, "store failure while answering a request");
                 ApiError::internal("hookd could not access its store; see its log")

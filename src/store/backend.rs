@@ -150,15 +150,24 @@ impl Store {
         }
     }
 
-    /// Writes a consistent copy of the whole store to `dest` (blocking). PostgreSQL is
+    /// Whether hookd can back this store up itself ([`Store::backup_to`]): PostgreSQL is
     /// backed up with its own tools (docs/scaling-out.md), so it answers
-    /// [`StoreError::Unsupported`].
+    /// [`StoreError::Unsupported`] saying so.
+    pub fn can_back_up(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Redb(_) => Ok(()),
+            Store::Postgres(_) => Err(StoreError::Unsupported(
+                "hookd does not back up a PostgreSQL store: use the database's own backups \
+                 (pg_dump, base backups, replication; see docs/scaling-out.md)",
+            )),
+        }
+    }
+
+    /// Writes a consistent copy of the whole store to `dest` (blocking).
     pub fn backup_to(&self, dest: &Path) -> Result<u64, StoreError> {
         match self {
             Store::Redb(s) => s.backup_to(dest),
-            Store::Postgres(_) => Err(StoreError::Unsupported(
-                "backups of a PostgreSQL store are the database's own: use pg_dump or replication (docs/scaling-out.md)",
-            )),
+            Store::Postgres(_) => self.can_back_up().map(|()| 0),
         }
     }
 
