@@ -134,7 +134,7 @@ impl RedbStore {
         self.writer.submit(op).await
     }
 
-    /// [`Store::write`] for threads outside the async runtime; blocks until durable.
+    /// [`RedbStore::write`] for threads outside the async runtime; blocks until durable.
     pub fn write_blocking<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

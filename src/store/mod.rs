@@ -1,11 +1,14 @@
-//! The store: one redb file holding webhooks, the event log, delivery logs and the
-//! durable delivery queue (tables and their invariants: [`tables`]).
+//! The store: webhooks, the event log, delivery logs and the durable delivery queue.
 //!
-//! Reads run on the caller's thread in their own read transaction (a consistent snapshot).
-//! Writes go through [`Store::write`] to a single writer thread that *group-commits*: all
-//! writes waiting when a commit finishes share the next write transaction and its one
-//! fsync. A write's future resolves only after its transaction is durably committed, so
-//! an acknowledgement sent after it survives `kill -9`.
+//! Everything outside this module goes through [`Store`] ([`backend`]: the seam), which is
+//! one of two backends:
+//! - [`RedbStore`] ([`embedded`]), the default: one redb file (tables and their invariants:
+//!   [`tables`]; queries and writes: [`ops`]; the group-committing writer thread);
+//! - [`PgStore`] ([`postgres`]): a PostgreSQL database that several hookd nodes share.
+//!
+//! Both store the same records in the same versioned encoding ([`records`], [`codec`]),
+//! and both acknowledge a write only once it is durably committed, so an answer sent
+//! after it survives `kill -9`. [`health`] is the failure model both report into.
 
 pub mod backend;
 pub mod backup;
