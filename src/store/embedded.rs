@@ -104,7 +104,7 @@ impl RedbStore {
         })
     }
 
-    /// Whether the store can commit, and free space (see [`health`]).
+    /// Whether the store can commit, and free space (see [`super::health`]).
     pub fn health(&self) -> &Health {
         &self.health
     }
