@@ -1,6 +1,7 @@
-//! The load driver: C threads, each with its own keep-alive ureq agent, POSTing events
-//! to `/api/hooks/events` with the publisher token, either as fast as the answers come
-//! back (closed loop) or at fixed send times (open loop, `--rate`).
+//! The load driver: C threads, each with its own keep-alive ureq agent (one per hookd
+//! node with `--nodes`: event `seq` goes to node `seq % N`), POSTing events to
+//! `/api/hooks/events` with the publisher token, either as fast as the answers come back
+//! (closed loop) or at fixed send times (open loop, `--rate`).
 //!
 //! Every payload carries `"seq"` (the event's number in the run) and `"sentNs"`
 //! (nanoseconds since the process's shared clock origin, taken just before the request
@@ -49,8 +50,15 @@ impl Driven {
 }
 
 /// Sends `plan.events` events from `plan.concurrency` threads; returns when all answered.
-pub fn drive(addr: SocketAddr, plan: &Plan, payload_bytes: usize) -> Driven {
-    let url = format!("http://{addr}/api/hooks/events");
+///
+/// With several hookd nodes (`addrs`), event `seq` goes to node `seq % nodes`: every
+/// thread keeps one keep-alive agent per node, so the nodes get the same share of
+/// requests and each its own connections, whatever the thread count.
+pub fn drive(addrs: &[SocketAddr], plan: &Plan, payload_bytes: usize) -> Driven {
+    let urls: Vec<String> = addrs
+        .iter()
+        .map(|addr| format!("http://{addr}/api/hooks/events"))
+        .collect();
     let auth = format!("Bearer {PUBLISHER_TOKEN}");
     let filler = "x".repeat(payload_bytes);
     let next = AtomicUsize::new(0);
@@ -61,12 +69,13 @@ pub fn drive(addr: SocketAddr, plan: &Plan, payload_bytes: usize) -> Driven {
     let per_thread: Vec<(Vec<Sent>, Vec<usize>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..plan.concurrency)
             .map(|t| {
-                let (url, auth, filler, next, errors, first_error) =
-                    (&url, &auth, &filler, &next, &errors, &first_error);
+                let (urls, auth, filler, next, errors, first_error) =
+                    (&urls, &auth, &filler, &next, &errors, &first_error);
                 std::thread::Builder::new()
                     .name(format!("bench-drive-{t}"))
                     .spawn_scoped(scope, move || {
-                        let agent = agent(Duration::from_secs(60));
+                        let agents: Vec<_> =
+                            urls.iter().map(|_| agent(Duration::from_secs(60))).collect();
                         let mut sent = Vec::new();
                         let mut accepted = Vec::new();
                         sleep_until_ns(start_ns);
@@ -85,8 +94,9 @@ pub fn drive(addr: SocketAddr, plan: &Plan, payload_bytes: usize) -> Driven {
                                 "{{\"type\":\"message:received\",\"userId\":\"{USER}\",\"source\":\"bench\",\
                                  \"payload\":{{\"seq\":{seq},\"sentNs\":{sent_ns},\"text\":\"{filler}\"}}}}"
                             );
-                            let result = agent
-                                .post(url.as_str())
+                            let node = seq % urls.len();
+                            let result = agents[node]
+                                .post(urls[node].as_str())
                                 .header("Authorization", auth.as_str())
                                 .header("Content-Type", "application/json")
                                 .send(body.as_bytes());

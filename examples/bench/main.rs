@@ -3,6 +3,7 @@
 //! ```text
 //! cargo build --release --bin hookd --example bench
 //! cargo run --release --example bench -- [a b c d e] [--events N] [--concurrency C] …
+//! ./target/release/examples/bench a b --postgres URL [--nodes N]
 //! ```
 //!
 //! Each scenario starts a fresh `hookd serve` (found next to this example, i.e.
@@ -51,23 +52,41 @@
 //!   the *end* of attempt 1 (when its outcome is recorded), so lateness includes the
 //!   500's round trip and the wait for the writer.
 //!
-//! The parts, one concept per module: [`scenarios`] (what each scenario sends and
-//! prints), [`node`] (hookd's config and process), [`api`] (setup calls and the stats
+//! The parts, one concept per module: [`scenarios`] (what a, b, c and e send and
+//! print) and [`restart`] (d), [`stage`] (a scenario's dir and store), [`config`]
+//! (hookd's config file), [`node`] (hookd processes), [`api`] (setup calls and the stats
 //! query), [`driver`] (the load), [`receiver`] (the webhooks' destination), [`stats`]
 //! (what arrived against what was sent), [`report`] (the shared printed lines), [`rss`]
-//! and [`cpu`] (memory and CPU from `/proc`).
+//! and [`cpu`] (memory and CPU from `/proc`), [`postgres`] (the server: databases, size,
+//! its processes' CPU).
+//!
+//! **On PostgreSQL** (`--postgres URL`, a server URL such as
+//! `postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable`; the bench connects
+//! without TLS): each scenario gets a fresh database `bench_<pid>_<n>` (dropped at the
+//! end unless `--keep`), and hookd's config says `[store] backend = "postgres"` with that
+//! database's URL. `--nodes N` starts N hookd processes on it, each with its own port
+//! and `[cluster] node_id = "bench-<i>"`; webhooks are created on node 0 and the driver
+//! sends event `seq` to node `seq % N` (every driver thread keeps one keep-alive agent
+//! per node). The CPU lines add `CPU postgres` (the postmaster and its children, found
+//! through `SHOW data_directory` and `postmaster.pid`) and PostgreSQL's CPU per event
+//! beside hookd's (summed over the nodes); the store line shows `pg_database_size` per
+//! event. Scenario d stops and restarts every node on the same database.
 //!
 //! Everything stays on 127.0.0.1. hookd's log goes to a file in the temp dir (it logs one
 //! line per attempt at the default `info` level; `--log` changes `RUST_LOG`).
 
 mod api;
+mod config;
 mod cpu;
 mod driver;
 mod node;
+mod postgres;
 mod receiver;
 mod report;
+mod restart;
 mod rss;
 mod scenarios;
+mod stage;
 mod stats;
 
 use std::net::TcpListener;
@@ -144,9 +163,19 @@ struct Args {
     /// dir. E.g. /dev/shm to take the disk's fsync out of the picture.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Keep the temp dirs (data, config, hookd logs) and print where they are.
+    /// Keep the temp dirs (data, config, hookd logs), and the databases with --postgres,
+    /// and print where they are.
     #[arg(long)]
     keep: bool,
+    /// Store in PostgreSQL: a server URL (e.g.
+    /// postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable; no TLS). Each
+    /// scenario creates a database bench_<pid>_<n> on it and drops it at the end.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// hookd nodes sharing the database (only with --postgres); events are spread
+    /// round-robin over them, webhooks are created on node 0.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    nodes: usize,
 }
 
 fn main() {
@@ -164,13 +193,32 @@ fn main() {
         eprintln!("bench: unknown scenario {bad:?}; choose from a b c d e");
         std::process::exit(2);
     }
+    if args.nodes != 1 && args.postgres.is_none() {
+        eprintln!("bench: --nodes needs --postgres (several nodes share one database)");
+        std::process::exit(2);
+    }
+    if args.nodes == 0 {
+        eprintln!("bench: --nodes must be at least 1");
+        std::process::exit(2);
+    }
     println!("hookd benchmark — binary {}", bin.display());
     println!(
         "{} CPUs; all traffic on 127.0.0.1; hookd log level {:?}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.log
     );
-    let bench = Bench { args, bin };
+    let postgres = args.postgres.as_deref().map(postgres::PgServer::connect);
+    if postgres.is_some() {
+        println!(
+            "store             PostgreSQL, a fresh database per scenario; {} hookd node(s)",
+            args.nodes
+        );
+    }
+    let bench = Bench {
+        args,
+        bin,
+        postgres,
+    };
     let mut rates = Rates::default();
     for scenario in &scenarios {
         match scenario.as_str() {
@@ -211,6 +259,8 @@ struct Rates {
 struct Bench {
     args: Args,
     bin: PathBuf,
+    /// `Some` with `--postgres`: the server the scenarios' databases are created on.
+    postgres: Option<postgres::PgServer>,
 }
 
 /// Nanoseconds since this process's clock origin (shared by driver and receiver).

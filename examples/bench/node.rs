@@ -7,60 +7,15 @@
 //! `VmRSS` is sampled every 100 ms; [`Hookd::stop`] reads `VmHWM`, sends SIGTERM and
 //! times the clean exit (the `stop` line).
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use hookd::auth::token_sha256_hex;
-
+use crate::Args;
 use crate::api::Api;
 use crate::rss::{RssSampler, RssStats, proc_status_kib};
-use crate::{Args, NO_RATE_LIMIT, PUBLISHER, PUBLISHER_TOKEN, USER, USER_TOKEN};
-
-pub struct HookdSettings {
-    pub webhooks: usize,
-    pub retry_schedule: Vec<String>,
-}
-
-impl HookdSettings {
-    pub fn new(webhooks: usize, retry_schedule: &[&str]) -> HookdSettings {
-        HookdSettings {
-            webhooks,
-            retry_schedule: retry_schedule.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    pub fn toml(&self, data_dir: &Path, args: &Args) -> String {
-        let schedule: Vec<String> = self
-            .retry_schedule
-            .iter()
-            .map(|d| format!("\"{d}\""))
-            .collect();
-        let mut delivery = format!(
-            "allow_http = true\nallow_private_networks = true\nretry_schedule = [{}]\n",
-            schedule.join(", ")
-        );
-        if let Some(w) = args.workers {
-            let _ = writeln!(delivery, "workers = {w}");
-        }
-        if let Some(m) = args.max_in_flight {
-            let _ = writeln!(delivery, "max_in_flight_per_webhook = {m}");
-        }
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\n[delivery]\n{delivery}\n\
-             [limits]\nmax_webhooks_per_user = {}\nevents_per_minute_per_webhook = {NO_RATE_LIMIT}\n\n\
-             [[tokens]]\nuser = \"{USER}\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
-             [[tokens]]\nuser = \"{PUBLISHER}\"\nrole = \"publisher\"\nsha256 = \"{}\"\n",
-            data_dir.display(),
-            self.webhooks.max(10),
-            token_sha256_hex(USER_TOKEN),
-            token_sha256_hex(PUBLISHER_TOKEN),
-        )
-    }
-}
 
 /// Finds the hookd binary, or exits with a message saying how to build it.
 pub fn locate_hookd(explicit: Option<&Path>) -> PathBuf {
@@ -108,7 +63,9 @@ pub struct Stopped {
 }
 
 impl Hookd {
-    pub fn spawn(bin: &Path, config: &Path, log_path: &Path, args: &Args) -> Hookd {
+    /// Starts `hookd serve --config config` and waits until it answers `/healthz`.
+    /// `label` names it in the output ("hookd", "node 1").
+    pub fn spawn(bin: &Path, config: &Path, log_path: &Path, args: &Args, label: &str) -> Hookd {
         let log = File::create(log_path).expect("create the hookd log file");
         let started = Instant::now();
         let mut child = Command::new(bin)
@@ -117,6 +74,8 @@ impl Hookd {
             .arg(config)
             // `listening on` is logged at info by hookd::daemon: keep it whatever --log says.
             .env("RUST_LOG", format!("{},hookd::daemon=info", args.log))
+            // The config file names the store; an inherited URL would override it.
+            .env_remove("HOOKD_POSTGRES_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -135,7 +94,7 @@ impl Hookd {
         }
         let ready = started.elapsed();
         println!(
-            "hookd             pid {pid}, API on {addr}, ready in {:.0} ms",
+            "{label:<18}pid {pid}, API on {addr}, ready in {:.0} ms",
             ready.as_secs_f64() * 1e3
         );
         Hookd {
@@ -217,4 +176,74 @@ pub fn wait_for_listen_addr(child: &mut Child, log_path: &Path) -> SocketAddr {
         );
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// The hookd processes of a scenario: one on redb; with `--postgres`, `--nodes` of them
+/// on the same database, each with its own port, data dir, log and `node_id`.
+pub struct Nodes {
+    pub nodes: Vec<Hookd>,
+}
+
+impl Nodes {
+    /// Starts one node per config, one after the other (node 0 first: it is the one the
+    /// bench creates webhooks on).
+    pub fn spawn(bin: &Path, configs: &[PathBuf], logs: &[PathBuf], args: &Args) -> Nodes {
+        let several = configs.len() > 1;
+        let nodes = configs
+            .iter()
+            .zip(logs)
+            .enumerate()
+            .map(|(i, (config, log))| {
+                let label = if several {
+                    format!("hookd node {i}")
+                } else {
+                    "hookd".to_string()
+                };
+                Hookd::spawn(bin, config, log, args, &label)
+            })
+            .collect();
+        Nodes { nodes }
+    }
+
+    /// Node 0: webhook creation and the stats query go there.
+    pub fn first(&self) -> &Hookd {
+        &self.nodes[0]
+    }
+
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.addr).collect()
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|n| n.pid).collect()
+    }
+
+    /// VmRSS summed over the nodes.
+    pub fn rss_now(&self) -> u64 {
+        self.nodes.iter().map(Hookd::rss_now).sum()
+    }
+
+    /// The slowest node's spawn → `/healthz` 200.
+    pub fn ready(&self) -> Duration {
+        self.nodes.iter().map(|n| n.ready).max().unwrap_or_default()
+    }
+
+    /// Lines containing `needle` in every node's log.
+    pub fn count_log_lines(&self, needle: &str) -> usize {
+        self.nodes
+            .iter()
+            .map(|n| count_lines(&n.log_path, needle))
+            .sum()
+    }
+
+    /// Stops the nodes one after the other; what each stop observed, in node order.
+    pub fn stop(self) -> Vec<Stopped> {
+        self.nodes.into_iter().map(Hookd::stop).collect()
+    }
+}
+
+fn count_lines(path: &Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+        .unwrap_or(0)
 }

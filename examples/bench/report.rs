@@ -2,12 +2,9 @@
 //! latency, hookd's RSS, the store's size per event, and the stop time. Every line starts
 //! with an 18-column label so the blocks of several scenarios read as one table.
 
-use std::path::Path;
-
 use crate::MIB;
 use crate::driver::Driven;
 use crate::node::Stopped;
-use crate::rss::RssStats;
 use crate::stats::percentile_ms;
 
 pub fn header(name: &str, what: &str) {
@@ -45,40 +42,48 @@ pub fn print_ingest(driven: &Driven) {
     );
 }
 
-pub fn print_rss(rss: &RssStats) {
-    println!(
-        "hookd RSS         peak {:.1} MiB (VmHWM; max of 100 ms VmRSS samples {:.1} MiB)",
-        kib_to_mib(rss.hwm_kib),
-        kib_to_mib(rss.sampled_max_kib)
-    );
+/// Each node's peak RSS; one line per node when there are several.
+pub fn print_rss(stopped: &[Stopped]) {
+    for (i, s) in stopped.iter().enumerate() {
+        println!(
+            "{:<18}peak {:.1} MiB (VmHWM; max of 100 ms VmRSS samples {:.1} MiB)",
+            node_label("hookd RSS", i, stopped.len()),
+            kib_to_mib(s.rss.hwm_kib),
+            kib_to_mib(s.rss.sampled_max_kib)
+        );
+    }
 }
 
-pub fn print_store(dir: &Path, events: usize) {
-    let path = dir.join("data").join(hookd::config::DB_FILE_NAME);
-    let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+/// The store's size per event: `what` is the file or the database size function.
+pub fn print_store_size(what: &str, bytes: u64, events: usize) {
     println!(
-        "store             hookd.redb {:.1} MiB = {:.0} bytes/event",
+        "store             {what} {:.1} MiB = {:.0} bytes/event",
         bytes as f64 / MIB,
         bytes as f64 / events.max(1) as f64
     );
 }
 
-pub fn print_stop(stopped: &Stopped) {
-    let status = stopped
-        .status
-        .map_or("unknown".to_string(), |s| s.to_string());
-    println!(
-        "stop              SIGTERM → exit in {:.0} ms ({status})",
-        stopped.stop_time.as_secs_f64() * 1e3
-    );
+/// Each node's SIGTERM → exit.
+pub fn print_stop(stopped: &[Stopped]) {
+    for (i, s) in stopped.iter().enumerate() {
+        let status = s.status.map_or("unknown".to_string(), |s| s.to_string());
+        println!(
+            "{:<18}SIGTERM → exit in {:.0} ms ({status})",
+            node_label("stop", i, stopped.len()),
+            s.stop_time.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// `label` alone for a single node, `label node <i>` among several.
+pub fn node_label(label: &str, node: usize, nodes: usize) -> String {
+    if nodes > 1 {
+        format!("{label} node {node}")
+    } else {
+        label.to_string()
+    }
 }
 
 pub fn kib_to_mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-pub fn count_lines(path: &Path, needle: &str) -> usize {
-    std::fs::read_to_string(path)
-        .map(|text| text.lines().filter(|l| l.contains(needle)).count())
-        .unwrap_or(0)
 }
