@@ -84,3 +84,32 @@ fn toml_string(s: &str) -> String {
     quoted.push('"');
     quoted
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::Parser;
+
+    use super::HookdSettings;
+    use crate::Args;
+
+    #[test]
+    fn postgres_nodes_get_the_store_and_cluster_tables() {
+        let args = Args::parse_from(["bench"]);
+        let settings = HookdSettings::new(10, &["0s"]);
+        let url = r#"postgres://u@127.0.0.1:5432/bench_1_0?options=-c"x"\y"#;
+        let text = settings.toml(Path::new("/tmp/d"), &args, Some((url, 2)));
+        let table: toml::Table = text.parse().unwrap();
+        assert_eq!(table["store"]["backend"].as_str(), Some("postgres"));
+        assert_eq!(table["store"]["postgres_url"].as_str(), Some(url));
+        assert_eq!(table["cluster"]["node_id"].as_str(), Some("bench-2"));
+        assert_eq!(table["tokens"].as_array().map(Vec::len), Some(2));
+
+        let redb: toml::Table = settings
+            .toml(Path::new("/tmp/d"), &args, None)
+            .parse()
+            .unwrap();
+        assert!(!redb.contains_key("store") && !redb.contains_key("cluster"));
+    }
+}

@@ -321,19 +321,19 @@ mod tests {
     fn database_url_replaces_the_path_and_keeps_the_query() {
         let url = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
         assert_eq!(
-            database_url(url, "bench_1_0")
+            database_url(url, "bench_1_0"),
             "postgres://postgres@127.0.0.1:5432/bench_1_0?sslmode=disable"
         );
         assert_eq!(
-            database_url("postgresql://u:p@h:1", "d")
+            database_url("postgresql://u:p@h:1", "d"),
             "postgresql://u:p@h:1/d"
         );
         assert_eq!(
-            database_url("postgres://h?sslmode=disable", "d")
+            database_url("postgres://h?sslmode=disable", "d"),
             "postgres://h/d?sslmode=disable"
         );
         assert_eq!(
-            database_url("host=127.0.0.1 user=postgres", "d")
+            database_url("host=127.0.0.1 user=postgres", "d"),
             "host=127.0.0.1 user=postgres dbname=d"
         );
         assert_eq!(
