@@ -136,7 +136,8 @@ pub struct CpuWindow {
     started: Instant,
     hookd: Vec<(u32, ProcessTicks)>,
     bench: ProcessTicks,
-    postgres: Result<(u32, String, PgTicks), String>,
+    /// `None`: a redb run. `Some(Err)`: why PostgreSQL's CPU cannot be read.
+    postgres: Option<Result<(u32, String, PgTicks), String>>,
     machine: u64,
 }
 
@@ -154,13 +155,10 @@ impl CpuWindow {
     /// Starts the window over the hookd processes `pids` and, when `postgres` is given,
     /// the server's process tree.
     pub fn start(pids: &[u32], postgres: Option<PgWatch<'_>>) -> CpuWindow {
-        let postgres = match postgres {
-            None => Err(String::new()),
-            Some(Err(why)) => Err(why),
-            Some(Ok((postmaster, db))) => {
-                Ok((postmaster, db.to_string(), PgTicks::take(postmaster, db)))
-            }
-        };
+        let postgres = postgres.map(|watch| {
+            watch
+                .map(|(postmaster, db)| (postmaster, db.to_string(), PgTicks::take(postmaster, db)))
+        });
         CpuWindow {
             started: Instant::now(),
             hookd: pids.iter().map(|&p| (p, ProcessTicks::take(p))).collect(),
@@ -204,17 +202,14 @@ impl CpuWindow {
                     .map(|(g, t)| (process, g, t as f64 / CLOCK_TICKS_PER_SEC)),
             );
         }
-        let postgres = match self.postgres {
-            Ok((postmaster, db, before)) => {
+        let postgres = self.postgres.map(|watch| {
+            watch.map(|(postmaster, db, before)| {
                 for (group, ticks) in PgTicks::take(postmaster, &db).since(&before) {
                     measured += ticks;
                     groups.push(("postgres", group, ticks as f64 / CLOCK_TICKS_PER_SEC));
                 }
-                Some(Ok(()))
-            }
-            Err(why) if why.is_empty() => None,
-            Err(why) => Some(Err(why)),
-        };
+            })
+        });
         groups.sort_by(|a, b| b.2.total_cmp(&a.2));
         let machine = machine_busy_ticks().saturating_sub(self.machine);
         CpuUse {
@@ -270,14 +265,17 @@ impl CpuUse {
     }
 
     pub fn print(&self) {
-        let mut processes = vec!["hookd"];
-        match &self.postgres {
-            Some(Ok(())) => processes.push("postgres"),
-            Some(Err(why)) => println!("CPU postgres      not measured: {why}"),
-            None => {}
-        }
-        processes.push("bench");
-        for process in processes {
+        for process in ["hookd", "postgres", "bench"] {
+            if process == "postgres" {
+                match &self.postgres {
+                    Some(Ok(())) => {}
+                    Some(Err(why)) => {
+                        println!("CPU postgres      not measured: {why}");
+                        continue;
+                    }
+                    None => continue,
+                }
+            }
             let total: f64 = self
                 .groups
                 .iter()

@@ -48,15 +48,13 @@ impl PgServer {
             .enable_all()
             .build()
             .unwrap_or_else(|e| fail(&format!("cannot start a tokio runtime: {e}")));
-        let mut server = PgServer {
+        let version = value(&runtime, url, "SHOW server_version")
+            .unwrap_or_else(|e| fail(&format!("cannot reach PostgreSQL at {url}: {e}")));
+        let server = PgServer {
+            postmaster: find_postmaster(&runtime, url),
             url: url.to_string(),
             runtime,
-            postmaster: Err(String::new()),
         };
-        let version = server
-            .value(url, "SHOW server_version")
-            .unwrap_or_else(|e| fail(&format!("cannot reach PostgreSQL at {url}: {e}")));
-        server.postmaster = server.find_postmaster();
         match &server.postmaster {
             Ok(pid) => {
                 println!("postgres          server {version} at {url}, postmaster pid {pid}")
@@ -84,53 +82,8 @@ impl PgServer {
         }
     }
 
-    /// The postmaster's pid on this machine, or why it cannot be measured.
-    fn find_postmaster(&self) -> Result<u32, String> {
-        let from_file = self
-            .value(&self.url, "SHOW data_directory")
-            .and_then(|dir| postmaster_pid_file(Path::new(&dir)));
-        let from_backend = self
-            .value(&self.url, "SELECT pg_backend_pid()")
-            .and_then(|pid| {
-                pid.parse::<u32>()
-                    .map_err(|e| format!("backend pid {pid:?}: {e}"))
-            })
-            .and_then(|pid| {
-                proc_stat(pid)
-                    .map(|s| s.ppid)
-                    .ok_or_else(|| format!("backend pid {pid} is not in this machine's /proc"))
-            });
-        let pid = match (from_file, from_backend) {
-            (Ok(file), Ok(parent)) if file != parent => {
-                return Err(format!(
-                    "postmaster.pid says {file} but the bench's backend is a child of {parent} \
-                     (another pid namespace?)"
-                ));
-            }
-            (Ok(pid), _) | (_, Ok(pid)) => pid,
-            (Err(file), Err(backend)) => return Err(format!("{file}; {backend}")),
-        };
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() != "postgres" {
-            return Err(format!(
-                "pid {pid} is not a postgres process here (comm {:?}): the server is not on \
-                 this machine",
-                comm.trim()
-            ));
-        }
-        Ok(pid)
-    }
-
-    /// The first column of the first row of `sql`, as text.
     fn value(&self, url: &str, sql: &str) -> Result<String, String> {
-        let messages = self.runtime.block_on(simple_query(url, sql))?;
-        messages
-            .iter()
-            .find_map(|m| match m {
-                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
-                _ => None,
-            })
-            .ok_or_else(|| format!("{sql}: no value"))
+        value(&self.runtime, url, sql)
     }
 
     fn execute(&self, url: &str, sql: &str) -> Result<(), String> {
@@ -168,6 +121,67 @@ impl Drop for Database<'_> {
             eprintln!("bench: {sql}: {e} (drop it by hand)");
         }
     }
+}
+
+/// The postmaster's pid on this machine, or why it cannot be measured.
+fn find_postmaster(runtime: &tokio::runtime::Runtime, url: &str) -> Result<u32, String> {
+    let from_file = value(runtime, url, "SHOW data_directory")
+        .and_then(|dir| postmaster_pid_file(Path::new(&dir)));
+    let from_backend = runtime.block_on(backend_parent(url));
+    let pid = match (from_file, from_backend) {
+        (Ok(file), Ok(parent)) if file != parent => {
+            return Err(format!(
+                "postmaster.pid says {file} but the bench's backend is a child of {parent} \
+                 (another pid namespace?)"
+            ));
+        }
+        (Ok(pid), _) | (_, Ok(pid)) => pid,
+        (Err(file), Err(backend)) => return Err(format!("{file}; {backend}")),
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "postgres" {
+        return Err(format!(
+            "pid {pid} is not a postgres process here (comm {:?}): the server is not on \
+             this machine",
+            comm.trim()
+        ));
+    }
+    Ok(pid)
+}
+
+/// The parent of the backend serving a connection of the bench's: the postmaster.
+/// Read while the connection is open (a closed connection's backend exits).
+async fn backend_parent(url: &str) -> Result<u32, String> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| describe(&e))?;
+    let connection = tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(|e| describe(&e));
+    let parent = row.and_then(|row| {
+        let pid: i32 = row.try_get(0).map_err(|e| describe(&e))?;
+        let pid = u32::try_from(pid).map_err(|e| format!("backend pid {pid}: {e}"))?;
+        proc_stat(pid)
+            .map(|s| s.ppid)
+            .ok_or_else(|| format!("backend pid {pid} is not in this machine's /proc"))
+    });
+    drop(client);
+    let _ = connection.await;
+    parent
+}
+
+/// The first column of the first row of `sql`, as text.
+fn value(runtime: &tokio::runtime::Runtime, url: &str, sql: &str) -> Result<String, String> {
+    let messages = runtime.block_on(simple_query(url, sql))?;
+    messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0).map(str::to_string),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{sql}: no value"))
 }
 
 /// Runs `sql` on a connection of its own (no transaction: CREATE/DROP DATABASE need that).
