@@ -74,12 +74,15 @@ impl PgServer {
             fail(&format!("CREATE DATABASE {name}: {e}"));
         }
         let url = database_url(&self.url, &name);
-        Database {
+        let mut db = Database {
             server: self,
             name,
             url,
             keep,
-        }
+            empty_bytes: 0,
+        };
+        db.empty_bytes = db.size_bytes().unwrap_or(0);
+        db
     }
 
     fn value(&self, url: &str, sql: &str) -> Result<String, String> {
@@ -98,6 +101,9 @@ pub struct Database<'s> {
     /// The server URL with this database in it: what hookd's config gets.
     pub url: String,
     keep: bool,
+    /// `pg_database_size` right after `CREATE DATABASE` (the template's catalogs, about
+    /// 7 MiB), so the store line can also say what hookd's data added.
+    pub empty_bytes: u64,
 }
 
 impl Database<'_> {

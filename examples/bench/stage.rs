@@ -11,12 +11,12 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::Bench;
 use crate::config::HookdSettings;
 use crate::cpu::CpuWindow;
 use crate::node::Nodes;
 use crate::postgres::Database;
 use crate::report::print_store_size;
+use crate::{Bench, MIB};
 
 /// Numbers the databases of one bench run.
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
@@ -125,7 +125,15 @@ impl Stage<'_> {
                 print_store_size("hookd.redb", bytes, events);
             }
             Some(db) => match db.size_bytes() {
-                Ok(bytes) => print_store_size("pg_database_size", bytes, events),
+                Ok(bytes) => {
+                    print_store_size("pg_database_size", bytes, events);
+                    println!(
+                        "                  of which the empty database {:.1} MiB; hookd's data \
+                         {:.0} bytes/event",
+                        db.empty_bytes as f64 / MIB,
+                        bytes.saturating_sub(db.empty_bytes) as f64 / events.max(1) as f64
+                    );
+                }
                 Err(e) => println!("store             pg_database_size unknown: {e}"),
             },
         }
