@@ -143,10 +143,16 @@ impl Cluster {
         out
     }
 
-    /// The node whose attempts succeeded most often: one that holds webhook leases.
-    fn busiest(&self) -> usize {
-        (0..self.nodes.len())
-            .max_by(|&a, &b| successes(&self.nodes[a]).total_cmp(&successes(&self.nodes[b])))
+    /// The node whose attempts succeeded most often, once `at_least` attempts succeeded in
+    /// all (a receiver sees a request before its sender counts it): one that holds
+    /// webhook leases. Every node must be running.
+    fn busiest(&self, at_least: f64) -> usize {
+        let counts = eventually(WAIT, "too few successful attempts", || {
+            let counts: Vec<f64> = self.nodes.iter().map(successes).collect();
+            (counts.iter().sum::<f64>() >= at_least).then_some(counts)
+        });
+        (0..counts.len())
+            .max_by(|&a, &b| counts[a].total_cmp(&counts[b]))
             .expect("a node")
     }
 }
@@ -350,12 +356,8 @@ fn a_kill_9_under_load_loses_no_acknowledged_event_and_its_webhooks_move_on() {
     let paths = webhooks(&cluster, &rx, 4);
     let load = Load::start(cluster.addrs(), 6, Duration::from_millis(20));
     load.wait_acked(300);
-    eventually(WAIT, "no deliveries under way", || {
-        let total: f64 = cluster.nodes.iter().map(successes).sum();
-        (total >= 100.0).then_some(())
-    });
     // The node that delivered most holds leases: killing it moves webhooks.
-    let victim = cluster.busiest();
+    let victim = cluster.busiest(100.0);
     cluster.nodes[victim].kill9();
     let killed = Instant::now();
     // The load goes on past the lease, so every webhook has new work after the kill.
@@ -414,7 +416,7 @@ fn the_in_flight_cap_holds_across_the_nodes_and_a_handover() {
     rx.wait_for(16, WAIT);
     // The busiest node stops gracefully (its attempts under way finish), another takes its
     // webhooks over: the cap holds through the handover too.
-    let holder = cluster.busiest();
+    let holder = cluster.busiest(10.0);
     let status = cluster.nodes[holder].terminate();
     assert!(
         status.success(),
@@ -452,7 +454,7 @@ fn the_rate_limit_holds_across_the_nodes_and_a_handover() {
     rx.wait_for(5, WAIT);
     // The node that sent them stops; whoever takes the webhook over must count those five
     // (from the database), not start again from nothing.
-    let holder = cluster.busiest();
+    let holder = cluster.busiest(5.0);
     let status = cluster.nodes[holder].terminate();
     assert!(
         status.success(),
