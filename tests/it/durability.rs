@@ -213,6 +213,11 @@ fn sigterm_exits_zero_and_keeps_everything() {
 
 #[test]
 fn a_second_hookd_on_the_same_data_is_refused_clearly() {
+    if crate::common::redb_only(
+        "the redb file's lock (on PostgreSQL a second node joins the cluster)",
+    ) {
+        return;
+    }
     let hookd = Hookd::start();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookd"))
         .args(["serve", "--config"])

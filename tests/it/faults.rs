@@ -284,6 +284,9 @@ fn proxy_variables_do_not_get_around_the_guard() {
 /// Retry-After; the rest of hookd works; once space is freed events are accepted again.
 #[test]
 fn the_free_space_reserve_refuses_new_events_only() {
+    if crate::common::redb_only("the free-space reserve of the redb data dir (tmpfs)") {
+        return;
+    }
     let Some(disk) = SmallDisk::mount("32m") else {
         return;
     };
@@ -338,6 +341,9 @@ fn the_free_space_reserve_refuses_new_events_only() {
 /// freed it reopens its store by itself, answers ok and loses no acknowledged event.
 #[test]
 fn a_full_disk_is_survived_without_a_restart() {
+    if crate::common::redb_only("fills the tmpfs under the redb file") {
+        return;
+    }
     let Some(disk) = SmallDisk::mount("24m") else {
         return;
     };

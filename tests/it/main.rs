@@ -8,12 +8,18 @@
 //! Chromium) are optional on a developer machine, where a missing one skips that check
 //! with a note; under `CI=true` (which .ci/run sets) a missing tool fails the test
 //! (`common::optional_tool`).
+//!
+//! `HOOKD_TEST_STORE=postgres cargo test --release --test it` runs the suite on the
+//! PostgreSQL store: one throwaway server for the test process, a fresh database for
+//! every hookd (`common::postgres`, which says what it needs). Tests of redb itself skip
+//! there (`common::redb_only`); the `cluster` tests run only there.
 
 mod common;
 
 mod api;
 mod bounded_work;
 mod cli;
+mod cluster;
 mod dashboard;
 mod dashboard_api;
 mod delivery;

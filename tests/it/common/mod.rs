@@ -2,6 +2,7 @@
 //! data dir, and talks to it over plain HTTP/1.1 sockets (so tests control every byte).
 
 pub mod disk;
+pub mod postgres;
 pub mod receiver;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -38,6 +39,11 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// Lines for the `[notifications]` section.
     pub notifications: String,
+    /// The PostgreSQL database to use (`[store] backend = "postgres"`). Under
+    /// `HOOKD_TEST_STORE=postgres` a hookd started without one gets a fresh database.
+    pub postgres_url: Option<String>,
+    /// Lines for the `[cluster]` section, written only with `postgres_url`.
+    pub cluster: String,
 }
 
 impl Settings {
@@ -54,8 +60,20 @@ pub fn config_text(data_dir: &Path, s: &Settings) -> String {
     } else {
         "allow_http = true\nallow_private_networks = true\n"
     };
+    // On PostgreSQL the data dir stays (hookd may keep files there); the store is the
+    // database.
+    let (store, cluster) = match &s.postgres_url {
+        Some(url) => (
+            format!(
+                "backend = \"postgres\"\npostgres_url = \"{url}\"\n{}",
+                s.store
+            ),
+            format!("\n\n[cluster]\n{}", s.cluster),
+        ),
+        None => (s.store.clone(), String::new()),
+    };
     format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n[retention]\n{}\n\n[store]\n{}\n\n[notifications]\n{}\n\n\
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n{}\n\n[delivery]\n{permissive}{}\n\n[limits]\n{}\n\n[retention]\n{}\n\n[store]\n{store}{cluster}\n\n[notifications]\n{}\n\n\
          [[tokens]]\nuser = \"user-123\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
          [[tokens]]\nuser = \"user-456\"\nrole = \"user\"\nsha256 = \"{}\"\n\n\
          [[tokens]]\nuser = \"openwork\"\nrole = \"publisher\"\nsha256 = \"{}\"\n\n\
@@ -65,7 +83,6 @@ pub fn config_text(data_dir: &Path, s: &Settings) -> String {
         s.delivery,
         s.limits,
         s.retention,
-        s.store,
         s.notifications,
         token_sha256_hex(USER),
         token_sha256_hex(OTHER_USER),
@@ -81,6 +98,9 @@ pub struct Hookd {
     pub config_path: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
     env: Vec<(String, String)>,
+    /// The database this hookd got for itself on PostgreSQL; dropped after the process
+    /// is gone (`Drop` kills it first).
+    _database: Option<postgres::Database>,
 }
 
 impl Hookd {
@@ -88,7 +108,19 @@ impl Hookd {
         Hookd::start_with(Settings::default())
     }
 
-    pub fn start_with(settings: Settings) -> Hookd {
+    pub fn start_with(mut settings: Settings) -> Hookd {
+        let database = (settings.postgres_url.is_none() && postgres::enabled()).then(|| {
+            let db = postgres::database();
+            settings.postgres_url = Some(db.url().to_string());
+            db
+        });
+        if settings.postgres_url.is_some() && !settings.cluster.contains("node_id") {
+            settings.cluster = format!(
+                "node_id = \"{}\"\n{}",
+                postgres::node_id(),
+                settings.cluster
+            );
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("hookd.toml");
         std::fs::write(
@@ -112,6 +144,7 @@ impl Hookd {
             config_path,
             log,
             env,
+            _database: database,
         }
     }
 
@@ -294,6 +327,8 @@ fn spawn(
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")
+        // The config names the store; a developer's own database must not replace it.
+        .env_remove("HOOKD_POSTGRES_URL")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -573,4 +608,25 @@ pub fn runs(program: &str) -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Skip gate for a test that depends on redb itself (its file, a tmpfs under it, its
+/// backup or its upgrade): `true`, with `reason` printed, when the suite runs on
+/// PostgreSQL (`HOOKD_TEST_STORE=postgres`). Everything seen through the API runs on both.
+pub fn redb_only(reason: &str) -> bool {
+    if postgres::enabled() {
+        eprintln!("skipped on PostgreSQL: {reason}");
+        return true;
+    }
+    false
+}
+
+/// Skip gate for a test of PostgreSQL or the cluster: `true`, with a note, unless the
+/// suite runs with `HOOKD_TEST_STORE=postgres`.
+pub fn postgres_only() -> bool {
+    if postgres::enabled() {
+        return false;
+    }
+    eprintln!("skipped: needs HOOKD_TEST_STORE=postgres (a PostgreSQL test)");
+    true
 }

@@ -1,6 +1,7 @@
 //! A scriptable webhook receiver on 127.0.0.1 for delivery tests: records every request
 //! (headers, raw body, arrival time) and answers as the test says.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
@@ -167,6 +168,41 @@ impl Drop for Receiver {
         if !std::thread::panicking() {
             self.assert_none_broken();
         }
+    }
+}
+
+/// Counts, per path, the requests a receiver is answering at once: a behaviour that calls
+/// [`InFlight::hold`] keeps each request open for a while, so the counts show how many a
+/// sender keeps in flight. The count ends just before the answer is written, so it never
+/// exceeds what the sender has open.
+#[derive(Clone, Default)]
+pub struct InFlight {
+    /// Path → (open now, most ever open at once).
+    counts: Arc<Mutex<HashMap<String, (usize, usize)>>>,
+}
+
+impl InFlight {
+    /// Holds `request` open for `delay`, counted, then answers 200.
+    pub fn hold(&self, request: &Received, delay: Duration) -> Reply {
+        {
+            let mut counts = self.counts.lock().unwrap();
+            let (now, most) = counts.entry(request.path.clone()).or_default();
+            *now += 1;
+            *most = (*most).max(*now);
+        }
+        std::thread::sleep(delay);
+        self.counts
+            .lock()
+            .unwrap()
+            .get_mut(&request.path)
+            .expect("counted on arrival")
+            .0 -= 1;
+        Reply::Status(200)
+    }
+
+    /// The most requests to `path` that were open at once.
+    pub fn most(&self, path: &str) -> usize {
+        self.counts.lock().unwrap().get(path).map_or(0, |c| c.1)
     }
 }
 

@@ -11,6 +11,9 @@ const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 
 #[test]
 fn a_restored_backup_keeps_headers_ordering_and_trace() {
+    if crate::common::redb_only("restores a redb backup file") {
+        return;
+    }
     let mut hookd = Hookd::start_with(settings(r#"retry_schedule = ["0s", "3s"]"#));
     let rx = Scripted::start(std::time::Duration::ZERO);
     // The first attempt fails: the delivery is pending (its retry 3 s away) at the backup.
