@@ -20,6 +20,8 @@
 
 mod postgres;
 mod redb;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::path::PathBuf;
