@@ -36,6 +36,9 @@ use crate::store::records::{DeliveryRecord, EventRecord, NotificationRecord, Web
 
 /// Rows per batch: what one read fetches and one write stores (one redb commit).
 pub(crate) const BATCH: usize = 5_000;
+/// A batch stops early once its records reach this many bytes (events carry payloads of
+/// up to `limits.max_payload_bytes` each), so memory stays bounded whatever they hold.
+pub(crate) const BATCH_BYTES: usize = 16 << 20;
 
 /// The copy cannot start: the user must fix something first (exit status 2).
 #[derive(Debug, thiserror::Error)]

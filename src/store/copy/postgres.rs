@@ -12,8 +12,8 @@ use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use super::{
-    AttemptRow, BATCH, Batch, Counts, DeliveryRow, EventRow, NotificationRow, Refused, Seqs,
-    WebhookRow,
+    AttemptRow, BATCH, BATCH_BYTES, Batch, Counts, DeliveryRow, EventRow, NotificationRow, Refused,
+    Seqs, WebhookRow,
 };
 use crate::store::StoreError;
 use crate::store::codec::decode;
@@ -200,18 +200,36 @@ impl Source {
                     Batch::Webhooks(out)
                 }
                 Cursor::Events(after) => {
-                    let rows = c
+                    // Payloads make events big: the batch ends at BATCH rows or once
+                    // their records reach BATCH_BYTES, whichever comes first.
+                    let sizes = c
                         .query(
-                            "SELECT seq, record FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                            "SELECT seq, sum(length(record)) OVER (ORDER BY seq)::bigint \
+                             FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
                             &[&after, &limit],
                         )
                         .await
                         .map_err(pg)?;
-                    let Some(last) = rows.last() else {
+                    let budget = BATCH_BYTES as i64;
+                    let Some(upto) = sizes
+                        .iter()
+                        .enumerate()
+                        .take_while(|(i, row)| *i == 0 || row.get::<_, i64>(1) <= budget)
+                        .map(|(_, row)| row.get::<_, i64>(0))
+                        .last()
+                    else {
                         self.cursor = Cursor::Deliveries(i64::MIN);
                         continue;
                     };
-                    self.cursor = Cursor::Events(last.get(0));
+                    let rows = c
+                        .query(
+                            "SELECT seq, record FROM events WHERE seq > $1 AND seq <= $2 \
+                             ORDER BY seq",
+                            &[&after, &upto],
+                        )
+                        .await
+                        .map_err(pg)?;
+                    self.cursor = Cursor::Events(upto);
                     let mut out = Vec::with_capacity(rows.len());
                     for row in rows {
                         let bytes: Vec<u8> = row.get(1);

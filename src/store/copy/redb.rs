@@ -15,8 +15,8 @@ use redb::{
 };
 
 use super::{
-    AttemptRow, BATCH, Batch, Counts, DeliveryRow, EventRow, NotificationRow, Refused, Seqs,
-    WebhookRow,
+    AttemptRow, BATCH, BATCH_BYTES, Batch, Counts, DeliveryRow, EventRow, NotificationRow, Refused,
+    Seqs, WebhookRow,
 };
 use crate::store::StoreError;
 use crate::store::codec::decode;
@@ -25,9 +25,13 @@ use crate::store::ops::{ensure_tables, filter_insert, meta_get, notifications::d
 use crate::store::records::{EventRecord, EventRef};
 use crate::store::tables::*;
 
+/// redb's page cache for the copy (its default is 1 GiB): the copy reads and writes
+/// each page about once, so a bigger cache would only grow the memory used.
+const CACHE_BYTES: usize = 32 << 20;
+
 /// Opens an existing store file, saying so clearly when a running hookd holds it.
 fn open_existing(path: &Path) -> anyhow::Result<Database> {
-    match Database::open(path) {
+    match Database::builder().set_cache_size(CACHE_BYTES).open(path) {
         Ok(db) => Ok(db),
         Err(DatabaseError::DatabaseAlreadyOpen) => Err(Refused(format!(
             "{} is in use: a running hookd holds it (redb lets one process open a file); \
@@ -72,16 +76,21 @@ fn range<K: Key + 'static, V: Value + 'static>(
     }
 }
 
-/// The next up to [`BATCH`] rows of `range`, each made into a `T` by `row`.
+/// The next up to [`BATCH`] rows of `range` (fewer once their values reach
+/// [`BATCH_BYTES`]: events carry payloads), each made into a `T` by `row`.
 fn take<K: Key + 'static, V: Value + 'static, T>(
     range: &mut Option<Range<'static, K, V>>,
     mut row: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<Vec<T>> {
     let mut out = Vec::new();
     if let Some(range) = range {
-        for entry in range.by_ref().take(BATCH) {
+        let mut bytes = 0;
+        while out.len() < BATCH && bytes < BATCH_BYTES {
+            let Some(entry) = range.next() else { break };
             let (k, v) = entry.map_err(StoreError::from)?;
-            out.push(row(k.value(), v.value())?);
+            let value = v.value();
+            bytes += V::as_bytes(&value).as_ref().len();
+            out.push(row(k.value(), value)?);
         }
     }
     Ok(out)
@@ -344,7 +353,9 @@ impl Sink {
                 return Err(e).with_context(|| format!("cannot remove {}", partial.display()));
             }
         }
-        let db = Database::create(&partial)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&partial)
             .map_err(StoreError::from)
             .with_context(|| format!("cannot create {}", partial.display()))?;
         ensure_tables(&db)?;

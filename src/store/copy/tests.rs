@@ -138,6 +138,45 @@ fn assert_same_store(source: &Path, target: &Path, seed: u64) {
     );
 }
 
+/// Runs `statements` on the PostgreSQL server at `url`.
+async fn sql(url: &str, statements: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(statements).await.unwrap();
+}
+
+/// A config whose store is a fresh database under `HOOKD_TEST_POSTGRES_URL` (dropped by
+/// the returned guard), or `None` when that is unset.
+fn fresh_database(name: &str) -> Option<(Config, impl Drop + use<>)> {
+    let server = std::env::var("HOOKD_TEST_POSTGRES_URL").ok()?;
+    let name = format!("hookd_copy_unit_{}_{name}", std::process::id());
+    block_on(sql(&server, &format!("CREATE DATABASE {name}")));
+    let mut url: tokio_postgres::Config = server.parse().unwrap();
+    url.dbname(&name);
+    let (host, port) = match &url.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => (h.clone(), url.get_ports()[0]),
+        tokio_postgres::config::Host::Unix(p) => (p.display().to_string(), url.get_ports()[0]),
+    };
+    let user = url.get_user().unwrap_or("postgres");
+    let config = Config::from_toml_str(&format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = \"unused\"\n[store]\nbackend = \"postgres\"\n\
+         postgres_url = \"postgres://{user}@{host}:{port}/{name}\"\n"
+    ))
+    .unwrap();
+    struct Dropped(String, String);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            block_on(sql(
+                &self.0,
+                &format!("DROP DATABASE {} WITH (FORCE)", self.1),
+            ));
+        }
+    }
+    Some((config, Dropped(server, name)))
+}
+
 #[test]
 fn random_stores_copy_whole_and_keep_every_invariant() {
     for seed in [0x9e37_79b9_7f4a_7c15, 7, 1_234_567] {
@@ -159,6 +198,20 @@ fn random_stores_copy_whole_and_keep_every_invariant() {
         let refused = again.downcast_ref::<Refused>().unwrap();
         assert!(refused.0.contains("is not empty"), "{refused}");
         assert_same_store(&from.join("hookd.redb"), &to.join("hookd.redb"), seed);
+
+        // Through PostgreSQL and back, when there is a server to test with.
+        let Some((pg, _dropped)) = fresh_database(&format!("{seed}")) else {
+            eprintln!("no HOOKD_TEST_POSTGRES_URL: the PostgreSQL round trip is not tested");
+            continue;
+        };
+        let there = block_on(copy(&config(&from), &pg)).unwrap();
+        assert_eq!(there, counts, "seed {seed}");
+        let back = dir.path().join("back");
+        assert_eq!(block_on(copy(&pg, &config(&back))).unwrap(), counts);
+        assert_same_store(&from.join("hookd.redb"), &back.join("hookd.redb"), seed);
+        let store = RedbStore::open(&back.join("hookd.redb")).unwrap();
+        check_counters_and_indexes(&store, &format!("the round trip, seed {seed}"));
+        store.close(std::time::Duration::ZERO);
     }
 }
 
