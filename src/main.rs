@@ -46,6 +46,11 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Work on a store while hookd is stopped.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Ask the running daemon for an online backup of its store (needs an admin token).
     Backup {
         /// Config file of the running hookd (for its listen address).
@@ -86,6 +91,22 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum StoreAction {
+    /// Copy everything (webhooks, events, deliveries with their attempts, the queue,
+    /// statistics, notifications, sequences) from one config's store into another
+    /// config's empty store, e.g. redb to PostgreSQL; verify and print the counts.
+    /// Stop hookd on both first.
+    Copy {
+        /// Config whose store is copied.
+        #[arg(long, value_name = "CONFIG")]
+        from: PathBuf,
+        /// Config whose store (empty, or not yet created) receives the copy.
+        #[arg(long, value_name = "CONFIG")]
+        to: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenAction {
     /// Print a fresh random token, then the [[tokens]] stanza (with its sha256) for the config.
     New {
@@ -104,6 +125,9 @@ fn main() -> ExitCode {
         Command::Serve { config } => cli::serve::run(config),
         Command::CheckConfig { config } => cli::check_config::run(config),
         Command::Migrate { config } => cli::migrate::run(config),
+        Command::Store {
+            action: StoreAction::Copy { from, to },
+        } => cli::store_copy::run(from, to),
         Command::Token {
             action: TokenAction::New { user, role },
         } => cli::token::new(&user, role),

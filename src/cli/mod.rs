@@ -10,6 +10,7 @@ pub mod check_config;
 pub mod listen;
 pub mod migrate;
 pub mod serve;
+pub mod store_copy;
 pub mod token;
 pub mod verify;
 

@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod backup;
 pub mod codec;
+pub mod copy;
 pub mod embedded;
 pub mod health;
 pub mod ops;

@@ -36,4 +36,5 @@ mod openapi;
 mod operations;
 mod promises;
 mod security;
+mod store_copy;
 mod upgrade;

@@ -14,7 +14,7 @@ pub mod stats;
 pub mod webhooks;
 
 #[cfg(test)]
-mod observe_tests;
+pub(crate) mod observe_tests;
 
 /// For unit tests: a fresh store in a temp dir (kept alive by the returned guard) with one
 /// webhook of user `u` subscribed to every event.

@@ -48,7 +48,7 @@ pub struct Enqueued {
 
 /// When a notification may next be attempted: its key in [`NOTIFICATION_DUE`] while it
 /// is its webhook's oldest open one.
-fn due_key(n: &NotificationRecord) -> u64 {
+pub(crate) fn due_key(n: &NotificationRecord) -> u64 {
     n.next_attempt_at
         .map_or(n.not_before, |at| at.max(n.not_before))
         .as_key()

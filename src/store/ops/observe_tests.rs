@@ -59,7 +59,7 @@ where
 }
 
 /// Every kept counter and index entry equals what a full scan finds.
-fn check_counters_and_indexes(store: &Store, step: &str) {
+pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
     store
         .read(|r| {
             let g = queue::gauges(r)?;
@@ -439,7 +439,9 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
     Store::open(path).unwrap()
 }
 
-fn run(seed: u64, steps: usize) {
+/// Runs `steps` random writes from `seed`, checking after each; answers the store file
+/// (closed) and the temp dir that holds it (`store::copy` copies such stores).
+pub(crate) fn run(seed: u64, steps: usize) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.redb");
     let mut store = Store::open(&path).unwrap();
@@ -669,6 +671,7 @@ fn run(seed: u64, steps: usize) {
     }
     assert!(upgraded || steps < 100, "the upgrade step ran");
     store.close(Duration::ZERO);
+    (dir, path)
 }
 
 #[test]
