@@ -287,3 +287,486 @@ pub(super) mod testing {
         }
     }
 }
+
+/// The engine's operations on PostgreSQL answer and write what they do on redb: one
+/// sequence of events and outcomes, run on both through `Store`, compared step by step.
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use redb::ReadableTable;
+
+    use super::super::PgStore;
+    use super::outcome::Item;
+    use super::testing::{fresh_db, server, store_on};
+    use super::uuid;
+    use crate::delivery::retry::RetryPolicy;
+    use crate::model::{DeliveryId, EventId, EventPattern, EventType, Millis, Ordering};
+    use crate::model::{DeliveryStatus, WebhookId};
+    use crate::store::codec::{decode, encode};
+    use crate::store::ops::attempts::{self, Recorded, Recording, Requeue, Verdict};
+    use crate::store::ops::{deliveries, events, webhooks};
+    use crate::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
+    use crate::store::tables::*;
+    use crate::store::{RedbStore, Store};
+
+    fn policy() -> Arc<RetryPolicy> {
+        Arc::new(RetryPolicy {
+            schedule: vec![
+                Duration::ZERO,
+                Duration::from_secs(60),
+                Duration::from_secs(300),
+            ],
+            disable_after: Duration::from_secs(3600),
+        })
+    }
+
+    /// Both stores' deliveries (with their place in line and attempts) and webhooks.
+    type View = (
+        Vec<(DeliveryRecord, Option<u64>, Vec<Attempt>)>,
+        Vec<WebhookRecord>,
+    );
+
+    fn view_redb(redb: &RedbStore) -> View {
+        redb.read(|r| {
+            let requeued = r.open_table(QUEUE_REQUEUED)?;
+            let attempts = r.open_table(ATTEMPTS)?;
+            let mut ds = Vec::new();
+            for entry in r.open_table(DELIVERIES)?.iter()? {
+                let d: DeliveryRecord = decode(entry?.1.value())?;
+                let position = match d.status {
+                    DeliveryStatus::Pending => {
+                        Some(requeued.get(d.id.0)?.map_or(d.seq, |p| p.value()))
+                    }
+                    _ => None,
+                };
+                let list = deliveries::attempts_of(&attempts, &d)?;
+                ds.push((d, position, list.into_iter().map(|(_, a)| a).collect()));
+            }
+            ds.sort_by_key(|(d, _, _)| d.seq);
+            let mut hooks = Vec::new();
+            for entry in r.open_table(WEBHOOKS)?.iter()? {
+                hooks.push(decode::<WebhookRecord>(entry?.1.value())?);
+            }
+            hooks.sort_by_key(|w| w.id);
+            Ok((ds, hooks))
+        })
+        .unwrap()
+    }
+
+    async fn view_pg(pg: &PgStore) -> View {
+        let client = super::client(pg).await.unwrap();
+        let mut ds = Vec::new();
+        for row in client
+            .query(
+                "SELECT record, position, seq FROM deliveries ORDER BY seq",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            let d: DeliveryRecord = decode(row.get(0)).unwrap();
+            let attempts = client
+                .query(
+                    "SELECT record FROM attempts WHERE delivery_seq = $1 ORDER BY number",
+                    &[&row.get::<_, i64>(2)],
+                )
+                .await
+                .unwrap();
+            let list = attempts.iter().map(|a| decode(a.get(0)).unwrap()).collect();
+            ds.push((d, row.get::<_, Option<i64>>(1).map(|p| p as u64), list));
+        }
+        let mut hooks = Vec::new();
+        for row in client
+            .query(
+                "SELECT record, status, enabled FROM webhooks ORDER BY id",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            let w: WebhookRecord = decode(row.get(0)).unwrap();
+            assert_eq!(row.get::<_, i16>(1), i16::from(status_rank(w.status)));
+            assert_eq!(row.get::<_, bool>(2), w.enabled);
+            hooks.push(w);
+        }
+        (ds, hooks)
+    }
+
+    /// Copies `redb`'s webhooks, events, deliveries (with their places in line) and
+    /// attempts into `pg` unchanged, and its sequences.
+    async fn copy(redb: &RedbStore, pg: &PgStore) {
+        let (view, events, seqs) = redb
+            .read(|r| {
+                let mut events = Vec::new();
+                for entry in r.open_table(EVENTS)?.iter()? {
+                    events.push(entry?.1.value().to_vec());
+                }
+                let meta = r.open_table(META)?;
+                let seq = |name| meta.get(name).map(|v| v.map_or(0, |v| v.value()));
+                Ok((
+                    view_redb(redb),
+                    events,
+                    (seq(EVENT_SEQ)?, seq(DELIVERY_SEQ)?),
+                ))
+            })
+            .unwrap();
+        let client = super::client(pg).await.unwrap();
+        for w in &view.1 {
+            client
+                .execute(
+                    "INSERT INTO webhooks (id, owner, created_at, status, enabled, record) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &uuid(w.id.0),
+                        &w.user,
+                        &w.created_at.0,
+                        &i16::from(status_rank(w.status)),
+                        &w.enabled,
+                        &encode(w),
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        for bytes in events {
+            let e: EventRecord = decode(&bytes).unwrap();
+            client
+                .execute(
+                    "INSERT INTO events (seq, id, owner, type, received_at, record) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &(e.seq as i64),
+                        &e.id.as_str(),
+                        &e.user,
+                        &i16::from(type_code(e.event_type)),
+                        &e.received_at.0,
+                        &bytes,
+                    ],
+                )
+                .await
+                .unwrap();
+        }
+        for (d, position, attempts) in &view.0 {
+            let crate::store::records::EventRef::Seq(event_seq) = d.event else {
+                panic!("version 2 deliveries only")
+            };
+            client
+                .execute(
+                    "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, type, \
+                       due, position, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &(d.seq as i64),
+                        &uuid(d.id.0),
+                        &uuid(d.webhook_id.0),
+                        &(event_seq as i64),
+                        &super::status_col(d.status),
+                        &i16::from(type_code(d.event_type)),
+                        &super::due_col(d.next_attempt_at),
+                        &position.map(|p| p as i64),
+                        &encode(d),
+                    ],
+                )
+                .await
+                .unwrap();
+            for (n, a) in attempts.iter().enumerate() {
+                client
+                    .execute(
+                        "INSERT INTO attempts (delivery_seq, number, record) VALUES ($1, $2, $3)",
+                        &[&(d.seq as i64), &(n as i32 + 1), &encode(a)],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        for (name, value) in [("event_seq", seqs.0), ("delivery_seq", seqs.1)] {
+            client
+                .execute(
+                    "SELECT setval($1::text::regclass, $2, $3)",
+                    &[&name, &(value.max(1) as i64), &(value > 0)],
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    struct Both {
+        redb: RedbStore,
+        pg: PgStore,
+        stores: [Store; 2],
+    }
+
+    impl Both {
+        async fn same(&self, step: &str) {
+            let (a, b) = (view_redb(&self.redb), view_pg(&self.pg).await);
+            assert_eq!(a, b, "after {step}");
+        }
+
+        /// Records the outcome on both at `now`; both answer alike.
+        async fn record(&self, id: DeliveryId, verdict: Verdict, at: i64, again: bool) -> Recorded {
+            let attempt = Attempt {
+                at: Millis(at),
+                status_code: Some(if verdict == Verdict::Success {
+                    200
+                } else {
+                    500
+                }),
+                duration_ms: 7,
+                error: None,
+                response_body: None,
+            };
+            let recording = if again {
+                Recording::Again
+            } else {
+                Recording::First
+            };
+            let (a, p) = (attempt.clone(), policy());
+            let on_redb = tokio::task::block_in_place(|| {
+                self.redb.write_blocking(move |tx| {
+                    attempts::record(tx, id, verdict, a, recording, &p, Millis(at))
+                })
+            })
+            .unwrap();
+            let item = Item::new(id, verdict, attempt, recording, policy());
+            let on_pg = self.pg.record_outcomes(&[item], Millis(at)).await;
+            let on_pg = on_pg.into_iter().next().unwrap().unwrap();
+            let kinds = |r: Option<Recorded>| {
+                r.map(|r| (r.webhook_disabled, r.status, r.notification.map(|n| n.kind)))
+            };
+            assert_eq!(kinds(on_redb), kinds(on_pg), "outcome of {id} at {at}");
+            self.same(&format!("recording {verdict:?} for {id} at {at}"))
+                .await;
+            on_pg.unwrap()
+        }
+
+        async fn peek(
+            &self,
+            w: WebhookId,
+            now: i64,
+            skip: &[DeliveryId],
+            max: usize,
+        ) -> Vec<DeliveryId> {
+            let skip: HashSet<DeliveryId> = skip.iter().copied().collect();
+            let mut answers = Vec::new();
+            for store in &self.stores {
+                let p = store.peek(w, Millis(now), &skip, max).await.unwrap();
+                answers.push((p.webhook.map(|w| w.id), p.due, p.next));
+            }
+            assert_eq!(answers[0], answers[1], "peek of {w} at {now}");
+            answers.pop().unwrap().1
+        }
+    }
+
+    fn ingest(redb: &RedbStore, n: usize, at: i64) {
+        let new = events::NewEvent {
+            id: EventId::parse(&format!("e{n}")).unwrap(),
+            user: "u".into(),
+            event_type: EventType::ALL[n % EventType::ALL.len()],
+            source: "s".into(),
+            timestamp: "2024-01-01T00:00:00Z".into(),
+            payload: "{}".into(),
+            received_at: Millis(at),
+            trace: None,
+        };
+        tokio::task::block_in_place(|| {
+            redb.write_blocking(move |tx| events::ingest(tx, new, Millis(at)))
+        })
+        .unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_engine_operations_do_on_postgres_what_they_do_on_redb() {
+        let Some(server) = server() else { return };
+        let (_dir, redb, a) =
+            tokio::task::block_in_place(crate::store::ops::test_store_with_webhook);
+        let mut fifo = WebhookRecord::new(
+            "u".into(),
+            "fifo".into(),
+            "https://example.com/f".into(),
+            vec![EventPattern::All],
+            None,
+            Millis(1),
+        );
+        fifo.ordering = Ordering::Fifo;
+        let f = fifo.id;
+        tokio::task::block_in_place(|| {
+            redb.write_blocking(move |tx| webhooks::create(tx, fifo, 10))
+        })
+        .unwrap();
+        let t = 1_000_000;
+        for n in 0..5 {
+            ingest(&redb, n, t + n as i64);
+        }
+        let url = fresh_db(&server).await;
+        let pg = store_on(&url, "n1", Duration::from_secs(30));
+        copy(&redb, &pg).await;
+        pg.lease_round().await.unwrap();
+        let both = Both {
+            stores: [Store::Redb(redb.clone()), Store::Postgres(pg.clone())],
+            redb,
+            pg,
+        };
+        both.same("the copy").await;
+        let of = |w: WebhookId| -> Vec<DeliveryId> {
+            view_redb(&both.redb)
+                .0
+                .into_iter()
+                .filter(|(d, _, _)| d.webhook_id == w)
+                .map(|(d, _, _)| d.id)
+                .collect()
+        };
+        let (da, df) = (of(a), of(f));
+
+        // Heads: oldest due first (cut short by max), FIFO its head only.
+        assert_eq!(both.peek(a, t + 10, &[], 2).await, da[..2]);
+        assert_eq!(both.peek(a, t + 10, &[da[0]], 10).await, da[1..]);
+        assert_eq!(both.peek(a, t, &[], 0).await, []);
+        assert_eq!(both.peek(f, t + 10, &[], 5).await, [df[0]]);
+        assert_eq!(both.peek(f, t + 10, &[df[0]], 5).await, []);
+        // Another node, without the lease, sees nothing to send.
+        let other = Store::Postgres(store_on(&url, "n2", Duration::from_secs(30)));
+        let p = other
+            .peek(a, Millis(t + 10), &HashSet::new(), 5)
+            .await
+            .unwrap();
+        assert!(p.webhook.is_none() && p.due.is_empty() && p.next.is_none());
+
+        // What an attempt needs, and what may not be cancelled.
+        let [redb_store, pg_store] = both.stores.clone();
+        let (id, one) = (da[0], df[1]);
+        let (x, y) = tokio::task::spawn_blocking(move || {
+            let x = redb_store.load_for_attempt(id).unwrap().unwrap();
+            let y = pg_store.load_for_attempt(id).unwrap().unwrap();
+            assert!(!pg_store.cancel_if_unsendable(one).unwrap());
+            assert_eq!(
+                redb_store.due_count(Millis(t + 2)).unwrap(),
+                pg_store.due_count(Millis(t + 2)).unwrap()
+            );
+            (
+                (x.delivery, x.webhook, x.event),
+                (y.delivery, y.webhook, y.event),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(x, y);
+
+        // Failures, a success, a Retry-After, an outcome recorded again.
+        both.record(
+            da[0],
+            Verdict::Failure { retry_after: None },
+            t + 100,
+            false,
+        )
+        .await;
+        both.record(da[1], Verdict::Success, t + 200, false).await;
+        let pause = Verdict::Failure {
+            retry_after: Some(Duration::from_secs(1800)),
+        };
+        both.record(da[2], pause, t + 300, false).await;
+        let again = both.record(da[2], pause, t + 300, true).await;
+        assert_eq!(again.status, Some(DeliveryStatus::Pending));
+
+        // The rate limit's moves (a finished delivery is not moved).
+        let moves = vec![(da[3], Millis(t + 5_000)), (da[1], Millis(t + 9))];
+        for store in &both.stores {
+            assert_eq!(store.reschedule(a, moves.clone()).await.unwrap(), 1);
+        }
+        both.same("reschedule").await;
+        both.peek(a, t + 6_000, &[da[4]], 10).await;
+
+        // A run exhausted: failed, the webhook failing; a retry; its success: recovered.
+        both.record(
+            da[0],
+            Verdict::Failure { retry_after: None },
+            t + 100_000,
+            false,
+        )
+        .await;
+        let r = both
+            .record(
+                da[0],
+                Verdict::Failure { retry_after: None },
+                t + 500_000,
+                false,
+            )
+            .await;
+        assert_eq!(r.status, Some(DeliveryStatus::Failed));
+        for (user, id, want) in [
+            ("v", da[0], Requeue::NotFound),
+            ("u", da[3], Requeue::NotFailed),
+            ("u", da[0], Requeue::Queued(Millis(t + 600_000))),
+        ] {
+            for store in &both.stores {
+                let answer = store
+                    .retry(user.into(), a, id, Millis(t + 600_000))
+                    .await
+                    .unwrap();
+                assert_eq!(answer, want);
+            }
+        }
+        both.same("retry").await;
+        let r = both
+            .record(da[0], Verdict::Success, t + 700_000, false)
+            .await;
+        assert_eq!(
+            r.notification.map(|n| n.kind),
+            Some(crate::model::NotificationKind::Recovered)
+        );
+
+        // FIFO: failed ones recovered go to the back of the line, oldest first.
+        for at in [t + 20, t + 80_000, t + 400_000] {
+            both.record(df[0], Verdict::Failure { retry_after: None }, at, false)
+                .await;
+        }
+        for at in [t + 30, t + 90_000, t + 410_000] {
+            both.record(df[1], Verdict::Failure { retry_after: None }, at, false)
+                .await;
+        }
+        for store in &both.stores {
+            let window = (Millis(0), Millis(i64::MAX));
+            let out = store
+                .recover("u".into(), f, window, Millis(t + 800_000), u64::MAX)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((out.queued, out.next), (2, None));
+        }
+        both.same("recover").await;
+        assert_eq!(both.peek(f, t + 900_000, &[], 5).await, [df[2]]);
+
+        // 410 disables the webhook and cancels its queue; an attempt of a cancelled
+        // delivery that the receiver took is a success.
+        let r = both.record(df[2], Verdict::Gone, t + 900_001, false).await;
+        assert!(r.webhook_disabled);
+        let r = both
+            .record(df[3], Verdict::Success, t + 900_002, false)
+            .await;
+        assert_eq!(r.status, Some(DeliveryStatus::Succeeded));
+        for store in &both.stores {
+            let answer = store.retry("u".into(), f, df[2], Millis(t)).await.unwrap();
+            assert_eq!(answer, Requeue::WebhookDisabled);
+        }
+
+        // Failing for longer than disable_after disables it.
+        both.record(
+            da[3],
+            Verdict::Failure { retry_after: None },
+            t + 2_000_000,
+            false,
+        )
+        .await;
+        let r = both
+            .record(
+                da[4],
+                Verdict::Failure { retry_after: None },
+                t + 6_000_000,
+                false,
+            )
+            .await;
+        assert!(r.webhook_disabled);
+        both.same("the end").await;
+    }
+}

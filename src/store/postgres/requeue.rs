@@ -254,7 +254,7 @@ async fn next_positions(
     let count = i64::try_from(n).unwrap_or(i64::MAX);
     let rows = tx
         .query(
-            "SELECT nextval('delivery_seq') FROM generate_series(1, $1)",
+            "SELECT nextval('delivery_seq') FROM generate_series(1, $1::int8)",
             &[&count],
         )
         .await
