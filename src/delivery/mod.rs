@@ -43,6 +43,38 @@ pub enum Message {
     Sent(WebhookId),
     /// A job's outcome is durably recorded (or failed to be): its claim ends.
     Done(worker::Done),
+    /// This node took over the webhook's queue (a PostgreSQL cluster lease): look at it
+    /// now, with its rate limit counting these recent attempt starts made by whichever
+    /// node drove it before.
+    Taken(WebhookId, Vec<Millis>),
+}
+
+/// What a store shared by several nodes tells this node's engine (the PostgreSQL
+/// cluster, `store::postgres::lease`).
+pub trait ClusterLink: Send + Sync {
+    /// Deliveries of `webhook` are due at `due`: look at its queue.
+    fn queued(&self, webhook: WebhookId, due: Millis);
+    /// This node now drives `webhook`'s queue; `recent_starts` are the attempt starts of
+    /// the last minute, cluster-wide, for its rate limit.
+    fn taken(&self, webhook: WebhookId, recent_starts: Vec<Millis>);
+    /// `webhook` was disabled or deleted on another node: stop what was dispatched and
+    /// has not started sending (see [`fence`]).
+    fn fence(&self, webhook: WebhookId);
+}
+
+impl ClusterLink for DeliveryHandle {
+    fn queued(&self, webhook: WebhookId, due: Millis) {
+        DeliveryHandle::queued(self, webhook, due);
+    }
+
+    fn taken(&self, webhook: WebhookId, recent_starts: Vec<Millis>) {
+        // A send error means the engine has stopped.
+        let _ = self.inbox.send(Message::Taken(webhook, recent_starts));
+    }
+
+    fn fence(&self, webhook: WebhookId) {
+        self.fences.close(webhook);
+    }
 }
 
 /// The API's handle on the engine.
@@ -146,14 +178,20 @@ impl Engine {
             inbox_rx,
         );
         let scheduler = tokio::spawn(scheduler.run(stop_rx, drain));
+        let handle = DeliveryHandle {
+            inbox: inbox_tx,
+            fences,
+            policy,
+            destination: Arc::new(destination),
+            quiesce_limit: d.timeout + Duration::from_secs(1),
+        };
+        if let Store::Postgres(pg) = &store {
+            // This node joins the cluster: its leases decide which queues it drives, and
+            // their changes and other nodes' wake-ups reach the scheduler.
+            pg.attach(Arc::new(handle.clone()));
+        }
         Engine {
-            handle: DeliveryHandle {
-                inbox: inbox_tx,
-                fences,
-                policy,
-                destination: Arc::new(destination),
-                quiesce_limit: d.timeout + Duration::from_secs(1),
-            },
+            handle,
             alive,
             stop,
             scheduler,

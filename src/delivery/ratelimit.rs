@@ -30,6 +30,20 @@ impl RateLimiter {
         }
     }
 
+    /// A limiter whose window already holds `starts` (another node's recent attempts,
+    /// when this one takes a webhook over): those within the last minute of `now` count.
+    pub fn seeded(limit: u32, starts: &[Millis], now: Millis) -> RateLimiter {
+        let mut limiter = RateLimiter::new(limit);
+        let mut starts: Vec<Millis> = starts
+            .iter()
+            .copied()
+            .filter(|t| t.0 + WINDOW_MS > now.0)
+            .collect();
+        starts.sort();
+        limiter.starts.extend(starts);
+        limiter
+    }
+
     fn expire(&mut self, now: Millis) {
         while self
             .starts
@@ -110,6 +124,18 @@ mod tests {
         assert!(rl.try_acquire(Millis(60_000)));
         assert!(!rl.try_acquire(Millis(60_009)));
         assert!(rl.try_acquire(Millis(60_010)));
+    }
+
+    #[test]
+    fn a_seeded_window_counts_the_recent_starts_only() {
+        let mut rl =
+            RateLimiter::seeded(2, &[Millis(50_000), Millis(0), Millis(-5)], Millis(61_000));
+        assert!(rl.try_acquire(Millis(61_000)), "0 and -5 are a minute old");
+        assert!(
+            !rl.try_acquire(Millis(61_001)),
+            "50 000 and 61 000 fill the window"
+        );
+        assert!(rl.try_acquire(Millis(110_000)));
     }
 
     #[test]

@@ -195,7 +195,7 @@ impl Scheduler {
             match tokio::time::timeout_at(wake, self.inbox.recv()).await {
                 Ok(Some(Message::Done(done))) => self.recorded(done),
                 Ok(Some(Message::Sent(webhook))) => self.sent(webhook),
-                Ok(Some(Message::Queued(..))) => {}
+                Ok(Some(Message::Queued(..) | Message::Taken(..))) => {}
                 Ok(None) => break,
                 Err(_) if tokio::time::Instant::now() < deadline => {}
                 Err(_) => {
@@ -214,7 +214,26 @@ impl Scheduler {
             Message::Queued(webhook, due) => self.look_at(webhook, due),
             Message::Sent(webhook) => self.sent(webhook),
             Message::Done(done) => self.recorded(done),
+            Message::Taken(webhook, starts) => self.taken(webhook, &starts),
         }
+    }
+
+    /// This node took over `webhook` (a cluster lease): its rate limit starts from the
+    /// attempts other nodes made in the last minute, unless this node still knows its
+    /// own; then it gets a look.
+    fn taken(&mut self, webhook: WebhookId, starts: &[Millis]) {
+        let now = Millis::now();
+        let per_minute = self.limits.per_minute;
+        self.webhooks
+            .entry(webhook)
+            .or_insert_with(|| WebhookState {
+                in_flight: 0,
+                claimed: HashSet::new(),
+                cooling: Vec::new(),
+                limiter: RateLimiter::seeded(per_minute, starts, now),
+                user: None,
+            });
+        self.look_at(webhook, now);
     }
 
     /// A worker and a slot of `webhook` are free again.

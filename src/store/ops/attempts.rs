@@ -22,7 +22,9 @@ use super::stats;
 use super::webhooks::start_cancel;
 use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
 use crate::delivery::retry::RetryPolicy;
-use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId, WebhookStatus};
+use crate::model::{
+    DeliveryId, DeliveryStatus, Millis, NotificationKind, WebhookId, WebhookStatus,
+};
 use crate::store::Tx;
 use crate::store::codec::encode;
 use crate::store::records::{Attempt, DeliveryRecord, EventRecord, EventRef, WebhookRecord};
@@ -147,77 +149,78 @@ pub enum Recording {
     Again,
 }
 
-/// Records an attempt and applies its verdict. The attempt gets the next number
-/// (`attempts + 1`) and a row of its own; the delivery record only counts it, so an
-/// attempt writes the same few bytes however many came before. `None` when the delivery
-/// no longer exists or its webhook was deleted meanwhile (the delivery is removed chunk
-/// by chunk with the rest of the webhook's, `webhooks::delete`).
-pub fn record(
-    tx: &mut Tx<'_>,
-    id: DeliveryId,
+/// Whether an outcome handed over again ([`Recording::Again`]) is already in the log:
+/// the delivery's latest attempt is this very one (same start, same duration).
+pub(crate) fn already_recorded(last: Option<&Attempt>, attempt: &Attempt) -> bool {
+    last.is_some_and(|last| last.at == attempt.at && last.duration_ms == attempt.duration_ms)
+}
+
+/// What one attempt's verdict does to its delivery and webhook: the rule, decided without
+/// a store, that both backends apply ([`decide`]).
+pub(crate) struct Decision {
+    /// What the caller answers (its `notification` is filled in once enqueued).
+    pub recorded: Recorded,
+    /// The attempt's number (`attempts` of the delivery now).
+    pub number: u32,
+    /// The delivery's status before: not `Pending` when it was cancelled while the
+    /// attempt was under way (then only the attempt and, if it was delivered, the status
+    /// change are recorded, and nothing else changes).
+    pub was: DeliveryStatus,
+    /// The webhook record changed and is to be written (a run of successes leaves it as
+    /// it is, so the steady state rewrites no webhook record).
+    pub write_webhook: bool,
+    /// The webhook's status before the attempt.
+    pub status_before: WebhookStatus,
+    /// The operator notification the change calls for, with its reason.
+    pub notify: Option<(NotificationKind, String)>,
+}
+
+/// Applies `verdict` of an attempt that ended at `now` to `delivery` and `webhook` (both
+/// as stored): counts the attempt, sets the delivery's status and next due time (by
+/// `policy`, after any `Retry-After` pause, which is stored on the webhook), and the
+/// webhook's failing, disabled and recovered state. The caller writes what changed: the
+/// attempt row, the delivery and its queue entry, the webhook if
+/// [`Decision::write_webhook`] or its status changed, the notification, and the
+/// cancellation of its queue when [`Recorded::webhook_disabled`].
+pub(crate) fn decide(
+    delivery: &mut DeliveryRecord,
+    webhook: &mut WebhookRecord,
     verdict: Verdict,
-    attempt: Attempt,
-    recording: Recording,
+    attempt: &Attempt,
     policy: &RetryPolicy,
     now: Millis,
-) -> Result<Option<Recorded>, StoreError> {
-    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
-    let mut attempts = tx.txn.open_table(ATTEMPTS)?;
-    let Some(mut delivery) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
-        return Ok(None);
-    };
-    if recording == Recording::Again
-        && last_attempt(&attempts, &delivery)?
-            .is_some_and(|last| last.at == attempt.at && last.duration_ms == attempt.duration_ms)
-    {
-        return Ok(Some(Recorded {
-            webhook_disabled: false,
-            status: Some(delivery.status),
-            notification: None,
-        }));
-    }
-    let mut hooks = tx.txn.open_table(WEBHOOKS)?;
-    // Its webhook deleted meanwhile: nothing to record (no statistics for a webhook that
-    // is gone either); the delivery keeps its queue entry until its chunk is removed.
-    let Some(mut webhook) = load::<u128, WebhookRecord>(&hooks, delivery.webhook_id.0)? else {
-        return Ok(None);
-    };
+) -> Decision {
     let number = delivery.attempts.saturating_add(1);
-    stats::count(tx, delivery.webhook_id, &attempt)?;
-    add_attempt(&mut attempts, &delivery, number, &attempt)?;
     delivery.attempts = number;
-    if delivery.status != DeliveryStatus::Pending {
+    let was = delivery.status;
+    let status_before = webhook.status;
+    let mut recorded = Recorded::default();
+    if was != DeliveryStatus::Pending {
         // Cancelled while the attempt was under way: keep the record of it. If the
         // receiver took it, it was delivered (the disable or delete waited for this
         // attempt before answering, see `delivery::fence`), and the log says so.
-        let delivered = delivery.status == DeliveryStatus::Cancelled && verdict == Verdict::Success;
-        let was = delivery.status;
+        let delivered = was == DeliveryStatus::Cancelled && verdict == Verdict::Success;
         if delivered {
             delivery.status = DeliveryStatus::Succeeded;
         }
-        save(&mut deliveries, &mut attempts, &mut delivery)?;
-        filter_move(&mut tx.txn.open_table(DELIVERY_FILTER)?, &delivery, was)?;
-        return Ok(Some(Recorded {
-            webhook_disabled: false,
-            status: delivered.then_some(DeliveryStatus::Succeeded),
-            notification: None,
-        }));
+        recorded.status = delivered.then_some(DeliveryStatus::Succeeded);
+        return Decision {
+            recorded,
+            number,
+            was,
+            write_webhook: false,
+            status_before,
+            notify: None,
+        };
     }
-    let mut queue = tx.txn.open_table(QUEUE)?;
-    if let Some(key) = queue_key(&delivery) {
-        queue.remove(key)?;
-    }
-    let mut recorded = Recorded::default();
-    let status_before = webhook.status;
     delivery.next_attempt_at = None;
-    let mut webhook_changed = true;
-
+    let mut write_webhook = true;
     match verdict {
         Verdict::Success => {
             delivery.status = DeliveryStatus::Succeeded;
             // A run of successes leaves the webhook as it is (`last_success_at` is kept
             // to the minute), so the steady state rewrites no webhook record.
-            webhook_changed = webhook.failing_since.is_some()
+            write_webhook = webhook.failing_since.is_some()
                 || (webhook.enabled && webhook.status != WebhookStatus::Healthy)
                 || webhook
                     .last_success_at
@@ -242,10 +245,7 @@ pub fn record(
             let failing_since = *webhook.failing_since.get_or_insert(now);
             let made = delivery.attempts.saturating_sub(delivery.schedule_base) as usize;
             match policy.next_due(made, now, webhook.paused_until) {
-                Some(due) => {
-                    delivery.next_attempt_at = Some(due);
-                    queue.insert((delivery.webhook_id.0, due.as_key(), delivery.id.0), ())?;
-                }
+                Some(due) => delivery.next_attempt_at = Some(due),
                 None => {
                     delivery.status = DeliveryStatus::Failed;
                     if webhook.enabled {
@@ -261,6 +261,78 @@ pub fn record(
         }
     }
     recorded.status = Some(delivery.status);
+    let change = notifications::change_of(status_before, webhook.status, recorded.webhook_disabled);
+    let notify = change.map(|kind| {
+        let gone = verdict == Verdict::Gone;
+        let answered = notifications::Answered { attempt, number };
+        let reason = answered.reason(kind, delivery.id, gone, webhook, policy);
+        (kind, reason)
+    });
+    Decision {
+        recorded,
+        number,
+        was,
+        write_webhook: write_webhook || webhook.status != status_before,
+        status_before,
+        notify,
+    }
+}
+
+/// Records an attempt and applies its verdict ([`decide`]). The attempt gets the next
+/// number (`attempts + 1`) and a row of its own; the delivery record only counts it, so
+/// an attempt writes the same few bytes however many came before. `None` when the
+/// delivery no longer exists or its webhook was deleted meanwhile (the delivery is
+/// removed chunk by chunk with the rest of the webhook's, `webhooks::delete`).
+pub fn record(
+    tx: &mut Tx<'_>,
+    id: DeliveryId,
+    verdict: Verdict,
+    attempt: Attempt,
+    recording: Recording,
+    policy: &RetryPolicy,
+    now: Millis,
+) -> Result<Option<Recorded>, StoreError> {
+    let mut deliveries = tx.txn.open_table(DELIVERIES)?;
+    let mut attempts = tx.txn.open_table(ATTEMPTS)?;
+    let Some(mut delivery) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
+        return Ok(None);
+    };
+    if recording == Recording::Again
+        && already_recorded(last_attempt(&attempts, &delivery)?.as_ref(), &attempt)
+    {
+        return Ok(Some(Recorded {
+            webhook_disabled: false,
+            status: Some(delivery.status),
+            notification: None,
+        }));
+    }
+    let mut hooks = tx.txn.open_table(WEBHOOKS)?;
+    // Its webhook deleted meanwhile: nothing to record (no statistics for a webhook that
+    // is gone either); the delivery keeps its queue entry until its chunk is removed.
+    let Some(mut webhook) = load::<u128, WebhookRecord>(&hooks, delivery.webhook_id.0)? else {
+        return Ok(None);
+    };
+    stats::count(tx, delivery.webhook_id, &attempt)?;
+    let old_key = queue_key(&delivery);
+    let decision = decide(&mut delivery, &mut webhook, verdict, &attempt, policy, now);
+    add_attempt(&mut attempts, &delivery, decision.number, &attempt)?;
+    let mut recorded = decision.recorded;
+    if decision.was != DeliveryStatus::Pending {
+        save(&mut deliveries, &mut attempts, &mut delivery)?;
+        filter_move(
+            &mut tx.txn.open_table(DELIVERY_FILTER)?,
+            &delivery,
+            decision.was,
+        )?;
+        return Ok(Some(recorded));
+    }
+    let mut queue = tx.txn.open_table(QUEUE)?;
+    if let Some(key) = old_key {
+        queue.remove(key)?;
+    }
+    if let Some(key) = queue_key(&delivery) {
+        queue.insert(key, ())?;
+    }
     if delivery.status != DeliveryStatus::Pending {
         // Done: the next one in line is the webhook's head now.
         Order::open(tx.txn)?.left(&delivery)?;
@@ -271,19 +343,17 @@ pub fn record(
         &delivery,
         DeliveryStatus::Pending,
     )?;
-    if webhook_changed || webhook.status != status_before {
+    if decision.write_webhook {
         hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
-        count_webhook(tx, webhook.id, Some(status_before), Some(webhook.status))?;
+        count_webhook(
+            tx,
+            webhook.id,
+            Some(decision.status_before),
+            Some(webhook.status),
+        )?;
     }
     drop((deliveries, attempts, queue, hooks));
-    let change = notifications::change_of(status_before, webhook.status, recorded.webhook_disabled);
-    if let Some(kind) = change {
-        let gone = verdict == Verdict::Gone;
-        let answered = notifications::Answered {
-            attempt: &attempt,
-            number,
-        };
-        let reason = answered.reason(kind, delivery.id, gone, &webhook, policy);
+    if let Some((kind, reason)) = decision.notify {
         recorded.notification = Some(notifications::enqueue(tx, &webhook, kind, reason, now)?);
     }
     if recorded.webhook_disabled {
@@ -331,6 +401,47 @@ pub enum Requeue {
     WebhookDisabled,
 }
 
+/// A failed delivery starts a new run of the retry schedule from `due` (attempt numbers
+/// go on): the record's side of a manual retry or a recover, shared by both backends.
+/// Answers the status it had.
+pub(crate) fn restart(d: &mut DeliveryRecord, due: Millis) -> DeliveryStatus {
+    let was = d.status;
+    d.status = DeliveryStatus::Pending;
+    d.schedule_base = d.attempts;
+    d.next_attempt_at = Some(due);
+    was
+}
+
+/// Whether a manual retry of delivery `d` (of a webhook of the caller's) may queue it.
+pub(crate) fn retry_refusal(d: &DeliveryRecord, hook: &WebhookRecord) -> Option<Requeue> {
+    if d.status != DeliveryStatus::Failed {
+        return Some(Requeue::NotFailed);
+    }
+    if !hook.enabled {
+        return Some(Requeue::WebhookDisabled);
+    }
+    None
+}
+
+/// What a recover does with one candidate, newest first: a failed delivery created
+/// before the window ends the search, one created in it is queued again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pick {
+    Take,
+    Skip,
+    Stop,
+}
+
+pub(crate) fn recover_pick(d: &DeliveryRecord, (since, until): (Millis, Millis)) -> Pick {
+    if d.created_at < since {
+        Pick::Stop
+    } else if d.created_at >= until || d.status != DeliveryStatus::Failed {
+        Pick::Skip
+    } else {
+        Pick::Take
+    }
+}
+
 /// Queues a failed delivery again: a new run of the schedule from `due`, at the back of
 /// its webhook's line (`position`, a fresh number from the delivery sequence).
 fn restart_schedule(
@@ -340,10 +451,7 @@ fn restart_schedule(
     order: &mut Order<'_>,
     (due, position): (Millis, u64),
 ) -> Result<(), StoreError> {
-    let was = d.status;
-    d.status = DeliveryStatus::Pending;
-    d.schedule_base = d.attempts;
-    d.next_attempt_at = Some(due);
+    let was = restart(d, due);
     queue.insert((d.webhook_id.0, due.as_key(), d.id.0), ())?;
     order.requeued(d, position)?;
     filter_move(filter, d, was)?;
@@ -378,11 +486,8 @@ pub fn retry(
     else {
         return Ok(Requeue::NotFound);
     };
-    if d.status != DeliveryStatus::Failed {
-        return Ok(Requeue::NotFailed);
-    }
-    if !hook.enabled {
-        return Ok(Requeue::WebhookDisabled);
+    if let Some(refusal) = retry_refusal(&d, &hook) {
+        return Ok(refusal);
     }
     let position = tx.next_delivery_seq();
     restart_schedule(
@@ -423,7 +528,6 @@ pub fn recover(
     due: Millis,
     before: u64,
 ) -> Result<Result<Recovered, Requeue>, StoreError> {
-    let (since, until) = window;
     let Some(hook) = owned_webhook(tx, user, webhook)? else {
         return Ok(Err(Requeue::NotFound));
     };
@@ -452,13 +556,11 @@ pub fn recover(
         let Some(d) = load::<u128, DeliveryRecord>(&deliveries, id)? else {
             continue;
         };
-        if d.created_at < since {
-            break;
+        match recover_pick(&d, window) {
+            Pick::Stop => break,
+            Pick::Skip => continue,
+            Pick::Take => found.push(d),
         }
-        if d.created_at >= until || d.status != DeliveryStatus::Failed {
-            continue;
-        }
-        found.push(d);
     }
     // Oldest first into the line, so they keep their ingestion order there.
     for mut d in found.into_iter().rev() {

@@ -1,0 +1,329 @@
+//! What the scheduler reads on PostgreSQL (the webhooks it drives, a queue's head, what
+//! an attempt needs), and what a worker does with a delivery that can no longer be sent.
+//! Same answers as redb's `ops::queue` and `ops::attempts`, for the webhooks whose
+//! leases this node holds.
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+use super::super::PgStore;
+use super::{TRIES, client, db, retryable, save_deliveries, seq_col, uuid};
+use crate::model::{DeliveryId, DeliveryStatus, Millis, Ordering, WebhookId};
+use crate::store::StoreError;
+use crate::store::codec::decode;
+use crate::store::ops::attempts::AttemptInputs;
+use crate::store::ops::queue::Peek;
+use crate::store::records::{DeliveryRecord, EventRecord, EventRef, WebhookRecord};
+use crate::store::tables::{CLEANUP_CANCEL, CLEANUP_CHUNK};
+
+/// The webhook and whether this node's lease on it is live in the database.
+const PEEK_WEBHOOK: &str = "SELECT w.record, EXISTS (SELECT 1 FROM leases l \
+       WHERE l.name = $2 AND l.node = $3 AND l.expires_at > now()) \
+     FROM webhooks w WHERE w.id = $1";
+/// Up to $3 queue entries not in $2, oldest due first (the `deliveries_queue` index).
+const PEEK_DUE: &str = "SELECT id, due FROM deliveries \
+     WHERE webhook_id = $1 AND due IS NOT NULL AND id <> ALL($2::uuid[]) \
+     ORDER BY due, id LIMIT $3";
+/// The head of the webhook's line (the `deliveries_line` index).
+const PEEK_HEAD: &str = "SELECT id, due FROM deliveries \
+     WHERE webhook_id = $1 AND due IS NOT NULL ORDER BY position LIMIT 1";
+
+impl PgStore {
+    /// The webhooks this node drives: those it holds the lease of that are enabled.
+    pub async fn enabled_webhooks(&self) -> Result<Vec<WebhookId>, StoreError> {
+        let held: Vec<Uuid> = self
+            .inner
+            .cluster
+            .held()
+            .into_iter()
+            .map(|w| uuid(w.0))
+            .collect();
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = client(self).await?;
+        let rows = client
+            .query(
+                "SELECT id FROM webhooks WHERE id = ANY($1) AND enabled ORDER BY id",
+                &[&held],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| WebhookId(r.get::<_, Uuid>(0).as_u128()))
+            .collect())
+    }
+
+    /// The head of `webhook`'s queue, as redb's `ops::queue::peek` answers it (FIFO by
+    /// `position`). When this node does not hold the webhook's lease, `webhook` is `None`
+    /// and nothing is due: the scheduler lets the webhook go until the lease comes.
+    pub async fn peek(
+        &self,
+        webhook: WebhookId,
+        now: Millis,
+        skip: &HashSet<DeliveryId>,
+        max: usize,
+    ) -> Result<Peek, StoreError> {
+        let nothing = Peek {
+            webhook: None,
+            due: Vec::new(),
+            next: None,
+        };
+        let cluster = &self.inner.cluster;
+        if !cluster.holds(webhook) {
+            return Ok(nothing);
+        }
+        let client = client(self).await?;
+        let st = client.prepare_cached(PEEK_WEBHOOK).await.map_err(db)?;
+        let name = super::super::lease::lease_name(webhook);
+        let id = uuid(webhook.0);
+        let Some(row) = client
+            .query_opt(&st, &[&id, &name, &cluster.node()])
+            .await
+            .map_err(db)?
+        else {
+            return Ok(nothing);
+        };
+        if !row.get::<_, bool>(1) {
+            return Ok(nothing);
+        }
+        let record: WebhookRecord = decode(row.get(0))?;
+        if record.ordering == Ordering::Fifo {
+            let (due, next) = if !skip.is_empty() {
+                // The claimed one's recorded outcome asks for the next look.
+                (Vec::new(), None)
+            } else {
+                let st = client.prepare_cached(PEEK_HEAD).await.map_err(db)?;
+                match client.query_opt(&st, &[&id]).await.map_err(db)? {
+                    None => (Vec::new(), None),
+                    Some(head) => {
+                        let (head, at) = entry(&head);
+                        if at <= now && max > 0 {
+                            (vec![head], None)
+                        } else {
+                            (Vec::new(), Some(at.max(now)))
+                        }
+                    }
+                }
+            };
+            return Ok(Peek {
+                webhook: Some(record),
+                due,
+                next,
+            });
+        }
+        let skip: Vec<Uuid> = skip.iter().map(|d| uuid(d.0)).collect();
+        let limit = i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1);
+        let st = client.prepare_cached(PEEK_DUE).await.map_err(db)?;
+        let rows = client.query(&st, &[&id, &skip, &limit]).await.map_err(db)?;
+        let mut due = Vec::new();
+        let mut next = None;
+        for row in &rows {
+            let (id, at) = entry(row);
+            if at.as_key() > now.as_key() {
+                next = Some(at);
+                break;
+            }
+            if due.len() == max {
+                next = Some(now);
+                break;
+            }
+            due.push(id);
+        }
+        Ok(Peek {
+            webhook: Some(record),
+            due,
+            next,
+        })
+    }
+
+    /// The number of queued deliveries due at `now`, all webhooks (`hookd_queue_due`).
+    pub async fn due_count(&self, now: Millis) -> Result<u64, StoreError> {
+        let client = client(self).await?;
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM deliveries WHERE due IS NOT NULL AND due <= $1",
+                &[&now.0],
+            )
+            .await
+            .map_err(db)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    /// What an attempt of `id` needs; `None` when it is no longer to be sent (not
+    /// pending, its webhook gone or disabled, its event gone).
+    pub async fn load_for_attempt(
+        &self,
+        id: DeliveryId,
+    ) -> Result<Option<AttemptInputs>, StoreError> {
+        let client = client(self).await?;
+        let st = client
+            .prepare_cached(
+                "SELECT d.record, w.record, e.record FROM deliveries d \
+                 JOIN webhooks w ON w.id = d.webhook_id \
+                 LEFT JOIN events e ON e.seq = d.event_seq WHERE d.id = $1",
+            )
+            .await
+            .map_err(db)?;
+        let Some(row) = client.query_opt(&st, &[&uuid(id.0)]).await.map_err(db)? else {
+            return Ok(None);
+        };
+        let delivery: DeliveryRecord = decode(row.get(0))?;
+        if delivery.status != DeliveryStatus::Pending {
+            return Ok(None);
+        }
+        let webhook: WebhookRecord = decode(row.get(1))?;
+        if !webhook.enabled {
+            return Ok(None);
+        }
+        // The join is by the `event_seq` column; the record's own reference decides.
+        let joined = match row.get::<_, Option<&[u8]>>(2) {
+            Some(bytes) => Some(decode::<EventRecord>(bytes)?),
+            None => None,
+        };
+        let event = match (joined, &delivery.event) {
+            (Some(e), EventRef::Seq(seq)) if e.seq == *seq => Some(e),
+            (Some(e), EventRef::Id(name)) if e.id == *name => Some(e),
+            (_, event) => event_by_ref(&client, event).await?,
+        };
+        Ok(event.map(|event| AttemptInputs {
+            delivery,
+            webhook,
+            event,
+        }))
+    }
+
+    /// Cancels a pending delivery that can no longer be sent (its event pruned, its
+    /// webhook gone or disabled without the cancellation having reached it); answers
+    /// whether it did.
+    pub async fn cancel_if_unsendable(&self, id: DeliveryId) -> Result<bool, StoreError> {
+        let mut tries = 0;
+        loop {
+            match self.try_cancel_if_unsendable(id).await {
+                Err(e) if retryable(&e) && tries + 1 < TRIES => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_cancel_if_unsendable(&self, id: DeliveryId) -> Result<bool, StoreError> {
+        let mut client = client(self).await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT record FROM deliveries WHERE id = $1 FOR UPDATE",
+                &[&uuid(id.0)],
+            )
+            .await
+            .map_err(db)?
+        else {
+            return Ok(false);
+        };
+        let mut d: DeliveryRecord = decode(row.get(0))?;
+        if d.status != DeliveryStatus::Pending {
+            return Ok(false);
+        }
+        let webhook_ok = tx
+            .query_opt(
+                "SELECT 1 FROM webhooks WHERE id = $1 AND enabled",
+                &[&uuid(d.webhook_id.0)],
+            )
+            .await
+            .map_err(db)?
+            .is_some();
+        let event_ok = event_by_ref(&tx, &d.event).await?.is_some();
+        if webhook_ok && event_ok {
+            return Ok(false);
+        }
+        d.status = DeliveryStatus::Cancelled;
+        d.next_attempt_at = None;
+        save_deliveries(&tx, std::slice::from_mut(&mut d), None).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+}
+
+/// A queue row's delivery id and due time.
+fn entry(row: &tokio_postgres::Row) -> (DeliveryId, Millis) {
+    (
+        DeliveryId(row.get::<_, Uuid>(0).as_u128()),
+        Millis(row.get::<_, i64>(1)),
+    )
+}
+
+/// The event a delivery carries, if it is still stored.
+async fn event_by_ref(
+    client: &impl deadpool_postgres::GenericClient,
+    event: &EventRef,
+) -> Result<Option<EventRecord>, StoreError> {
+    let row = match event {
+        EventRef::Seq(seq) => client
+            .query_opt(
+                "SELECT record FROM events WHERE seq = $1",
+                &[&seq_col(*seq)],
+            )
+            .await
+            .map_err(db)?,
+        EventRef::Id(id) => client
+            .query_opt("SELECT record FROM events WHERE id = $1", &[&id.as_str()])
+            .await
+            .map_err(db)?,
+    };
+    match row {
+        Some(row) => Ok(Some(decode(row.get(0))?)),
+        None => Ok(None),
+    }
+}
+
+/// Starts cancelling the pending deliveries of a webhook that an attempt's outcome just
+/// disabled, in its transaction: the first chunk now; if more remain, a `webhook_cleanup`
+/// entry (kind cancel, unless a removal is under way) has the cleanup sweep finish it, as
+/// redb's `ops::webhooks::start_cancel`. Answers whether deliveries remain.
+///
+/// MERGE: if the data side has its own `start_cancel` for a disable through the API, the
+/// lead may point this at it; it writes the same rows.
+pub(super) async fn start_cancel(
+    tx: &deadpool_postgres::Transaction<'_>,
+    webhook: WebhookId,
+) -> Result<bool, StoreError> {
+    let id = uuid(webhook.0);
+    let limit = i64::try_from(CLEANUP_CHUNK + 1).unwrap_or(i64::MAX);
+    let rows = tx
+        .query(
+            "SELECT record FROM deliveries WHERE webhook_id = $1 AND due IS NOT NULL \
+             ORDER BY id LIMIT $2 FOR UPDATE",
+            &[&id, &limit],
+        )
+        .await
+        .map_err(db)?;
+    let more = rows.len() > CLEANUP_CHUNK;
+    let mut cancelled = Vec::with_capacity(rows.len().min(CLEANUP_CHUNK));
+    for row in rows.iter().take(CLEANUP_CHUNK) {
+        let mut d: DeliveryRecord = decode(row.get(0))?;
+        d.status = DeliveryStatus::Cancelled;
+        d.next_attempt_at = None;
+        cancelled.push(d);
+    }
+    save_deliveries(tx, &mut cancelled, None).await?;
+    let kind = i16::from(CLEANUP_CANCEL);
+    if more {
+        // A removal already under way covers the cancellation.
+        tx.execute(
+            "INSERT INTO webhook_cleanup (webhook_id, kind) VALUES ($1, $2) \
+             ON CONFLICT (webhook_id) DO NOTHING",
+            &[&id, &kind],
+        )
+        .await
+        .map_err(db)?;
+    } else {
+        tx.execute(
+            "DELETE FROM webhook_cleanup WHERE webhook_id = $1 AND kind = $2",
+            &[&id, &kind],
+        )
+        .await
+        .map_err(db)?;
+    }
+    Ok(more)
+}
