@@ -158,7 +158,7 @@ async fn store_batch(c: &mut ClientWrapper, jobs: &[Job]) -> Result<Vec<Ingested
         .await?;
     let seqs_st = tx
         .prepare_cached(
-            "SELECT nextval('event_seq'), nextval('delivery_seq') FROM generate_series(1, $1)",
+            "SELECT nextval('event_seq'), nextval('delivery_seq') FROM generate_series(1::bigint, $1::bigint)",
         )
         .await?;
     let fresh = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
@@ -308,7 +308,9 @@ fn copy(new: &NewEvent) -> NewEvent {
 async fn block_of(tx: &Transaction<'_>, n: usize) -> Result<u64, StoreError> {
     let blocks = i64::try_from((n as u64).div_ceil(SEQ_BLOCK)).unwrap_or(i64::MAX);
     let st = tx
-        .prepare_cached("SELECT nextval('delivery_seq') FROM generate_series(1, $1)")
+        .prepare_cached(
+            "SELECT nextval('delivery_seq') FROM generate_series(1::bigint, $1::bigint)",
+        )
         .await?;
     for _ in 0..100 {
         let got: Vec<i64> = tx
@@ -469,7 +471,7 @@ pub(super) async fn ingest_test(
     }
     let seqs_st = tx
         .prepare_cached(
-            "SELECT nextval('event_seq'), nextval('delivery_seq') FROM generate_series(1, $1)",
+            "SELECT nextval('event_seq'), nextval('delivery_seq') FROM generate_series(1::bigint, $1::bigint)",
         )
         .await?;
     let row = tx.query_one(&seqs_st, &[&1i64]).await?;
