@@ -5,7 +5,7 @@
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
-use super::rows::{self, hook_uuid, seq_of, sql_seq};
+use super::rows::{self, hook_uuid, sql_seq};
 use crate::model::{DeliveryId, EventId, EventType, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::encode;
@@ -150,9 +150,4 @@ pub(super) async fn move_inline_attempts(
             .await?;
     }
     Ok(())
-}
-
-/// The seq of a delivery row's `seq` column.
-pub(super) fn seq(row: &Row, col: usize) -> Result<u64, StoreError> {
-    Ok(seq_of(row.try_get(col)?))
 }

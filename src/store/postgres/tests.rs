@@ -679,3 +679,51 @@ fn a_lost_database_marks_the_store_down_until_the_next_success() {
     seen(&health, Ok(())).unwrap();
     assert_eq!(health.fault(), None);
 }
+
+/// Ingest throughput and latency on one node: `cargo test --release --lib
+/// ingest_rate -- --ignored --nocapture` (prints events/s and p99).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn ingest_rate() {
+    let Some(url) = fresh_url().await else {
+        return;
+    };
+    let pg = PgStore::connect(settings(&url, "a")).await.unwrap();
+    for name in ["x", "y"] {
+        pg.create_webhook(hook("u", name, &["*"], 1), 10)
+            .await
+            .unwrap();
+    }
+    let callers: usize = std::env::var("CALLERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let each = 19_200 / callers;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let pg = pg.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut took = Vec::with_capacity(each);
+            for i in 0..each {
+                let t = std::time::Instant::now();
+                let e = event(&format!("r{c}-{i}"), "u", EventType::MessageSent, 5);
+                pg.ingest(e, Millis(9)).await.unwrap();
+                took.push(t.elapsed());
+            }
+            took
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort();
+    let p99 = all[all.len() * 99 / 100];
+    eprintln!(
+        "{} events in {secs:.2} s: {:.0} events/s, p99 {p99:?}",
+        all.len(),
+        all.len() as f64 / secs
+    );
+}
