@@ -29,7 +29,6 @@
 //! `cleanup`, `events` (ingest, batched), `log` (delivery listings), `stats`,
 //! `retention`, `notifications`; `engine` and `lease` are the delivery engine's side.
 
-
 // Until the engine side lands: `notifications::enqueue`, `stats::count_attempt` and the
 // cluster are written for engine.rs and lease.rs (another helper), which call them.
 #![allow(dead_code)]
@@ -48,6 +47,8 @@ mod webhooks;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_nodes;
 
 use std::sync::Arc;
 use std::time::Duration;
