@@ -68,6 +68,16 @@ pub enum StoreError {
     /// The operation does not exist on this backend (the reason says what to do instead).
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The database's schema is newer than this hookd knows: it was migrated by a newer
+    /// hookd. Run that version, or restore the database from before the upgrade.
+    #[error(
+        "the database schema is version {found}, but this hookd knows versions up to {known}: it was migrated by a newer hookd"
+    )]
+    SchemaTooNew { found: i32, known: i32 },
+    /// The store's settings cannot be used (a malformed URL, an unknown `sslmode`, an
+    /// unreadable `sslrootcert`, …); the text says which and why.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl StoreError {

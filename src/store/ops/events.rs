@@ -52,14 +52,10 @@ pub fn ingest(
             deliveries: existing.deliveries,
         });
     }
-    let targets: Vec<WebhookId> = {
+    let targets = {
         let hooks = tx.txn.open_table(WEBHOOKS)?;
         let index = tx.txn.open_table(USER_WEBHOOKS)?;
-        user_hooks(&index, &hooks, &new.user)?
-            .into_iter()
-            .filter(|w| w.wants(new.event_type))
-            .map(|w| w.id)
-            .collect()
+        targets(user_hooks(&index, &hooks, &new.user)?, new.event_type)
     };
 
     let (deliveries, queued) = store_event(tx, events, new, targets, first_attempt_due)?;
@@ -120,19 +116,8 @@ fn store_event(
     first_attempt_due: Millis,
 ) -> Result<(u32, Vec<Queued>), StoreError> {
     let seqs: Vec<u64> = targets.iter().map(|_| tx.next_delivery_seq()).collect();
-    let event = EventRecord {
-        seq: tx.next_event_seq(),
-        deliveries: u32::try_from(targets.len()).unwrap_or(u32::MAX),
-        first_delivery: Some(seqs.first().copied().unwrap_or(0)),
-        id: new.id,
-        user: new.user,
-        event_type: new.event_type,
-        source: new.source,
-        timestamp: new.timestamp,
-        payload: new.payload,
-        received_at: new.received_at,
-        trace: new.trace,
-    };
+    let first = seqs.first().copied().unwrap_or(0);
+    let event = event_record(new, tx.next_event_seq(), targets.len(), first);
     events.insert(event.id.as_str(), encode(&event).as_slice())?;
     tx.txn
         .open_table(USER_EVENTS)?
@@ -152,19 +137,7 @@ fn store_event(
     let mut order = Order::open(tx.txn)?;
     let mut queued = Vec::with_capacity(targets.len());
     for (webhook_id, seq) in targets.into_iter().zip(seqs) {
-        let delivery = DeliveryRecord {
-            id: DeliveryId::generate(),
-            seq,
-            webhook_id,
-            event: EventRef::Seq(event.seq),
-            event_type: event.event_type,
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_attempt_at: Some(first_attempt_due),
-            created_at: event.received_at,
-            schedule_base: 0,
-            inline_attempts: Vec::new(),
-        };
+        let delivery = new_delivery(&event, webhook_id, seq, first_attempt_due);
         deliveries.insert(delivery.id.0, encode(&delivery).as_slice())?;
         filter_insert(&mut filter, &delivery)?;
         by_seq.insert(delivery.seq, delivery.id.0)?;
@@ -180,6 +153,70 @@ fn store_event(
         });
     }
     Ok((event.deliveries, queued))
+}
+
+/// The webhooks (all of the event's user, oldest first) that get a delivery of an
+/// event of `event_type`: the enabled ones subscribed to it. Both backends ask this.
+pub(crate) fn targets(hooks: Vec<WebhookRecord>, event_type: EventType) -> Vec<WebhookId> {
+    hooks
+        .into_iter()
+        .filter(|w| w.wants(event_type))
+        .map(|w| w.id)
+        .collect()
+}
+
+/// The record of a new event with `seq` and `deliveries` deliveries, the first of which
+/// has seq `first_delivery` (the others follow it).
+pub(crate) fn event_record(
+    new: NewEvent,
+    seq: u64,
+    deliveries: usize,
+    first_delivery: u64,
+) -> EventRecord {
+    EventRecord {
+        seq,
+        deliveries: u32::try_from(deliveries).unwrap_or(u32::MAX),
+        first_delivery: Some(first_delivery),
+        id: new.id,
+        user: new.user,
+        event_type: new.event_type,
+        source: new.source,
+        timestamp: new.timestamp,
+        payload: new.payload,
+        received_at: new.received_at,
+        trace: new.trace,
+    }
+}
+
+/// A new pending delivery of `event` to `webhook`, due at `due`.
+pub(crate) fn new_delivery(
+    event: &EventRecord,
+    webhook: WebhookId,
+    seq: u64,
+    due: Millis,
+) -> DeliveryRecord {
+    DeliveryRecord {
+        id: DeliveryId::generate(),
+        seq,
+        webhook_id: webhook,
+        event: EventRef::Seq(event.seq),
+        event_type: event.event_type,
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at: Some(due),
+        created_at: event.received_at,
+        schedule_base: 0,
+        inline_attempts: Vec::new(),
+    }
+}
+
+/// The event types an event log filter reads (empty: every type, no filter).
+pub(crate) fn filter_types(filter: Option<EventPattern>) -> Vec<EventType> {
+    match filter {
+        None | Some(EventPattern::All) => Vec::new(),
+        Some(EventPattern::Exact(t)) => vec![t],
+        Some(EventPattern::Group(g)) => group_types(g),
+    }
 }
 
 pub fn get(rtx: &ReadTransaction, id: &str) -> Result<Option<EventRecord>, StoreError> {
@@ -200,11 +237,7 @@ pub fn list_for_user(
     let index = rtx.open_table(USER_EVENTS)?;
     let events = rtx.open_table(EVENTS)?;
     let end = before.unwrap_or(u64::MAX);
-    let types: Vec<EventType> = match filter {
-        None | Some(EventPattern::All) => Vec::new(),
-        Some(EventPattern::Exact(t)) => vec![t],
-        Some(EventPattern::Group(g)) => group_types(g),
-    };
+    let types = filter_types(filter);
     let scan_below = if types.is_empty() {
         end
     } else {

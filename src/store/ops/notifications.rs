@@ -241,11 +241,7 @@ pub fn enqueue(
                     tx.txn
                         .open_table(NOTIFICATION_DUE)?
                         .remove((due_key(&h), h.seq))?;
-                    h.kind = kind;
-                    h.at = now;
-                    h.webhook = WebhookSnapshot::of(webhook);
-                    h.reason = reason;
-                    h.not_before = until;
+                    retell(&mut h, webhook, kind, reason, now, until);
                     save(tx, &h)?;
                     promote(tx, webhook.id.0)?;
                 }
@@ -271,19 +267,36 @@ pub fn enqueue(
     })
 }
 
-/// Stores a new open notification behind the webhook's others.
-fn open(
-    tx: &Tx<'_>,
+/// A held notification now tells the newer change `kind` (at `now`, of `webhook` as it
+/// is now), still in its place, held until `until`.
+pub(crate) fn retell(
+    held: &mut NotificationRecord,
+    webhook: &WebhookRecord,
+    kind: NotificationKind,
+    reason: String,
+    now: Millis,
+    until: Millis,
+) {
+    held.kind = kind;
+    held.at = now;
+    held.webhook = WebhookSnapshot::of(webhook);
+    held.reason = reason;
+    held.not_before = until;
+}
+
+/// A new open notification `seq` of `webhook`'s change `kind`.
+pub(crate) fn new_record(
+    seq: u64,
     webhook: &WebhookRecord,
     kind: NotificationKind,
     reason: String,
     now: Millis,
     not_before: Millis,
     state: NotificationState,
-) -> Result<(), StoreError> {
-    let n = NotificationRecord {
+) -> NotificationRecord {
+    NotificationRecord {
         id: NotificationId::generate(),
-        seq: next_seq(tx)?,
+        seq,
         kind,
         at: now,
         webhook: WebhookSnapshot::of(webhook),
@@ -294,7 +307,75 @@ fn open(
         next_attempt_at: None,
         last_error: None,
         finished_at: None,
+    }
+}
+
+/// What [`release`] does with a notification at `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// Pending already: send it.
+    Send,
+    /// Held, and its window has ended: it becomes pending (and is told).
+    Now,
+    /// Nothing to send (held still, or finished).
+    Not,
+}
+
+pub(crate) fn release_of(n: &NotificationRecord, now: Millis) -> Release {
+    match n.state {
+        NotificationState::Pending => Release::Send,
+        NotificationState::Held if n.not_before <= now => Release::Now,
+        _ => Release::Not,
+    }
+}
+
+/// Applies an attempt's outcome to a pending notification, as [`finish`] records it:
+/// answers the state it finished in, or `None` when it is due again (at its new
+/// `next_attempt_at`).
+pub(crate) fn outcome_of(
+    n: &mut NotificationRecord,
+    outcome: Attempted,
+    policy: &RetryPolicy,
+    now: Millis,
+) -> Option<NotificationState> {
+    let finished = match outcome {
+        Attempted::Sent => {
+            n.attempts = n.attempts.saturating_add(1);
+            Some(NotificationState::Sent)
+        }
+        Attempted::Skipped => Some(NotificationState::Skipped),
+        Attempted::Failed { error, retry_after } => {
+            n.attempts = n.attempts.saturating_add(1);
+            n.last_error = Some(error);
+            let pause = retry_after.map(|wait| now.saturating_add(wait));
+            match policy.next_due(n.attempts as usize, now, pause) {
+                Some(due) => {
+                    n.next_attempt_at = Some(due);
+                    None
+                }
+                None => Some(NotificationState::Failed),
+            }
+        }
     };
+    if let Some(state) = finished {
+        n.state = state;
+        n.next_attempt_at = None;
+        n.finished_at = Some(now);
+    }
+    finished
+}
+
+/// Stores a new open notification behind the webhook's others.
+fn open(
+    tx: &Tx<'_>,
+    webhook: &WebhookRecord,
+    kind: NotificationKind,
+    reason: String,
+    now: Millis,
+    not_before: Millis,
+    state: NotificationState,
+) -> Result<(), StoreError> {
+    let n = new_record(next_seq(tx)?, webhook, kind, reason, now, not_before, state);
     save(tx, &n)?;
     tx.txn
         .open_table(NOTIFICATION_PENDING)?
@@ -368,10 +449,10 @@ pub fn release(
     else {
         return Ok(None);
     };
-    match n.state {
-        NotificationState::Pending => return Ok(Some(n)),
-        NotificationState::Held if n.not_before <= now => {}
-        _ => return Ok(None),
+    match release_of(&n, now) {
+        Release::Send => return Ok(Some(n)),
+        Release::Now => {}
+        Release::Not => return Ok(None),
     }
     // The marks go with their webhook: a deleted one's held notification is still sent,
     // but leaves no marks behind.
@@ -418,30 +499,8 @@ pub fn finish(
         return Ok(None);
     }
     let old_key = due_key(&n);
-    let finished = match outcome {
-        Attempted::Sent => {
-            n.attempts = n.attempts.saturating_add(1);
-            Some(NotificationState::Sent)
-        }
-        Attempted::Skipped => Some(NotificationState::Skipped),
-        Attempted::Failed { error, retry_after } => {
-            n.attempts = n.attempts.saturating_add(1);
-            n.last_error = Some(error);
-            let pause = retry_after.map(|wait| now.saturating_add(wait));
-            match policy.next_due(n.attempts as usize, now, pause) {
-                Some(due) => {
-                    n.next_attempt_at = Some(due);
-                    None
-                }
-                None => Some(NotificationState::Failed),
-            }
-        }
-    };
-    match finished {
-        Some(state) => {
-            n.state = state;
-            n.next_attempt_at = None;
-            n.finished_at = Some(now);
+    match outcome_of(&mut n, outcome, policy, now) {
+        Some(_) => {
             save(tx, &n)?;
             close(tx, &n, old_key)?;
             prune(tx)?;

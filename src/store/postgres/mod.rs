@@ -15,13 +15,36 @@
 //!   (`engine`), one node at a time; jobs that must run once (retention, notifications,
 //!   cleanup) hold `job:<name>` leases.
 //!
-//! SKELETON — being filled in; operations not yet written answer `Unsupported`.
+//! - Sequence numbers come from PostgreSQL sequences. `delivery_seq` steps by 1024, so
+//!   that one `nextval` reserves the consecutive seqs of an event's deliveries
+//!   (`EventRecord::first_delivery`) without any lock, and a later `nextval` (a queue
+//!   position) is larger than every seq handed out before it.
+//! - Counters that every transaction would bump (`attempt_stats`, `attempt_totals`) are
+//!   split in shards by backend, so concurrent commits never queue on one row.
+//! - A transaction that queues deliveries for a webhook holds its row `FOR SHARE`, and
+//!   one that disables or deletes it holds it `FOR UPDATE` before cancelling: a
+//!   delivery is never queued behind a cancellation's back.
+//!
+//! Modules: `connect` (URL, TLS, pool, migrations), `rows` (row helpers), `webhooks`,
+//! `cleanup`, `events` (ingest, batched), `log` (delivery listings), `stats`,
+//! `retention`, `notifications`; `engine` and `lease` are the delivery engine's side.
 
-#![allow(dead_code)] // SKELETON: removed once every operation is written
-
+mod cleanup;
+mod connect;
 mod engine;
+mod events;
 mod lease;
+mod log;
 mod notifications;
+mod retention;
+mod rows;
+mod stats;
+mod webhooks;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_nodes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +63,7 @@ use super::{Fault, Health, StoreError};
 use crate::delivery::retry::RetryPolicy;
 use crate::model::{DeliveryId, EventPattern, Millis, WebhookId};
 
-const TODO: StoreError = StoreError::Unsupported("not yet implemented on PostgreSQL");
+pub use connect::{MigrateReport, known_version};
 
 /// `NOTIFY` channel: deliveries were queued; the payload is the webhook ids (hyphenated
 /// UUIDs), comma-separated. The node holding a webhook's lease looks at its queue at once.
@@ -48,18 +71,6 @@ pub(super) const QUEUED_CHANNEL: &str = "hookd_queued";
 /// `NOTIFY` channel: a webhook was disabled or deleted; the payload is its id. The node
 /// holding its lease closes its cancellation fence (`delivery::fence`).
 pub(super) const FENCE_CHANNEL: &str = "hookd_fence";
-
-/// What `hookd migrate` did: the schema version found and the one left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MigrateReport {
-    pub from: u32,
-    pub to: u32,
-}
-
-/// Brings the database's schema up to the version this binary knows.
-pub async fn migrate(_settings: &PgSettings) -> Result<MigrateReport, StoreError> {
-    Err(TODO)
-}
 
 /// What `[store]` and `[cluster]` say about the database and this node.
 #[derive(Clone, Debug)]
@@ -96,7 +107,7 @@ pub struct PgStore {
 
 struct Inner {
     settings: PgSettings,
-    health: Health,
+    health: Arc<Health>,
     /// This node's connections.
     pool: deadpool_postgres::Pool,
     /// This node's place in the cluster: its leases and wake-ups (`lease`).
@@ -104,12 +115,42 @@ struct Inner {
     /// The runtime the pool's connections live on: the worker and notifier threads run
     /// their operations on it ([`PgStore::block_on`]).
     runtime: tokio::runtime::Handle,
+    /// Gathers concurrent ingests into shared transactions (`events`).
+    ingester: events::Ingester,
+}
+
+/// Brings the database's schema up to date (`hookd migrate`): see [`connect`].
+pub async fn migrate(settings: &PgSettings) -> Result<MigrateReport, StoreError> {
+    let mut client = connect::connect_one(&settings.url).await?;
+    connect::migrate(&mut client).await
 }
 
 impl PgStore {
-    /// Connects, brings the schema up to date, and joins the cluster.
-    pub async fn connect(_settings: PgSettings) -> Result<PgStore, StoreError> {
-        Err(TODO)
+    /// Connects to the database, migrating its schema first; the store's connections
+    /// live on the current tokio runtime.
+    pub async fn connect(settings: PgSettings) -> Result<PgStore, StoreError> {
+        let report = migrate(&settings).await?;
+        let target = connect::target(&settings.url)?;
+        tracing::info!(
+            from = report.from,
+            to = report.to,
+            node = %settings.node_id,
+            tls = ?target.mode,
+            "connected to PostgreSQL"
+        );
+        let pool = connect::pool(&settings, target)?;
+        let health = Arc::new(Health::default());
+        let ingester = events::Ingester::start(pool.clone(), Arc::clone(&health));
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                cluster: lease::Cluster::new(&settings),
+                settings,
+                health,
+                pool,
+                runtime: tokio::runtime::Handle::current(),
+                ingester,
+            }),
+        })
     }
 
     /// This node's settings.
@@ -126,158 +167,237 @@ impl PgStore {
         self.inner.runtime.block_on(f)
     }
 
-    pub fn close(self) {}
+    pub fn close(self) {
+        self.inner.pool.close();
+    }
+
+    /// A connection from the pool (waits a few seconds at most).
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.inner.pool.get().await?)
+    }
+
+    /// Notes what an operation's outcome says about the database's health: a lost
+    /// connection or an exhausted server marks the store down (503), and the next
+    /// success marks it up again.
+    fn seen<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        seen(&self.inner.health, result)
+    }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        Err(TODO)
+        let r = async {
+            self.client().await?.simple_query("SELECT 1").await?;
+            Ok(())
+        };
+        self.seen(r.await)
     }
     pub async fn size_bytes(&self) -> Result<u64, StoreError> {
-        Err(TODO)
+        let r = async {
+            let row = self
+                .client()
+                .await?
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await?;
+            Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
+        };
+        self.seen(r.await)
     }
-    pub async fn webhook(&self, _id: WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
-        Err(TODO)
+    pub async fn webhook(&self, id: WebhookId) -> Result<Option<WebhookRecord>, StoreError> {
+        let r = async { webhooks::get(&self.client().await?, id, None).await };
+        self.seen(r.await)
     }
     pub async fn webhook_owned(
         &self,
-        _user: &str,
-        _id: WebhookId,
+        user: &str,
+        id: WebhookId,
     ) -> Result<Option<WebhookRecord>, StoreError> {
-        Err(TODO)
+        let r = async { webhooks::get(&self.client().await?, id, Some(user)).await };
+        self.seen(r.await)
     }
-    pub async fn webhooks_of(&self, _user: &str) -> Result<Vec<WebhookRecord>, StoreError> {
-        Err(TODO)
+    pub async fn webhooks_of(&self, user: &str) -> Result<Vec<WebhookRecord>, StoreError> {
+        let r = async { webhooks::of_user(&self.client().await?, user).await };
+        self.seen(r.await)
     }
     pub async fn create_webhook(
         &self,
-        _hook: WebhookRecord,
-        _max_per_user: usize,
+        hook: WebhookRecord,
+        max_per_user: usize,
     ) -> Result<Created, StoreError> {
-        Err(TODO)
+        let r = async { webhooks::create(&mut *self.client().await?, hook, max_per_user).await };
+        self.seen(r.await)
     }
     pub async fn update_webhook<F>(
         &self,
-        _user: &str,
-        _id: WebhookId,
-        _now: Millis,
-        _change: F,
+        user: &str,
+        id: WebhookId,
+        now: Millis,
+        change: F,
     ) -> Result<Option<WebhookRecord>, StoreError>
     where
         F: FnOnce(&mut WebhookRecord) + Send + 'static,
     {
-        Err(TODO)
+        let r = async { webhooks::update(&mut *self.client().await?, user, id, now, change).await };
+        self.seen(r.await)
     }
-    pub async fn delete_webhook(&self, _user: &str, _id: WebhookId) -> Result<Deleted, StoreError> {
-        Err(TODO)
+    pub async fn delete_webhook(&self, user: &str, id: WebhookId) -> Result<Deleted, StoreError> {
+        let r = async { webhooks::delete(&mut *self.client().await?, user, id).await };
+        self.seen(r.await)
     }
-    pub async fn cleanup_unfinished(&self, _id: WebhookId) -> Result<bool, StoreError> {
-        Err(TODO)
+    pub async fn cleanup_unfinished(&self, id: WebhookId) -> Result<bool, StoreError> {
+        let r = async { cleanup::unfinished(&self.client().await?, id).await };
+        self.seen(r.await)
     }
-    pub async fn finish_cleanup(&self, _id: WebhookId) -> Result<(), StoreError> {
-        Err(TODO)
+    pub async fn finish_cleanup(&self, id: WebhookId) -> Result<(), StoreError> {
+        let r = async { cleanup::finish(&mut *self.client().await?, id).await };
+        self.seen(r.await)
     }
     pub async fn finish_cleanups(&self) -> Result<usize, StoreError> {
-        Err(TODO)
+        let r = async { cleanup::finish_all(&mut *self.client().await?).await };
+        self.seen(r.await)
     }
     pub async fn webhooks_by_status(
         &self,
-        _after: Option<WebhookCursor>,
-        _limit: usize,
+        after: Option<WebhookCursor>,
+        limit: usize,
     ) -> Result<(Vec<WebhookRecord>, Option<WebhookCursor>), StoreError> {
-        Err(TODO)
+        let r = async { webhooks::by_status(&self.client().await?, after, limit).await };
+        self.seen(r.await)
     }
-    pub async fn ingest(&self, _new: NewEvent, _due: Millis) -> Result<Ingested, StoreError> {
-        Err(TODO)
+    pub async fn ingest(&self, new: NewEvent, due: Millis) -> Result<Ingested, StoreError> {
+        // The batch task marks the health itself (it answers many callers at once).
+        self.inner.ingester.ingest(new, due).await
     }
     pub async fn ingest_test(
         &self,
-        _new: NewEvent,
-        _webhook: WebhookId,
-        _due: Millis,
+        new: NewEvent,
+        webhook: WebhookId,
+        due: Millis,
     ) -> Result<TestEvent, StoreError> {
-        Err(TODO)
+        let r = async { events::ingest_test(&mut *self.client().await?, new, webhook, due).await };
+        self.seen(r.await)
     }
-    pub async fn event(&self, _id: &str) -> Result<Option<EventRecord>, StoreError> {
-        Err(TODO)
+    pub async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let r = async { events::get(&self.client().await?, id).await };
+        self.seen(r.await)
     }
     pub async fn events_of(
         &self,
-        _user: &str,
-        _filter: Option<EventPattern>,
-        _limit: usize,
-        _before: Option<u64>,
+        user: &str,
+        filter: Option<EventPattern>,
+        limit: usize,
+        before: Option<u64>,
     ) -> Result<Page<EventRecord>, StoreError> {
-        Err(TODO)
+        let r = async { events::of_user(&self.client().await?, user, filter, limit, before).await };
+        self.seen(r.await)
     }
     pub async fn delivery_page(
         &self,
-        _webhook: WebhookId,
-        _filter: DeliveryFilter,
-        _limit: usize,
-        _before: Option<u64>,
+        webhook: WebhookId,
+        filter: DeliveryFilter,
+        limit: usize,
+        before: Option<u64>,
     ) -> Result<(Vec<DeliveryDetail>, Option<u64>), StoreError> {
-        Err(TODO)
+        let r = async { log::page(&self.client().await?, webhook, filter, limit, before).await };
+        self.seen(r.await)
     }
     pub async fn delivery(
         &self,
-        _webhook: WebhookId,
-        _id: DeliveryId,
+        webhook: WebhookId,
+        id: DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError> {
-        Err(TODO)
+        let r = async { log::one(&self.client().await?, webhook, id).await };
+        self.seen(r.await)
     }
     pub async fn gauges(&self) -> Result<QueueGauges, StoreError> {
-        Err(TODO)
+        let r = async { stats::gauges(&self.client().await?).await };
+        self.seen(r.await)
     }
     pub async fn webhook_stats(
         &self,
-        _webhook: WebhookId,
-        _first: u64,
-        _last: u64,
-        _now: Millis,
+        webhook: WebhookId,
+        first: u64,
+        last: u64,
+        now: Millis,
     ) -> Result<(Vec<(u64, MinuteStats)>, Option<Millis>), StoreError> {
-        Err(TODO)
+        let r = async { stats::webhook(&self.client().await?, webhook, first, last, now).await };
+        self.seen(r.await)
     }
     pub async fn attempt_totals(
         &self,
-        _first: u64,
-        _last: u64,
+        first: u64,
+        last: u64,
     ) -> Result<Vec<(u64, MinuteStats)>, StoreError> {
-        Err(TODO)
+        let r = async { stats::totals(&self.client().await?, first, last).await };
+        self.seen(r.await)
     }
-    pub async fn prune(&self, _cutoff: Millis, _batch: usize) -> Result<Pruned, StoreError> {
-        Err(TODO)
+    pub async fn prune(&self, cutoff: Millis, batch: usize) -> Result<Pruned, StoreError> {
+        let r = async { retention::prune(&mut *self.client().await?, cutoff, batch).await };
+        self.seen(r.await)
     }
     pub async fn next_notification(&self) -> Result<Option<(Millis, u64)>, StoreError> {
-        Err(TODO)
+        let r = async {
+            notifications::next_due(&self.client().await?, &self.inner.settings.node_id).await
+        };
+        self.seen(r.await)
     }
-    pub async fn notification(&self, _seq: u64) -> Result<Option<NotificationRecord>, StoreError> {
-        Err(TODO)
+    pub async fn notification(&self, seq: u64) -> Result<Option<NotificationRecord>, StoreError> {
+        let r = async { notifications::get(&self.client().await?, seq).await };
+        self.seen(r.await)
     }
     pub async fn release_notification(
         &self,
-        _seq: u64,
-        _now: Millis,
+        seq: u64,
+        now: Millis,
     ) -> Result<Option<NotificationRecord>, StoreError> {
-        Err(TODO)
+        let r = async { notifications::release(&mut *self.client().await?, seq, now).await };
+        self.seen(r.await)
     }
-    pub async fn unlink_notification(&self, _at: Millis, _seq: u64) -> Result<(), StoreError> {
-        Err(TODO)
+    pub async fn unlink_notification(&self, at: Millis, seq: u64) -> Result<(), StoreError> {
+        let r = async { notifications::unlink_due(&mut *self.client().await?, at, seq).await };
+        self.seen(r.await)
     }
     pub async fn finish_notification(
         &self,
-        _seq: u64,
-        _outcome: Attempted,
-        _policy: &RetryPolicy,
-        _now: Millis,
+        seq: u64,
+        outcome: Attempted,
+        policy: &RetryPolicy,
+        now: Millis,
     ) -> Result<Option<NotificationState>, StoreError> {
-        Err(TODO)
+        let r = async {
+            notifications::finish(&mut *self.client().await?, seq, outcome, policy, now).await
+        };
+        self.seen(r.await)
     }
     pub async fn recent_notifications(
         &self,
-        _limit: usize,
+        limit: usize,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        Err(TODO)
+        let r = async { notifications::recent(&self.client().await?, limit).await };
+        self.seen(r.await)
     }
     pub async fn open_notifications(&self) -> Result<u64, StoreError> {
-        Err(TODO)
+        let r = async { notifications::open_count(&self.client().await?).await };
+        self.seen(r.await)
     }
 }
+
+/// See [`PgStore::seen`].
+fn seen<T>(health: &Health, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match &result {
+        Ok(_) => {
+            if health.commit_fault().is_some() {
+                health.recovered();
+            }
+        }
+        Err(e) => {
+            if let Some(fault) = e.fault() {
+                health.failed(fault);
+            }
+        }
+    }
+    result
+}
+
+/// How long a claim on a notification lasts (`notifications::next_due`): longer than
+/// any attempt to send one, so two nodes never send the same notification unless the
+/// claiming node died mid-attempt.
+const NOTIFICATION_CLAIM: Duration = Duration::from_secs(60);

@@ -9,13 +9,8 @@
 //! several deliveries in id order. A deadlock or serialization failure against some
 //! other transaction is retried ([`retryable`]).
 
-// MERGE: these three may be declared in `postgres/mod.rs` instead (they are files of
-// their own there already; only the declaration lives here).
-#[path = "outcome.rs"]
 pub(super) mod outcome;
-#[path = "queue.rs"]
 mod queue;
-#[path = "requeue.rs"]
 mod requeue;
 
 use std::sync::Arc;
@@ -67,11 +62,6 @@ pub(super) fn status_col(status: DeliveryStatus) -> i16 {
 /// A sequence number as a `bigint`.
 pub(super) fn seq_col(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-/// A `bigint` sequence number.
-pub(super) fn seq_of(col: i64) -> u64 {
-    u64::try_from(col).unwrap_or(0)
 }
 
 /// A due time as the `due` column holds it.
@@ -172,17 +162,6 @@ pub(super) async fn notify(
     Ok(())
 }
 
-/// MERGE: the lead points this at the data side's `super::stats::count_attempt(tx,
-/// webhook, &attempt)` (attempt statistics and totals, in the outcome's transaction).
-/// Until then attempts are not counted on PostgreSQL.
-pub(super) async fn count_attempt(
-    _tx: &tokio_postgres::Transaction<'_>,
-    _webhook: WebhookId,
-    _attempt: &Attempt,
-) -> Result<(), StoreError> {
-    Ok(())
-}
-
 /// The operator notification of a webhook's status change, in its transaction
 /// (`super::notifications::enqueue`, the data side's).
 pub(super) async fn enqueue_notification(
@@ -192,15 +171,6 @@ pub(super) async fn enqueue_notification(
     reason: String,
     now: Millis,
 ) -> Result<Enqueued, StoreError> {
-    #[cfg(test)]
-    if testing::FAKE_NOTIFICATIONS.load(std::sync::atomic::Ordering::Relaxed) {
-        // MERGE: see `testing::FAKE_NOTIFICATIONS`.
-        return Ok(Enqueued {
-            kind,
-            fate: crate::store::ops::notifications::Fate::Queued,
-            dropped: None,
-        });
-    }
     super::notifications::enqueue(tx, webhook, kind, reason, now).await
 }
 
@@ -208,18 +178,11 @@ pub(super) async fn enqueue_notification(
 /// names, and a store on it built without the data side's `PgStore::connect`.
 #[cfg(test)]
 pub(super) mod testing {
-    use std::sync::atomic::AtomicBool;
     use std::time::Duration;
 
     use tokio_postgres::NoTls;
 
-    use super::super::{Inner, PgSettings, PgStore, lease};
-    use crate::store::Health;
-
-    /// MERGE: while `notifications::enqueue` is the skeleton's, the tests have status
-    /// changes answer a queued notification without writing one; the lead deletes this
-    /// (and its use in `enqueue_notification`) once the data side's is merged.
-    pub static FAKE_NOTIFICATIONS: AtomicBool = AtomicBool::new(true);
+    use super::super::{PgSettings, PgStore};
 
     /// The test server's URL; `None` (with a notice) when unset, a failure under CI.
     pub fn server() -> Option<String> {
@@ -236,7 +199,7 @@ pub(super) mod testing {
         }
     }
 
-    /// A fresh database with hookd's schema on the test server: its URL.
+    /// A fresh, empty database on the test server: its URL.
     pub async fn fresh_db(server: &str) -> String {
         let (client, conn) = tokio_postgres::connect(server, NoTls).await.unwrap();
         tokio::spawn(conn);
@@ -247,44 +210,22 @@ pub(super) mod testing {
             .unwrap();
         let (base, query) = server.split_once('?').unwrap_or((server, ""));
         let (host, _) = base.rsplit_once('/').unwrap();
-        let url = if query.is_empty() {
+        if query.is_empty() {
             format!("{host}/{name}")
         } else {
             format!("{host}/{name}?{query}")
-        };
-        let (client, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-        tokio::spawn(conn);
-        client
-            .batch_execute(include_str!("migrations/0001_init.sql"))
-            .await
-            .unwrap();
-        url
+        }
     }
 
-    /// MERGE: a store on `url` as node `node`, for these tests only; the data side's
-    /// `PgStore::connect` (pool, TLS, migrations) replaces it.
-    pub fn store_on(url: &str, node: &str, lease: Duration) -> PgStore {
-        let config: tokio_postgres::Config = url.parse().unwrap();
-        let manager = deadpool_postgres::Manager::new(config, NoTls);
-        let pool = deadpool_postgres::Pool::builder(manager)
-            .max_size(4)
-            .build()
-            .unwrap();
+    /// A store on `url` as node `node` (its schema made by `connect`).
+    pub async fn store_on(url: &str, node: &str, lease: Duration) -> PgStore {
         let settings = PgSettings {
             url: url.to_owned(),
             pool_size: 4,
             node_id: node.to_owned(),
             lease,
         };
-        PgStore {
-            inner: std::sync::Arc::new(Inner {
-                cluster: lease::Cluster::new(&settings),
-                settings,
-                health: Health::default(),
-                pool,
-                runtime: tokio::runtime::Handle::current(),
-            }),
-        }
+        PgStore::connect(settings).await.unwrap()
     }
 }
 
@@ -600,7 +541,7 @@ mod tests {
             ingest(&redb, n, t + n as i64);
         }
         let url = fresh_db(&server).await;
-        let pg = store_on(&url, "n1", Duration::from_secs(30));
+        let pg = store_on(&url, "n1", Duration::from_secs(30)).await;
         copy(&redb, &pg).await;
         pg.lease_round().await.unwrap();
         let both = Both {
@@ -626,7 +567,7 @@ mod tests {
         assert_eq!(both.peek(f, t + 10, &[], 5).await, [df[0]]);
         assert_eq!(both.peek(f, t + 10, &[df[0]], 5).await, []);
         // Another node, without the lease, sees nothing to send.
-        let other = Store::Postgres(store_on(&url, "n2", Duration::from_secs(30)));
+        let other = Store::Postgres(store_on(&url, "n2", Duration::from_secs(30)).await);
         let p = other
             .peek(a, Millis(t + 10), &HashSet::new(), 5)
             .await

@@ -18,10 +18,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use uuid::Uuid;
 
 use super::super::{FENCE_CHANNEL, Inner, PgStore, QUEUED_CHANNEL};
-use super::queue::start_cancel;
 use super::{
-    TRIES, client, count_attempt, db, enqueue_notification, insert_attempt, notify, retryable,
-    save_deliveries, save_webhook, seq_col, uuid,
+    TRIES, client, db, enqueue_notification, insert_attempt, notify, retryable, save_deliveries,
+    save_webhook, seq_col, uuid,
 };
 use crate::delivery::retry::RetryPolicy;
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId};
@@ -220,7 +219,7 @@ impl PgStore {
             Some(Err(e)) => return Err(e.clone()),
             Some(Ok(w)) => w,
         };
-        count_attempt(tx, webhook_id, &item.attempt).await?;
+        super::super::stats::count_attempt(tx, webhook_id, &item.attempt).await?;
         let decision = decide(
             &mut delivery,
             webhook,
@@ -242,7 +241,7 @@ impl PgStore {
             }
             if recorded.webhook_disabled {
                 // The first chunk now; a bigger backlog is finished by the cleanup sweep.
-                start_cancel(tx, webhook_id).await?;
+                super::super::webhooks::start_cancel(tx, webhook_id).await?;
                 notify(tx, FENCE_CHANNEL, webhook_id).await?;
             }
         }

@@ -15,7 +15,6 @@ use crate::store::codec::decode;
 use crate::store::ops::attempts::AttemptInputs;
 use crate::store::ops::queue::Peek;
 use crate::store::records::{DeliveryRecord, EventRecord, EventRef, WebhookRecord};
-use crate::store::tables::{CLEANUP_CANCEL, CLEANUP_CHUNK};
 
 /// The webhook and whether this node's lease on it is live in the database.
 const PEEK_WEBHOOK: &str = "SELECT w.record, EXISTS (SELECT 1 FROM leases l \
@@ -275,55 +274,4 @@ async fn event_by_ref(
         Some(row) => Ok(Some(decode(row.get(0))?)),
         None => Ok(None),
     }
-}
-
-/// Starts cancelling the pending deliveries of a webhook that an attempt's outcome just
-/// disabled, in its transaction: the first chunk now; if more remain, a `webhook_cleanup`
-/// entry (kind cancel, unless a removal is under way) has the cleanup sweep finish it, as
-/// redb's `ops::webhooks::start_cancel`. Answers whether deliveries remain.
-///
-/// MERGE: if the data side has its own `start_cancel` for a disable through the API, the
-/// lead may point this at it; it writes the same rows.
-pub(super) async fn start_cancel(
-    tx: &deadpool_postgres::Transaction<'_>,
-    webhook: WebhookId,
-) -> Result<bool, StoreError> {
-    let id = uuid(webhook.0);
-    let limit = i64::try_from(CLEANUP_CHUNK + 1).unwrap_or(i64::MAX);
-    let rows = tx
-        .query(
-            "SELECT record FROM deliveries WHERE webhook_id = $1 AND due IS NOT NULL \
-             ORDER BY id LIMIT $2 FOR UPDATE",
-            &[&id, &limit],
-        )
-        .await
-        .map_err(db)?;
-    let more = rows.len() > CLEANUP_CHUNK;
-    let mut cancelled = Vec::with_capacity(rows.len().min(CLEANUP_CHUNK));
-    for row in rows.iter().take(CLEANUP_CHUNK) {
-        let mut d: DeliveryRecord = decode(row.get(0))?;
-        d.status = DeliveryStatus::Cancelled;
-        d.next_attempt_at = None;
-        cancelled.push(d);
-    }
-    save_deliveries(tx, &mut cancelled, None).await?;
-    let kind = i16::from(CLEANUP_CANCEL);
-    if more {
-        // A removal already under way covers the cancellation.
-        tx.execute(
-            "INSERT INTO webhook_cleanup (webhook_id, kind) VALUES ($1, $2) \
-             ON CONFLICT (webhook_id) DO NOTHING",
-            &[&id, &kind],
-        )
-        .await
-        .map_err(db)?;
-    } else {
-        tx.execute(
-            "DELETE FROM webhook_cleanup WHERE webhook_id = $1 AND kind = $2",
-            &[&id, &kind],
-        )
-        .await
-        .map_err(db)?;
-    }
-    Ok(more)
 }

@@ -603,20 +603,24 @@ async fn listen(
     result
 }
 
-/// MERGE: the `LISTEN` connection is made without TLS here; the lead points this at the
-/// data side's connector (the one the pool uses), so `sslmode=require` works for it too.
+/// The `LISTEN` connection, made as the pool's are (`connect::target`: the URL's
+/// `sslmode` and roots), outside the pool because it stays open.
 async fn listener_connect(
     url: &str,
 ) -> Result<
     (
         tokio_postgres::Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+        tokio_postgres::Connection<
+            tokio_postgres::Socket,
+            <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+                tokio_postgres::Socket,
+            >>::Stream,
+        >,
     ),
     StoreError,
 > {
-    tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(db)
+    let target = super::connect::target(url)?;
+    target.config.connect(target.tls).await.map_err(db)
 }
 
 /// While the `LISTEN` connection is down, every held webhook gets a look each second.
@@ -732,7 +736,10 @@ mod tests {
         let Some(server) = server() else { return };
         let url = fresh_db(&server).await;
         let lease = Duration::from_millis(1500);
-        let (n1, n2) = (store_on(&url, "n1", lease), store_on(&url, "n2", lease));
+        let (n1, n2) = (
+            store_on(&url, "n1", lease).await,
+            store_on(&url, "n2", lease).await,
+        );
         let hooks = add_webhooks(&n1, 6).await;
         // The rate limit's memory: 5 attempts of hooks[0] in this minute.
         let now = Millis::now();
@@ -808,7 +815,10 @@ mod tests {
         let url = fresh_db(&server).await;
         // A long lease: waiting for it to expire would fail the test.
         let lease = Duration::from_secs(6);
-        let (n1, n2) = (store_on(&url, "n1", lease), store_on(&url, "n2", lease));
+        let (n1, n2) = (
+            store_on(&url, "n1", lease).await,
+            store_on(&url, "n2", lease).await,
+        );
         add_webhooks(&n1, 4).await;
         n2.lease_round().await.unwrap(); // n2 alone: takes all 4
         assert_eq!(n2.inner.cluster.held().len(), 4);
@@ -827,7 +837,10 @@ mod tests {
         let Some(server) = server() else { return };
         let url = fresh_db(&server).await;
         let lease = Duration::from_secs(3);
-        let (n1, n2) = (store_on(&url, "n1", lease), store_on(&url, "n2", lease));
+        let (n1, n2) = (
+            store_on(&url, "n1", lease).await,
+            store_on(&url, "n2", lease).await,
+        );
         let hooks = add_webhooks(&n1, 2).await;
         let (h1, h2) = (Arc::new(Heard::default()), Arc::new(Heard::default()));
         n1.attach(h1.clone());
