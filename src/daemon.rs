@@ -107,6 +107,7 @@ async fn serve(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         let _ = task.await;
     }
     engine.shutdown().await;
+    store.leave().await;
     tokio::task::spawn_blocking(move || store.close(STORE_CLOSE_WAIT))
         .await
         .context("store shutdown failed")?;

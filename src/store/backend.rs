@@ -171,6 +171,15 @@ impl Store {
         }
     }
 
+    /// Leaves the cluster: hands this node's leases back at once so that the other
+    /// nodes take its webhooks over without waiting for them to expire (PostgreSQL; call
+    /// it once the delivery engine has stopped). Nothing to do on redb.
+    pub async fn leave(&self) {
+        if let Store::Postgres(p) = self {
+            p.leave().await;
+        }
+    }
+
     /// Closes the store once everything submitted is committed (blocking).
     pub fn close(self, wait: std::time::Duration) {
         match self {
