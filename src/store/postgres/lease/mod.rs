@@ -756,7 +756,7 @@ mod tests {
             .await
             .unwrap()
             .execute(
-                "INSERT INTO attempt_stats (webhook_id, minute, record) VALUES ($1, $2, $3)",
+                "INSERT INTO attempt_stats (webhook_id, minute, shard, record) VALUES ($1, $2, 0, $3)",
                 &[&Uuid::from_u128(hooks[0].0), &minute, &encode(&stats)],
             )
             .await
