@@ -184,8 +184,10 @@ impl Cluster {
                 .is_some_and(|until| *until > instant)
             {
                 link.queued(webhook, now);
-            } else if !state.lapsing.contains_key(&webhook) && state.held.len() < state.share {
-                // Maybe nobody drives it yet (a new webhook): this node has room for it.
+            } else if !state.lapsing.contains_key(&webhook) {
+                // Maybe nobody drives it yet (a new webhook). The share known from the
+                // last round does not count it yet, so the quick round (at most every
+                // QUICK_ROUND) reckons the share afresh before taking it.
                 poke |= state.wanted.insert(webhook);
             }
         }
