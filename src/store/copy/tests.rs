@@ -277,8 +277,8 @@ fn postgres_shards_merge_and_new_seqs_follow_the_copied_ones() {
         "keys are counted, not shards"
     );
     let (a, b) = (
-        redb::Database::open(&from.join("hookd.redb")).unwrap(),
-        redb::Database::open(&back.join("hookd.redb")).unwrap(),
+        redb::Database::open(from.join("hookd.redb")).unwrap(),
+        redb::Database::open(back.join("hookd.redb")).unwrap(),
     );
     let (a, b) = (a.begin_read().unwrap(), b.begin_read().unwrap());
     let (sa, sb) = (raw(&a, ATTEMPT_STATS), raw(&b, ATTEMPT_STATS));
