@@ -1,7 +1,8 @@
 //! redb → redb copies of random stores (`ops::observe_tests`: every kind of write,
 //! including records and tables left by an older hookd) keep every row, and the copy
-//! keeps every invariant of `store::tables`. The PostgreSQL side is exercised end to
-//! end by `tests/it/store_copy.rs` (redb → PostgreSQL → redb).
+//! keeps every invariant of `store::tables`; with `HOOKD_TEST_POSTGRES_URL`, so does a
+//! round trip through PostgreSQL, whose derived columns, sequences and sharded counters
+//! are checked here too. End to end (hookd serving each copy): `tests/it/store_copy.rs`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
