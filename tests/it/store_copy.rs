@@ -383,6 +383,7 @@ fn a_store_goes_redb_to_postgres_and_back_with_everything_in_it() {
         ok: &ok,
     };
     let hooks = [signed.as_str(), disabled.as_str(), fifo.as_str()];
+    let seen = rx.seen();
     let mut b = Hookd::start_with(b_settings);
     // A store that hookd holds is refused as a source.
     let c = config(
@@ -394,18 +395,19 @@ fn a_store_goes_redb_to_postgres_and_back_with_everything_in_it() {
         },
     );
     refused(&b.config_path, &c, "in use");
-    serves_the_copy(&b, hooks, &before, &before_fifo, &rx);
+    serves_the_copy(&b, hooks, &before, &before_fifo, &rx, seen);
     assert!(b.terminate().success());
 
     // 5. hookd on the PostgreSQL copy (unchanged since step 2: copying out only reads)
     // has it all too, and a database a node runs on is refused as a source.
+    let seen = rx.seen();
     let p = Hookd::start_with(Settings {
         postgres_url: Some(db.url.clone()),
         data_dir: Some(dir.path().join("p-data")),
         ..settings(notify)
     });
     refused(&p.config_path, &c, "in use");
-    serves_the_copy(&p, hooks, &before, &before_fifo, &rx);
+    serves_the_copy(&p, hooks, &before, &before_fifo, &rx, seen);
 }
 
 /// The receivers a copy's hookd sends to (they outlive each hookd).
@@ -415,6 +417,19 @@ struct Receivers<'a> {
     notify: Receiver,
     /// The signed and the disabled webhooks'.
     ok: &'a Receiver,
+}
+
+impl Receivers<'_> {
+    /// How many requests each has had: (line, notify, `/signed`). Taken before a hookd
+    /// starts, as it sends at once.
+    fn seen(&self) -> (usize, usize, usize) {
+        let signed = self.ok.received();
+        (
+            self.line.received().len(),
+            self.notify.received().len(),
+            signed.iter().filter(|r| r.path == "/signed").count(),
+        )
+    }
 }
 
 /// What hookd started on a copy of the first one's store must do: show what the first
@@ -427,14 +442,8 @@ fn serves_the_copy(
     before: &Value,
     before_fifo: &[Value],
     rx: &Receivers<'_>,
+    (line_seen, notify_seen, signed_seen): (usize, usize, usize),
 ) {
-    let (line_seen, notify_seen) = (rx.line.received().len(), rx.notify.received().len());
-    let signed_seen = rx
-        .ok
-        .received()
-        .iter()
-        .filter(|r| r.path == "/signed")
-        .count();
     let after = snapshot(h, [signed, disabled, fifo]);
     assert_eq!(&after, before);
 
@@ -455,12 +464,25 @@ fn serves_the_copy(
         assert_eq!(now_a.len(), was_a.len() + 1);
     }
     // The operator notifications waiting in the first hookd are sent by this one.
-    let told = rx.notify.wait_until(WAIT, |r| {
+    let told = |r: &[crate::common::receiver::Received]| {
         r[notify_seen..]
             .iter()
             .any(|n| n.json()["webhook"]["id"] == fifo)
-    });
-    assert!(told.len() > notify_seen);
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !told(&rx.notify.received()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notification about {fifo} after the {notify_seen} seen before: {:?}\nlog:\n{}",
+            rx.notify
+                .received()
+                .iter()
+                .map(|n| n.json())
+                .collect::<Vec<_>>(),
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // New events take new seqs, and the secret still signs.
     h.publish("app:connected", "user-123", r#"{"n":3}"#, Some("c3"));
