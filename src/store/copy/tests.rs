@@ -304,6 +304,41 @@ fn postgres_shards_merge_and_new_seqs_follow_the_copied_ones() {
 }
 
 #[test]
+fn a_postgres_schema_newer_than_this_hookd_is_refused_both_ways() {
+    let Some((pg, _dropped)) = fresh_database("newer") else {
+        eprintln!("no HOOKD_TEST_POSTGRES_URL: the PostgreSQL side is not tested");
+        return;
+    };
+    let (empty, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    RedbStore::open(&empty.path().join("hookd.redb"))
+        .unwrap()
+        .close(std::time::Duration::ZERO);
+    // An empty store into an empty database: the backend's migrations make the schema.
+    assert_eq!(
+        block_on(copy(&config(empty.path()), &pg)).unwrap(),
+        Counts::default()
+    );
+    let url = url_of(&pg);
+    let known = crate::store::postgres::known_version();
+    assert_eq!(
+        block_on(ints(&url, "SELECT max(version)::bigint FROM hookd_schema")),
+        [i64::from(known)]
+    );
+    block_on(sql(
+        &url,
+        &format!("INSERT INTO hookd_schema (version) VALUES ({})", known + 1),
+    ));
+    for err in [
+        block_on(copy(&config(empty.path()), &pg)).unwrap_err(),
+        block_on(copy(&pg, &config(other.path()))).unwrap_err(),
+    ] {
+        let refused = err.downcast_ref::<Refused>().unwrap();
+        assert!(refused.0.contains("newer hookd"), "{refused}");
+    }
+    assert!(!other.path().join("hookd.redb").exists());
+}
+
+#[test]
 fn a_store_in_use_and_the_same_store_twice_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("hookd.redb")).unwrap();
