@@ -406,8 +406,10 @@ fn a_store_goes_redb_to_postgres_and_back_with_everything_in_it() {
         data_dir: Some(dir.path().join("p-data")),
         ..settings(notify)
     });
-    refused(&p.config_path, &c, "in use");
     serves_the_copy(&p, hooks, &before, &before_fifo, &rx, seen);
+    // Only now: a node joins the cluster (its `nodes` row) just after it listens, and
+    // it has joined once it has sent its webhooks' deliveries.
+    refused(&p.config_path, &c, "in use");
 }
 
 /// The receivers a copy's hookd sends to (they outlive each hookd).
