@@ -2,9 +2,11 @@
 //! a FIFO one whose line holds a retried delivery behind the pending ones, operator
 //! notifications waiting for their receiver), stops, and its store goes redb →
 //! PostgreSQL → redb with two copies. The PostgreSQL rows are checked in SQL; hookd on
-//! the round-tripped file serves the same webhooks, events, logs and statistics, signs
-//! with the same secret, and sends the pending deliveries in their line's order. A
-//! non-empty target and a store in use are refused.
+//! the round-tripped file, and then hookd on the PostgreSQL copy (`backend =
+//! "postgres"`), each serve the same webhooks, events, logs and statistics, sign with the
+//! same secret, and send the pending deliveries in their line's order. A non-empty
+//! target and a store in use (a redb file hookd holds, a database a node runs on) are
+//! refused.
 //!
 //! Needs a PostgreSQL server: `HOOKD_TEST_POSTGRES_URL` (e.g.
 //! `postgres://postgres@127.0.0.1:5432/postgres`), under which each run creates (and
@@ -344,6 +346,25 @@ fn a_store_goes_redb_to_postgres_and_back_with_everything_in_it() {
         "the retried delivery's position is a fresh seq"
     );
     assert!(line[3] >= line[1] && line[4] >= line[5], "{line:?}");
+    // The columns the backend derives from the records: where each event's deliveries
+    // are (c1 and c2 went to two webhooks, m1..m3 to one), when each delivery's event
+    // came, counters in one shard, notifications unclaimed.
+    let derived = sql_ints(
+        &db.url,
+        "SELECT (SELECT count(*) FROM events WHERE first_delivery IS NOT NULL), \
+         (SELECT sum(deliveries)::bigint FROM events), \
+         (SELECT count(*) FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+          AND d.seq >= e.first_delivery AND d.seq < e.first_delivery + e.deliveries \
+          WHERE d.created_at = e.received_at), \
+         (SELECT count(*) FROM attempt_stats WHERE shard = 0), \
+         (SELECT count(*) FROM notifications WHERE claimed_by IS NULL \
+          AND claimed_until IS NULL)",
+    );
+    assert_eq!(
+        derived,
+        [5, 7, 7, counts["attempt_stats"], counts["notifications"]],
+        "events' first_delivery and deliveries, deliveries' created_at, shard, claims"
+    );
     refused(&a.config_path, &pg, "is not empty");
 
     // 3. PostgreSQL → a fresh redb file.
@@ -356,11 +377,14 @@ fn a_store_goes_redb_to_postgres_and_back_with_everything_in_it() {
     refused(&pg, &b_config, "is not empty");
 
     // 4. hookd on the round-tripped file has it all.
-    let line_rx = Receiver::start_on(closed, |_, _| Reply::Status(200));
-    let notify_rx = Receiver::start_on(notify, |_, _| Reply::Status(204));
-    let b = Hookd::start_with(b_settings);
-    let after = snapshot(&b, [&signed, &disabled, &fifo]);
-    assert_eq!(after, before);
+    let rx = Receivers {
+        line: Receiver::start_on(closed, |_, _| Reply::Status(200)),
+        notify: Receiver::start_on(notify, |_, _| Reply::Status(204)),
+        ok: &ok,
+    };
+    let hooks = [signed.as_str(), disabled.as_str(), fifo.as_str()];
+    let seen = rx.seen();
+    let mut b = Hookd::start_with(b_settings);
     // A store that hookd holds is refused as a source.
     let c = config(
         dir.path(),
@@ -371,15 +395,68 @@ fn a_store_goes_redb_to_postgres_and_back_with_everything_in_it() {
         },
     );
     refused(&b.config_path, &c, "in use");
+    serves_the_copy(&b, hooks, &before, &before_fifo, &rx, seen);
+    assert!(b.terminate().success());
+
+    // 5. hookd on the PostgreSQL copy (unchanged since step 2: copying out only reads)
+    // has it all too, and a database a node runs on is refused as a source.
+    let seen = rx.seen();
+    let p = Hookd::start_with(Settings {
+        postgres_url: Some(db.url.clone()),
+        data_dir: Some(dir.path().join("p-data")),
+        ..settings(notify)
+    });
+    serves_the_copy(&p, hooks, &before, &before_fifo, &rx, seen);
+    // Only now: a node joins the cluster (its `nodes` row) just after it listens, and
+    // it has joined once it has sent its webhooks' deliveries.
+    refused(&p.config_path, &c, "in use");
+}
+
+/// The receivers a copy's hookd sends to (they outlive each hookd).
+struct Receivers<'a> {
+    /// The FIFO webhook's (at the address that was closed).
+    line: Receiver,
+    notify: Receiver,
+    /// The signed and the disabled webhooks'.
+    ok: &'a Receiver,
+}
+
+impl Receivers<'_> {
+    /// How many requests each has had: (line, notify, `/signed`). Taken before a hookd
+    /// starts, as it sends at once.
+    fn seen(&self) -> (usize, usize, usize) {
+        let signed = self.ok.received();
+        (
+            self.line.received().len(),
+            self.notify.received().len(),
+            signed.iter().filter(|r| r.path == "/signed").count(),
+        )
+    }
+}
+
+/// What hookd started on a copy of the first one's store must do: show what the first
+/// one showed, send the FIFO line's pending deliveries in the line's order keeping their
+/// earlier attempts, send the operator notification that was waiting, and take a new
+/// event with a new seq, signed with the same secret.
+fn serves_the_copy(
+    h: &Hookd,
+    [signed, disabled, fifo]: [&str; 3],
+    before: &Value,
+    before_fifo: &[Value],
+    rx: &Receivers<'_>,
+    (line_seen, notify_seen, signed_seen): (usize, usize, usize),
+) {
+    let after = snapshot(h, [signed, disabled, fifo]);
+    assert_eq!(&after, before);
 
     // The pending deliveries go, in their line's order, keeping their earlier attempts.
-    let sent = line_rx.wait_for(3, WAIT);
-    let order: Vec<String> = sent.iter().map(|r| r.event_id()).collect();
+    let sent = rx.line.wait_for(line_seen + 3, WAIT);
+    let order: Vec<String> = sent[line_seen..].iter().map(|r| r.event_id()).collect();
     assert_eq!(order, ["m2", "m3", "m1"]);
-    let done = b.wait_deliveries(USER, &fifo, WAIT, |d| {
+    let done = h.wait_deliveries(USER, fifo, WAIT, |d| {
         d.iter().all(|d| d["status"] == "succeeded")
     });
-    for was in &before_fifo {
+    for was in before_fifo {
         let now = done.iter().find(|d| d["id"] == was["id"]).unwrap();
         let (was_a, now_a) = (
             was["attempts"].as_array().unwrap(),
@@ -389,18 +466,30 @@ fn a_store_goes_redb_to_postgres_and_back_with_everything_in_it() {
         assert_eq!(now_a.len(), was_a.len() + 1);
     }
     // The operator notifications waiting in the first hookd are sent by this one.
-    let told = notify_rx.wait_for(1, WAIT);
-    assert!(
-        told.iter()
-            .any(|n| n.json()["webhook"]["id"] == fifo.as_str()),
-        "{:?}",
-        told.iter().map(|n| n.json()).collect::<Vec<_>>()
-    );
+    let told = |r: &[crate::common::receiver::Received]| {
+        r[notify_seen..]
+            .iter()
+            .any(|n| n.json()["webhook"]["id"] == fifo)
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !told(&rx.notify.received()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notification about {fifo} after the {notify_seen} seen before: {:?}\nlog:\n{}",
+            rx.notify
+                .received()
+                .iter()
+                .map(|n| n.json())
+                .collect::<Vec<_>>(),
+            h.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // New events take new seqs, and the secret still signs.
-    b.publish("app:connected", "user-123", r#"{"n":3}"#, Some("c3"));
-    let got = ok.wait_until(WAIT, |r| {
-        r.iter().filter(|r| r.path == "/signed").count() == 3
+    h.publish("app:connected", "user-123", r#"{"n":3}"#, Some("c3"));
+    let got = rx.ok.wait_until(WAIT, |r| {
+        r.iter().filter(|r| r.path == "/signed").count() == signed_seen + 1
     });
     let req = got.iter().rfind(|r| r.path == "/signed").unwrap();
     assert_eq!(req.event_id(), "c3");
@@ -408,13 +497,13 @@ fn a_store_goes_redb_to_postgres_and_back_with_everything_in_it() {
         req.header("x-hook-signature").unwrap(),
         format!("sha256={}", hmac_hex(SECRET, &req.body))
     );
-    let events = get_json(&b, "/api/hooks/events?limit=100")["events"]
+    let events = get_json(h, "/api/hooks/events?limit=100")["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect::<Vec<_>>();
     assert_eq!(events, ["c3", "m3", "m2", "m1", "c2", "c1"]);
-    assert_eq!(b.webhook(USER, &disabled)["status"], "disabled");
-    assert_eq!(log(&b, &signed).len(), 3);
+    assert_eq!(h.webhook(USER, disabled)["status"], "disabled");
+    assert_eq!(log(h, signed).len(), 3);
 }

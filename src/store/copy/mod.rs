@@ -15,7 +15,8 @@
 //! Memory is bounded by a batch, whatever the store's size. The source is read in one
 //! snapshot (a redb read transaction; a PostgreSQL `REPEATABLE READ` transaction). The
 //! target is written so that a failed copy leaves nothing behind: PostgreSQL in one
-//! transaction, committed only once the counts match; redb into a file beside the
+//! transaction, committed only once the counts match (its schema is made first by the
+//! backend's migrations, as `hookd migrate` makes it); redb into a file beside the
 //! target, committed in chunks and moved into place once the counts match.
 
 mod postgres;

@@ -1,7 +1,8 @@
 //! redb → redb copies of random stores (`ops::observe_tests`: every kind of write,
 //! including records and tables left by an older hookd) keep every row, and the copy
-//! keeps every invariant of `store::tables`. The PostgreSQL side is exercised end to
-//! end by `tests/it/store_copy.rs` (redb → PostgreSQL → redb).
+//! keeps every invariant of `store::tables`; with `HOOKD_TEST_POSTGRES_URL`, so does a
+//! round trip through PostgreSQL, whose derived columns, sequences and sharded counters
+//! are checked here too. End to end (hookd serving each copy): `tests/it/store_copy.rs`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -213,6 +214,128 @@ fn random_stores_copy_whole_and_keep_every_invariant() {
         check_counters_and_indexes(&store, &format!("the round trip, seed {seed}"));
         store.close(std::time::Duration::ZERO);
     }
+}
+
+/// The one-row, all-bigint answer of `query` on `url`.
+async fn ints(url: &str, query: &str) -> Vec<i64> {
+    let client = crate::store::postgres::connect_one(url).await.unwrap();
+    let row = client.query_one(query, &[]).await.unwrap();
+    (0..row.len()).map(|i| row.get::<_, i64>(i)).collect()
+}
+
+/// `config`'s PostgreSQL URL.
+fn url_of(config: &Config) -> String {
+    crate::store::backend::pg_settings(config).unwrap().url
+}
+
+#[test]
+fn postgres_shards_merge_and_new_seqs_follow_the_copied_ones() {
+    let seed = 7;
+    let (dir, file) = run(seed, 300);
+    let from = dir.path().join("from");
+    std::fs::create_dir(&from).unwrap();
+    std::fs::rename(&file, from.join("hookd.redb")).unwrap();
+    let Some((pg, _dropped)) = fresh_database("shards") else {
+        eprintln!("no HOOKD_TEST_POSTGRES_URL: the PostgreSQL side is not tested");
+        return;
+    };
+    let counts = block_on(copy(&config(&from), &pg)).unwrap();
+    assert!(counts.attempt_stats > 0 && counts.attempt_totals > 0);
+    let url = url_of(&pg);
+
+    // A seq given out after the copy is above every copied seq and queue position,
+    // though delivery_seq steps by 1024; the copy wrote every row the backend derives.
+    let seqs = block_on(ints(
+        &url,
+        "SELECT nextval('delivery_seq'), (SELECT max(greatest(seq, coalesce(position, 0))) \
+         FROM deliveries), nextval('event_seq'), (SELECT max(seq) FROM events), \
+         (SELECT count(*) FROM events WHERE first_delivery IS NOT NULL AND deliveries > 0), \
+         (SELECT count(*) FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+          WHERE d.created_at <> e.received_at), \
+         (SELECT count(*) FROM attempt_stats WHERE shard <> 0), \
+         (SELECT count(*) FROM hookd_schema)",
+    ));
+    assert!(seqs[0] > seqs[1] && seqs[2] > seqs[3], "{seqs:?}");
+    assert!(
+        seqs[4] > 0,
+        "events carry where their deliveries are: {seqs:?}"
+    );
+    assert_eq!(seqs[5..], [0, 0, 1], "{seqs:?}");
+
+    // Counters split in shards, as several nodes leave them: every key gets a second
+    // shard holding the same counts, so a copy must merge each key into twice its counts.
+    block_on(sql(
+        &url,
+        "INSERT INTO attempt_stats (webhook_id, minute, shard, record) \
+             SELECT webhook_id, minute, 5, record FROM attempt_stats; \
+         INSERT INTO attempt_totals (minute, shard, succeeded, failed, errored) \
+             SELECT minute, 3, succeeded, failed, errored FROM attempt_totals;",
+    ));
+    let back = dir.path().join("back");
+    assert_eq!(
+        block_on(copy(&pg, &config(&back))).unwrap(),
+        counts,
+        "keys are counted, not shards"
+    );
+    let (a, b) = (
+        redb::Database::open(from.join("hookd.redb")).unwrap(),
+        redb::Database::open(back.join("hookd.redb")).unwrap(),
+    );
+    let (a, b) = (a.begin_read().unwrap(), b.begin_read().unwrap());
+    let (sa, sb) = (raw(&a, ATTEMPT_STATS), raw(&b, ATTEMPT_STATS));
+    assert_eq!(sa.len(), sb.len());
+    for ((ka, va), (kb, vb)) in sa.iter().zip(&sb) {
+        assert_eq!(ka, kb);
+        let mut twice: crate::store::ops::stats::MinuteStats = decode(va).unwrap();
+        let once = twice.clone();
+        crate::store::postgres::merge_minute_stats(&mut twice, &once);
+        assert_eq!(twice, decode(vb).unwrap());
+    }
+    let (ta, tb) = (
+        a.open_table(ATTEMPT_TOTALS).unwrap(),
+        b.open_table(ATTEMPT_TOTALS).unwrap(),
+    );
+    for (ea, eb) in ta.iter().unwrap().zip(tb.iter().unwrap()) {
+        let ((ma, va), (mb, vb)) = (ea.unwrap(), eb.unwrap());
+        assert_eq!(ma.value(), mb.value());
+        let ((s, f, e), got) = (va.value(), vb.value());
+        assert_eq!(got, (2 * s, 2 * f, 2 * e));
+    }
+}
+
+#[test]
+fn a_postgres_schema_newer_than_this_hookd_is_refused_both_ways() {
+    let Some((pg, _dropped)) = fresh_database("newer") else {
+        eprintln!("no HOOKD_TEST_POSTGRES_URL: the PostgreSQL side is not tested");
+        return;
+    };
+    let (empty, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    RedbStore::open(&empty.path().join("hookd.redb"))
+        .unwrap()
+        .close(std::time::Duration::ZERO);
+    // An empty store into an empty database: the backend's migrations make the schema.
+    assert_eq!(
+        block_on(copy(&config(empty.path()), &pg)).unwrap(),
+        Counts::default()
+    );
+    let url = url_of(&pg);
+    let known = crate::store::postgres::known_version();
+    assert_eq!(
+        block_on(ints(&url, "SELECT max(version)::bigint FROM hookd_schema")),
+        [i64::from(known)]
+    );
+    block_on(sql(
+        &url,
+        &format!("INSERT INTO hookd_schema (version) VALUES ({})", known + 1),
+    ));
+    for err in [
+        block_on(copy(&config(empty.path()), &pg)).unwrap_err(),
+        block_on(copy(&pg, &config(other.path()))).unwrap_err(),
+    ] {
+        let refused = err.downcast_ref::<Refused>().unwrap();
+        assert!(refused.0.contains("newer hookd"), "{refused}");
+    }
+    assert!(!other.path().join("hookd.redb").exists());
 }
 
 #[test]

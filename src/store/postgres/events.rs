@@ -328,6 +328,16 @@ async fn block_of(tx: &Transaction<'_>, n: usize) -> Result<u64, StoreError> {
     ))
 }
 
+/// The `first_delivery` and `deliveries` columns of an event's row: where its
+/// deliveries' seqs are (retention keeps the event while one of them is stored).
+/// `hookd store copy` fills them with this too.
+pub(crate) fn deliveries_columns(e: &EventRecord) -> (Option<i64>, i32) {
+    (
+        e.first_delivery.map(sql_seq),
+        i32::try_from(e.deliveries).unwrap_or(i32::MAX),
+    )
+}
+
 /// Inserts the events (in id order, so that concurrent batches lock ids in one order);
 /// answers the ids inserted (the others were stored by someone else meanwhile).
 async fn insert_events(
@@ -347,14 +357,8 @@ async fn insert_events(
         .map(|e| rows::type_code(e.event_type))
         .collect();
     let received: Vec<i64> = order.iter().map(|e| e.received_at.0).collect();
-    let firsts: Vec<Option<i64>> = order
-        .iter()
-        .map(|e| e.first_delivery.map(sql_seq))
-        .collect();
-    let counts: Vec<i32> = order
-        .iter()
-        .map(|e| i32::try_from(e.deliveries).unwrap_or(i32::MAX))
-        .collect();
+    let (firsts, counts): (Vec<Option<i64>>, Vec<i32>) =
+        order.iter().map(|e| deliveries_columns(e)).unzip();
     let records: Vec<Vec<u8>> = order.iter().map(|e| encode(*e)).collect();
     let st = tx
         .prepare_cached(

@@ -119,6 +119,26 @@ struct Inner {
     ingester: events::Ingester,
 }
 
+// What `hookd store copy` shares with the backend, so one place owns each rule: the
+// columns an event row derives from its record, and how a minute's shards merge.
+pub(crate) use events::deliveries_columns as event_deliveries_columns;
+pub(crate) use stats::merge as merge_minute_stats;
+
+/// One connection outside any pool, speaking TLS as the URL's `sslmode` says (see
+/// [`connect`]); its driver runs on a task of the current runtime. For `hookd store
+/// copy`, which reads or fills a database in one long transaction.
+pub(crate) async fn connect_one(url: &str) -> Result<tokio_postgres::Client, StoreError> {
+    connect::connect_one(url).await
+}
+
+/// Brings the schema of `client`'s database up to date, refusing one newer than this
+/// hookd knows ([`StoreError::SchemaTooNew`]), as [`migrate`] does on its own connection.
+pub(crate) async fn migrate_on(
+    client: &mut tokio_postgres::Client,
+) -> Result<MigrateReport, StoreError> {
+    connect::migrate(client).await
+}
+
 /// Brings the database's schema up to date (`hookd migrate`): see [`connect`].
 pub async fn migrate(settings: &PgSettings) -> Result<MigrateReport, StoreError> {
     let mut client = connect::connect_one(&settings.url).await?;

@@ -71,7 +71,8 @@ fn one(attempt: &Attempt) -> MinuteStats {
 }
 
 /// Adds `other` into `into`: one minute's statistics from two shards (or an attempt).
-fn merge(into: &mut MinuteStats, other: &MinuteStats) {
+/// `hookd store copy` merges a minute's shards with it too.
+pub(crate) fn merge(into: &mut MinuteStats, other: &MinuteStats) {
     into.succeeded = into.succeeded.saturating_add(other.succeeded);
     into.failed = into.failed.saturating_add(other.failed);
     into.errored = into.errored.saturating_add(other.errored);
