@@ -8,9 +8,9 @@
 //! Idempotency holds across nodes: an event id is inserted with `ON CONFLICT (id) DO
 //! NOTHING`, which waits for a concurrent insert of the same id (on any node) to end;
 //! the loser reads the winner's row and answers `Duplicate` with its delivery count, so
-//! both answers agree. The target webhooks are read `FOR SHARE`, so a disable or delete
-//! (which takes the row `FOR UPDATE` before cancelling) never misses a delivery queued
-//! beside it. The batch `NOTIFY`s [`QUEUED_CHANNEL`] with the webhooks it queued for,
+//! both answers agree. The target webhooks are read `FOR KEY SHARE`, so a disable or
+//! delete (which takes the row `FOR UPDATE` before cancelling) never misses a delivery
+//! queued beside it, while an attempt's outcome (`FOR NO KEY UPDATE`) does not wait. The batch `NOTIFY`s [`QUEUED_CHANNEL`] with the webhooks it queued for,
 //! so the node holding their leases looks at once.
 
 use std::collections::{HashMap, HashSet};
@@ -153,7 +153,7 @@ async fn store_batch(c: &mut ClientWrapper, jobs: &[Job]) -> Result<Vec<Ingested
         .await?;
     let hooks_st = tx
         .prepare_cached(
-            "SELECT record FROM webhooks WHERE owner = ANY($1) AND enabled ORDER BY id FOR SHARE",
+            "SELECT record FROM webhooks WHERE owner = ANY($1) AND enabled ORDER BY id FOR KEY SHARE",
         )
         .await?;
     let seqs_st = tx
@@ -461,7 +461,7 @@ pub(super) async fn ingest_test(
 ) -> Result<TestEvent, StoreError> {
     let tx = c.transaction().await?;
     let st = tx
-        .prepare_cached("SELECT record FROM webhooks WHERE id = $1 FOR SHARE")
+        .prepare_cached("SELECT record FROM webhooks WHERE id = $1 FOR KEY SHARE")
         .await?;
     let hook: Option<WebhookRecord> = match tx.query_opt(&st, &[&hook_uuid(webhook)]).await? {
         Some(row) => Some(rows::record(&row, 0)?),

@@ -149,7 +149,7 @@ impl PgStore {
         hooks.dedup();
         let st = tx
             .prepare_cached(
-                "SELECT id, record FROM webhooks WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                "SELECT id, record FROM webhooks WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
             )
             .await
             .map_err(|e| Failure::All(db(e)))?;
@@ -240,6 +240,15 @@ impl PgStore {
                 recorded.notification = Some(enqueued);
             }
             if recorded.webhook_disabled {
+                // The row's strongest lock first: it waits for the ingests that hold it
+                // `FOR KEY SHARE` (queueing deliveries to it), so the cancellation below
+                // sees every one of them (the invariant of `postgres/mod.rs`).
+                tx.execute(
+                    "SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE",
+                    &[&uuid(webhook_id.0)],
+                )
+                .await
+                .map_err(db)?;
                 // The first chunk now; a bigger backlog is finished by the cleanup sweep.
                 super::super::webhooks::start_cancel(tx, webhook_id).await?;
                 notify(tx, FENCE_CHANNEL, webhook_id).await?;

@@ -232,7 +232,7 @@ async fn owned_webhook(
 ) -> Result<Option<WebhookRecord>, StoreError> {
     let row = tx
         .query_opt(
-            "SELECT record FROM webhooks WHERE id = $1 FOR SHARE",
+            "SELECT record FROM webhooks WHERE id = $1 FOR KEY SHARE",
             &[&uuid(webhook.0)],
         )
         .await
