@@ -196,7 +196,7 @@ impl PgStore {
     }
 
     /// A connection from the pool (waits a few seconds at most).
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         Ok(self.inner.pool.get().await?)
     }
 

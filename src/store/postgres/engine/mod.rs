@@ -13,32 +13,14 @@ pub(super) mod outcome;
 mod queue;
 mod requeue;
 
-use std::sync::Arc;
-
 use uuid::Uuid;
 
-use super::PgStore;
-use crate::model::{DeliveryStatus, Millis, NotificationKind, WebhookId};
+pub(super) use super::rows::{sql_seq, status_code, status_rank, uuid};
+use crate::model::{Millis, NotificationKind, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::encode;
 use crate::store::ops::notifications::Enqueued;
 use crate::store::records::{Attempt, DeliveryRecord, WebhookRecord};
-use crate::store::tables::{status_code, status_rank};
-
-/// A PostgreSQL error, with its cause.
-pub(super) fn db(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Postgres(Arc::new(e))
-}
-
-/// A connection from this node's pool.
-pub(super) async fn client(store: &PgStore) -> Result<deadpool_postgres::Object, StoreError> {
-    store
-        .inner
-        .pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Pool(Arc::new(e)))
-}
 
 /// Whether the error is a deadlock or a serialization failure: the transaction may
 /// simply be run again.
@@ -49,20 +31,6 @@ pub(super) fn retryable(e: &StoreError) -> bool {
 
 /// Transactions that hit [`retryable`] errors are run this many times at most.
 pub(super) const TRIES: usize = 4;
-
-pub(super) fn uuid(id: u128) -> Uuid {
-    Uuid::from_u128(id)
-}
-
-/// A delivery status as the `status` column holds it.
-pub(super) fn status_col(status: DeliveryStatus) -> i16 {
-    i16::from(status_code(status))
-}
-
-/// A sequence number as a `bigint`.
-pub(super) fn seq_col(seq: u64) -> i64 {
-    i64::try_from(seq).unwrap_or(i64::MAX)
-}
 
 /// A due time as the `due` column holds it.
 pub(super) fn due_col(due: Option<Millis>) -> Option<i64> {
@@ -94,17 +62,16 @@ pub(super) async fn save_deliveries(
         }
     }
     let ids: Vec<Uuid> = ds.iter().map(|d| uuid(d.id.0)).collect();
-    let statuses: Vec<i16> = ds.iter().map(|d| status_col(d.status)).collect();
+    let statuses: Vec<i16> = ds.iter().map(|d| status_code(d.status)).collect();
     let dues: Vec<Option<i64>> = ds.iter().map(|d| due_col(d.next_attempt_at)).collect();
     let positions: Vec<Option<i64>> = match positions {
         Some(p) => p.iter().copied().map(Some).collect(),
         None => vec![None; ds.len()],
     };
     let records: Vec<Vec<u8>> = ds.iter().map(encode).collect();
-    let st = tx.prepare_cached(SAVE_DELIVERIES).await.map_err(db)?;
+    let st = tx.prepare_cached(SAVE_DELIVERIES).await?;
     tx.execute(&st, &[&ids, &statuses, &dues, &positions, &records])
-        .await
-        .map_err(db)?;
+        .await?;
     Ok(())
 }
 
@@ -123,11 +90,10 @@ pub(super) async fn insert_attempt(
     } else {
         "INSERT INTO attempts (delivery_seq, number, record) VALUES ($1, $2, $3)"
     };
-    let st = tx.prepare_cached(sql).await.map_err(db)?;
+    let st = tx.prepare_cached(sql).await?;
     let number = i32::try_from(number).unwrap_or(i32::MAX);
-    tx.execute(&st, &[&seq_col(seq), &number, &encode(attempt)])
-        .await
-        .map_err(db)?;
+    tx.execute(&st, &[&sql_seq(seq), &number, &encode(attempt)])
+        .await?;
     Ok(())
 }
 
@@ -138,12 +104,10 @@ pub(super) async fn save_webhook(
 ) -> Result<(), StoreError> {
     let st = tx
         .prepare_cached("UPDATE webhooks SET status = $2, enabled = $3, record = $4 WHERE id = $1")
-        .await
-        .map_err(db)?;
-    let rank = i16::from(status_rank(w.status));
+        .await?;
+    let rank = status_rank(w.status);
     tx.execute(&st, &[&uuid(w.id.0), &rank, &w.enabled, &encode(w)])
-        .await
-        .map_err(db)?;
+        .await?;
     Ok(())
 }
 
@@ -153,12 +117,9 @@ pub(super) async fn notify(
     channel: &str,
     webhook: WebhookId,
 ) -> Result<(), StoreError> {
-    let st = tx
-        .prepare_cached("SELECT pg_notify($1, $2)")
-        .await
-        .map_err(db)?;
+    let st = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
     let payload = uuid(webhook.0).hyphenated().to_string();
-    tx.execute(&st, &[&channel, &payload]).await.map_err(db)?;
+    tx.execute(&st, &[&channel, &payload]).await?;
     Ok(())
 }
 
@@ -310,7 +271,7 @@ mod tests {
     }
 
     async fn view_pg(pg: &PgStore) -> View {
-        let client = super::client(pg).await.unwrap();
+        let client = pg.client().await.unwrap();
         let mut ds = Vec::new();
         for row in client
             .query(
@@ -366,7 +327,7 @@ mod tests {
                 ))
             })
             .unwrap();
-        let client = super::client(pg).await.unwrap();
+        let client = pg.client().await.unwrap();
         for w in &view.1 {
             client
                 .execute(
@@ -418,7 +379,7 @@ mod tests {
                         &uuid(d.id.0),
                         &uuid(d.webhook_id.0),
                         &(event_seq as i64),
-                        &super::status_col(d.status),
+                        &super::status_code(d.status),
                         &i16::from(type_code(d.event_type)),
                         &d.created_at.0,
                         &super::due_col(d.next_attempt_at),

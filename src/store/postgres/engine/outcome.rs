@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::super::{FENCE_CHANNEL, Inner, PgStore, QUEUED_CHANNEL};
 use super::{
-    TRIES, client, db, enqueue_notification, insert_attempt, notify, retryable, save_deliveries,
-    save_webhook, seq_col, uuid,
+    TRIES, enqueue_notification, insert_attempt, notify, retryable, save_deliveries, save_webhook,
+    sql_seq, uuid,
 };
 use crate::delivery::retry::RetryPolicy;
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId};
@@ -124,22 +124,22 @@ impl PgStore {
         own: &[Option<StoreError>],
         now: Millis,
     ) -> Result<Vec<Result<Option<Recorded>, StoreError>>, Failure> {
-        let mut client = client(self).await.map_err(Failure::All)?;
+        let mut client = self.client().await.map_err(Failure::All)?;
         let tx = client
             .transaction()
             .await
-            .map_err(|e| Failure::All(db(e)))?;
+            .map_err(|e| Failure::All(StoreError::from(e)))?;
         let live: Vec<usize> = (0..items.len()).filter(|&i| own[i].is_none()).collect();
         let ids: Vec<Uuid> = live.iter().map(|&i| uuid(items[i].id.0)).collect();
         let st = tx
             .prepare_cached("SELECT id, webhook_id FROM deliveries WHERE id = ANY($1)")
             .await
-            .map_err(|e| Failure::All(db(e)))?;
+            .map_err(|e| Failure::All(StoreError::from(e)))?;
         let mut webhook_of = HashMap::new();
         for row in tx
             .query(&st, &[&ids])
             .await
-            .map_err(|e| Failure::All(db(e)))?
+            .map_err(|e| Failure::All(StoreError::from(e)))?
         {
             let (d, w): (Uuid, Uuid) = (row.get(0), row.get(1));
             webhook_of.insert(DeliveryId(d.as_u128()), WebhookId(w.as_u128()));
@@ -152,12 +152,12 @@ impl PgStore {
                 "SELECT id, record FROM webhooks WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
             )
             .await
-            .map_err(|e| Failure::All(db(e)))?;
+            .map_err(|e| Failure::All(StoreError::from(e)))?;
         let mut webhooks = HashMap::new();
         for row in tx
             .query(&st, &[&hooks])
             .await
-            .map_err(|e| Failure::All(db(e)))?
+            .map_err(|e| Failure::All(StoreError::from(e)))?
         {
             let id = WebhookId(row.get::<_, Uuid>(0).as_u128());
             webhooks.insert(
@@ -183,7 +183,9 @@ impl PgStore {
                 Err(e) => return Err(Failure::Item(i, e)),
             }
         }
-        tx.commit().await.map_err(|e| Failure::All(db(e)))?;
+        tx.commit()
+            .await
+            .map_err(|e| Failure::All(StoreError::from(e)))?;
         Ok(results)
     }
 
@@ -198,9 +200,8 @@ impl PgStore {
     ) -> Result<Option<Recorded>, StoreError> {
         let st = tx
             .prepare_cached("SELECT record FROM deliveries WHERE id = $1 FOR UPDATE")
-            .await
-            .map_err(db)?;
-        let Some(row) = tx.query_opt(&st, &[&uuid(item.id.0)]).await.map_err(db)? else {
+            .await?;
+        let Some(row) = tx.query_opt(&st, &[&uuid(item.id.0)]).await? else {
             return Ok(None);
         };
         let mut delivery: DeliveryRecord = decode(row.get(0))?;
@@ -247,8 +248,7 @@ impl PgStore {
                     "SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE",
                     &[&uuid(webhook_id.0)],
                 )
-                .await
-                .map_err(db)?;
+                .await?;
                 // The first chunk now; a bigger backlog is finished by the cleanup sweep.
                 super::super::webhooks::start_cancel(tx, webhook_id).await?;
                 notify(tx, FENCE_CHANNEL, webhook_id).await?;
@@ -288,9 +288,8 @@ async fn last_attempt(
         .prepare_cached(
             "SELECT record FROM attempts WHERE delivery_seq = $1 ORDER BY number DESC LIMIT 1",
         )
-        .await
-        .map_err(db)?;
-    match tx.query_opt(&st, &[&seq_col(d.seq)]).await.map_err(db)? {
+        .await?;
+    match tx.query_opt(&st, &[&sql_seq(d.seq)]).await? {
         Some(row) => Ok(Some(decode(row.get(0))?)),
         None => Ok(None),
     }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use super::super::PgStore;
-use super::{TRIES, client, db, retryable, save_deliveries, seq_col, uuid};
+use super::{TRIES, retryable, save_deliveries, sql_seq, uuid};
 use crate::model::{DeliveryId, DeliveryStatus, Millis, Ordering, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::decode;
@@ -41,14 +41,13 @@ impl PgStore {
         if held.is_empty() {
             return Ok(Vec::new());
         }
-        let client = client(self).await?;
+        let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT id FROM webhooks WHERE id = ANY($1) AND enabled ORDER BY id",
                 &[&held],
             )
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(rows
             .iter()
             .map(|r| WebhookId(r.get::<_, Uuid>(0).as_u128()))
@@ -74,14 +73,13 @@ impl PgStore {
         if !cluster.holds(webhook) {
             return Ok(nothing);
         }
-        let client = client(self).await?;
-        let st = client.prepare_cached(PEEK_WEBHOOK).await.map_err(db)?;
+        let client = self.client().await?;
+        let st = client.prepare_cached(PEEK_WEBHOOK).await?;
         let name = super::super::lease::lease_name(webhook);
         let id = uuid(webhook.0);
         let Some(row) = client
             .query_opt(&st, &[&id, &name, &cluster.node()])
-            .await
-            .map_err(db)?
+            .await?
         else {
             return Ok(nothing);
         };
@@ -94,8 +92,8 @@ impl PgStore {
                 // The claimed one's recorded outcome asks for the next look.
                 (Vec::new(), None)
             } else {
-                let st = client.prepare_cached(PEEK_HEAD).await.map_err(db)?;
-                match client.query_opt(&st, &[&id]).await.map_err(db)? {
+                let st = client.prepare_cached(PEEK_HEAD).await?;
+                match client.query_opt(&st, &[&id]).await? {
                     None => (Vec::new(), None),
                     Some(head) => {
                         let (head, at) = entry(&head);
@@ -115,8 +113,8 @@ impl PgStore {
         }
         let skip: Vec<Uuid> = skip.iter().map(|d| uuid(d.0)).collect();
         let limit = i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1);
-        let st = client.prepare_cached(PEEK_DUE).await.map_err(db)?;
-        let rows = client.query(&st, &[&id, &skip, &limit]).await.map_err(db)?;
+        let st = client.prepare_cached(PEEK_DUE).await?;
+        let rows = client.query(&st, &[&id, &skip, &limit]).await?;
         let mut due = Vec::new();
         let mut next = None;
         for row in &rows {
@@ -140,14 +138,13 @@ impl PgStore {
 
     /// The number of queued deliveries due at `now`, all webhooks (`hookd_queue_due`).
     pub async fn due_count(&self, now: Millis) -> Result<u64, StoreError> {
-        let client = client(self).await?;
+        let client = self.client().await?;
         let row = client
             .query_one(
                 "SELECT count(*) FROM deliveries WHERE due IS NOT NULL AND due <= $1",
                 &[&now.0],
             )
-            .await
-            .map_err(db)?;
+            .await?;
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
@@ -157,16 +154,15 @@ impl PgStore {
         &self,
         id: DeliveryId,
     ) -> Result<Option<AttemptInputs>, StoreError> {
-        let client = client(self).await?;
+        let client = self.client().await?;
         let st = client
             .prepare_cached(
                 "SELECT d.record, w.record, e.record FROM deliveries d \
                  JOIN webhooks w ON w.id = d.webhook_id \
                  LEFT JOIN events e ON e.seq = d.event_seq WHERE d.id = $1",
             )
-            .await
-            .map_err(db)?;
-        let Some(row) = client.query_opt(&st, &[&uuid(id.0)]).await.map_err(db)? else {
+            .await?;
+        let Some(row) = client.query_opt(&st, &[&uuid(id.0)]).await? else {
             return Ok(None);
         };
         let delivery: DeliveryRecord = decode(row.get(0))?;
@@ -208,15 +204,14 @@ impl PgStore {
     }
 
     async fn try_cancel_if_unsendable(&self, id: DeliveryId) -> Result<bool, StoreError> {
-        let mut client = client(self).await?;
-        let tx = client.transaction().await.map_err(db)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
         let Some(row) = tx
             .query_opt(
                 "SELECT record FROM deliveries WHERE id = $1 FOR UPDATE",
                 &[&uuid(id.0)],
             )
-            .await
-            .map_err(db)?
+            .await?
         else {
             return Ok(false);
         };
@@ -229,8 +224,7 @@ impl PgStore {
                 "SELECT 1 FROM webhooks WHERE id = $1 AND enabled",
                 &[&uuid(d.webhook_id.0)],
             )
-            .await
-            .map_err(db)?
+            .await?
             .is_some();
         let event_ok = event_by_ref(&tx, &d.event).await?.is_some();
         if webhook_ok && event_ok {
@@ -239,7 +233,7 @@ impl PgStore {
         d.status = DeliveryStatus::Cancelled;
         d.next_attempt_at = None;
         save_deliveries(&tx, std::slice::from_mut(&mut d), None).await?;
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(true)
     }
 }
@@ -258,17 +252,19 @@ async fn event_by_ref(
     event: &EventRef,
 ) -> Result<Option<EventRecord>, StoreError> {
     let row = match event {
-        EventRef::Seq(seq) => client
-            .query_opt(
-                "SELECT record FROM events WHERE seq = $1",
-                &[&seq_col(*seq)],
-            )
-            .await
-            .map_err(db)?,
-        EventRef::Id(id) => client
-            .query_opt("SELECT record FROM events WHERE id = $1", &[&id.as_str()])
-            .await
-            .map_err(db)?,
+        EventRef::Seq(seq) => {
+            client
+                .query_opt(
+                    "SELECT record FROM events WHERE seq = $1",
+                    &[&sql_seq(*seq)],
+                )
+                .await?
+        }
+        EventRef::Id(id) => {
+            client
+                .query_opt("SELECT record FROM events WHERE id = $1", &[&id.as_str()])
+                .await?
+        }
     };
     match row {
         Some(row) => Ok(Some(decode(row.get(0))?)),

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use super::super::{PgStore, QUEUED_CHANNEL};
-use super::{TRIES, client, db, notify, retryable, save_deliveries, seq_col, status_col, uuid};
+use super::{TRIES, notify, retryable, save_deliveries, sql_seq, status_code, uuid};
 use crate::model::{DeliveryId, DeliveryStatus, EventType, Millis, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::decode;
@@ -46,18 +46,17 @@ impl PgStore {
         webhook: WebhookId,
         moves: &[(DeliveryId, Millis)],
     ) -> Result<usize, StoreError> {
-        let mut client = client(self).await?;
-        let tx = client.transaction().await.map_err(db)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
         let ids: Vec<Uuid> = moves.iter().map(|(d, _)| uuid(d.0)).collect();
         let st = tx
             .prepare_cached(
                 "SELECT record FROM deliveries WHERE id = ANY($1) AND webhook_id = $2 \
                  ORDER BY id FOR UPDATE",
             )
-            .await
-            .map_err(db)?;
+            .await?;
         let mut found: HashMap<DeliveryId, DeliveryRecord> = HashMap::new();
-        for row in tx.query(&st, &[&ids, &uuid(webhook.0)]).await.map_err(db)? {
+        for row in tx.query(&st, &[&ids, &uuid(webhook.0)]).await? {
             let d: DeliveryRecord = decode(row.get(0))?;
             found.insert(d.id, d);
         }
@@ -77,7 +76,7 @@ impl PgStore {
             .filter(|d| d.status == DeliveryStatus::Pending)
             .collect();
         save_deliveries(&tx, &mut changed, None).await?;
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(moved)
     }
 
@@ -100,8 +99,8 @@ impl PgStore {
         id: DeliveryId,
         due: Millis,
     ) -> Result<Requeue, StoreError> {
-        let mut client = client(self).await?;
-        let tx = client.transaction().await.map_err(db)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
         let Some(hook) = owned_webhook(&tx, user, webhook).await? else {
             return Ok(Requeue::NotFound);
         };
@@ -110,8 +109,7 @@ impl PgStore {
                 "SELECT record FROM deliveries WHERE id = $1 AND webhook_id = $2 FOR UPDATE",
                 &[&uuid(id.0), &uuid(webhook.0)],
             )
-            .await
-            .map_err(db)?
+            .await?
         else {
             return Ok(Requeue::NotFound);
         };
@@ -126,7 +124,7 @@ impl PgStore {
         restart(&mut d, due);
         save_deliveries(&tx, std::slice::from_mut(&mut d), Some(&position)).await?;
         notify(&tx, QUEUED_CHANNEL, webhook).await?;
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(Requeue::Queued(due))
     }
 
@@ -152,8 +150,8 @@ impl PgStore {
         due: Millis,
         before: u64,
     ) -> Result<Result<Recovered, Requeue>, StoreError> {
-        let mut client = client(self).await?;
-        let tx = client.transaction().await.map_err(db)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
         let Some(hook) = owned_webhook(&tx, user, webhook).await? else {
             return Ok(Err(Requeue::NotFound));
         };
@@ -166,17 +164,16 @@ impl PgStore {
             .map(|t| i16::from(type_code(*t)))
             .collect();
         let limit = i64::try_from(CLEANUP_CHUNK + 1).unwrap_or(i64::MAX);
-        let failed = status_col(DeliveryStatus::Failed);
+        let failed = status_code(DeliveryStatus::Failed);
         let candidates = tx
             .query(
                 "SELECT c.seq, c.id FROM unnest($3::int2[]) AS t(code), LATERAL ( \
                    SELECT seq, id FROM deliveries WHERE webhook_id = $1 AND status = $2 \
                      AND type = t.code AND seq < $4 ORDER BY seq DESC LIMIT $5) c \
                  ORDER BY c.seq DESC LIMIT $5",
-                &[&uuid(webhook.0), &failed, &types, &seq_col(before), &limit],
+                &[&uuid(webhook.0), &failed, &types, &sql_seq(before), &limit],
             )
-            .await
-            .map_err(db)?;
+            .await?;
         let ids: Vec<Uuid> = candidates.iter().map(|r| r.get(1)).collect();
         let mut records: HashMap<Uuid, DeliveryRecord> = HashMap::new();
         for row in tx
@@ -184,8 +181,7 @@ impl PgStore {
                 "SELECT id, record FROM deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE",
                 &[&ids],
             )
-            .await
-            .map_err(db)?
+            .await?
         {
             records.insert(row.get(0), decode(row.get(1))?);
         }
@@ -216,7 +212,7 @@ impl PgStore {
         if !found.is_empty() {
             notify(&tx, QUEUED_CHANNEL, webhook).await?;
         }
-        tx.commit().await.map_err(db)?;
+        tx.commit().await?;
         Ok(Ok(Recovered {
             queued: found.len(),
             next,
@@ -235,8 +231,7 @@ async fn owned_webhook(
             "SELECT record FROM webhooks WHERE id = $1 FOR KEY SHARE",
             &[&uuid(webhook.0)],
         )
-        .await
-        .map_err(db)?;
+        .await?;
     match row {
         Some(row) => Ok(Some(decode::<WebhookRecord>(row.get(0))?).filter(|w| w.user == user)),
         None => Ok(None),
@@ -257,8 +252,7 @@ async fn next_positions(
             "SELECT nextval('delivery_seq') FROM generate_series(1, $1::int8)",
             &[&count],
         )
-        .await
-        .map_err(db)?;
+        .await?;
     let mut positions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     positions.sort_unstable();
     Ok(positions)

@@ -198,10 +198,6 @@ impl Cluster {
     }
 }
 
-fn db(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Postgres(Arc::new(e))
-}
-
 impl PgStore {
     /// Joins the cluster on behalf of this node's delivery engine: starts the lease loop,
     /// the `LISTEN` connection and its backstop; `link` hears which webhooks this node
@@ -241,20 +237,13 @@ impl PgStore {
             state.link = None;
         }
         let left = async {
-            let client = self
-                .inner
-                .pool
-                .get()
-                .await
-                .map_err(|e| StoreError::Pool(Arc::new(e)))?;
+            let client = self.client().await?;
             client
                 .execute("DELETE FROM leases WHERE node = $1", &[&cluster.node])
-                .await
-                .map_err(db)?;
+                .await?;
             client
                 .execute("DELETE FROM nodes WHERE id = $1", &[&cluster.node])
-                .await
-                .map_err(db)?;
+                .await?;
             Ok::<(), StoreError>(())
         };
         match left.await {
@@ -346,24 +335,13 @@ const FORGET: &str = "WITH n AS (DELETE FROM nodes \
 async fn round(store: &PgStore, forget: bool) -> Result<(), StoreError> {
     let cluster = &store.inner.cluster;
     let started = Instant::now();
-    let client = store
-        .inner
-        .pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Pool(Arc::new(e)))?;
+    let client = store.client().await?;
     let (node, secs) = (cluster.node.as_str(), cluster.secs());
-    client
-        .execute(HEARTBEAT, &[&node, &secs])
-        .await
-        .map_err(db)?;
+    client.execute(HEARTBEAT, &[&node, &secs]).await?;
     if forget {
-        client
-            .execute(FORGET, &[&FORGET_AFTER_SECS])
-            .await
-            .map_err(db)?;
+        client.execute(FORGET, &[&FORGET_AFTER_SECS]).await?;
     }
-    client.execute(DROP_GONE, &[&node]).await.map_err(db)?;
+    client.execute(DROP_GONE, &[&node]).await?;
     let lapsing: Vec<String> = {
         let mut state = cluster.lock();
         state.lapsing.retain(|_, until| *until > started);
@@ -371,8 +349,7 @@ async fn round(store: &PgStore, forget: bool) -> Result<(), StoreError> {
     };
     let renewed: HashSet<WebhookId> = client
         .query(RENEW, &[&node, &secs, &lapsing])
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .filter_map(|r| webhook_of(r.get(0)))
         .collect();
@@ -385,10 +362,7 @@ async fn round(store: &PgStore, forget: bool) -> Result<(), StoreError> {
     } else if held.len() < share {
         let want = i64::try_from(share - held.len()).unwrap_or(i64::MAX);
         let none: Option<Vec<Uuid>> = None;
-        let taken = client
-            .query(ACQUIRE, &[&node, &secs, &want, &none])
-            .await
-            .map_err(db)?;
+        let taken = client.query(ACQUIRE, &[&node, &secs, &want, &none]).await?;
         held.extend(taken.iter().filter_map(|r| webhook_of(r.get(0))));
     }
     let until = cluster.valid_until(started);
@@ -423,7 +397,7 @@ async fn round(store: &PgStore, forget: bool) -> Result<(), StoreError> {
 
 /// ceil(enabled webhooks / live nodes), at least 1 once there is any webhook.
 async fn fair_share(client: &deadpool_postgres::Object) -> Result<usize, StoreError> {
-    let row = client.query_one(COUNTS, &[]).await.map_err(db)?;
+    let row = client.query_one(COUNTS, &[]).await?;
     let (live, enabled): (i64, i64) = (row.get(0), row.get(1));
     let live = u64::try_from(live).unwrap_or(0).max(1);
     let enabled = u64::try_from(enabled).unwrap_or(0);
@@ -444,12 +418,7 @@ async fn quick_round(store: &PgStore) -> Result<(), StoreError> {
     if wanted.is_empty() {
         return Ok(());
     }
-    let client = store
-        .inner
-        .pool
-        .get()
-        .await
-        .map_err(|e| StoreError::Pool(Arc::new(e)))?;
+    let client = store.client().await?;
     let share = fair_share(&client).await?;
     let room = share.saturating_sub(cluster.lock().held.len());
     if room == 0 {
@@ -459,8 +428,7 @@ async fn quick_round(store: &PgStore) -> Result<(), StoreError> {
     let want = i64::try_from(room).unwrap_or(i64::MAX);
     let taken: Vec<WebhookId> = client
         .query(ACQUIRE, &[&node, &secs, &want, &Some(wanted)])
-        .await
-        .map_err(db)?
+        .await?
         .iter()
         .filter_map(|r| webhook_of(r.get(0)))
         .collect();
@@ -499,8 +467,7 @@ async fn tell_taken(
              WHERE webhook_id = ANY($1) AND minute >= $2",
             &[&ids, &since],
         )
-        .await
-        .map_err(db)?;
+        .await?;
     let mut starts: HashMap<WebhookId, Vec<Millis>> = HashMap::new();
     for row in rows {
         let webhook = WebhookId(row.get::<_, Uuid>(0).as_u128());
@@ -568,8 +535,7 @@ async fn listen(
     let result = async {
         client
             .batch_execute(&format!("LISTEN {QUEUED_CHANNEL}; LISTEN {FENCE_CHANNEL}"))
-            .await
-            .map_err(db)?;
+            .await?;
         {
             let Some(inner) = weak.upgrade() else {
                 return Ok(false);
@@ -592,7 +558,7 @@ async fn listen(
                 _ = ping.tick() => {
                     match tokio::time::timeout(PING, client.simple_query("SELECT 1")).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return Err(db(e)),
+                        Ok(Err(e)) => return Err(StoreError::from(e)),
                         Err(_) => return Ok(true),
                     }
                 }
@@ -622,7 +588,11 @@ async fn listener_connect(
     StoreError,
 > {
     let target = super::connect::target(url)?;
-    target.config.connect(target.tls).await.map_err(db)
+    target
+        .config
+        .connect(target.tls)
+        .await
+        .map_err(StoreError::from)
 }
 
 /// While the `LISTEN` connection is down, every held webhook gets a look each second.
