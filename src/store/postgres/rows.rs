@@ -22,6 +22,18 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// Sends `NOTIFY channel, webhook` with the transaction (delivered if it commits).
+pub(super) async fn notify(
+    tx: &deadpool_postgres::Transaction<'_>,
+    channel: &str,
+    webhook: WebhookId,
+) -> Result<(), StoreError> {
+    let st = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+    tx.execute(&st, &[&channel, &hook_uuid(webhook).to_string()])
+        .await?;
+    Ok(())
+}
+
 /// Decodes a record column.
 pub(super) fn decode<R: Record>(bytes: &[u8]) -> Result<R, StoreError> {
     Ok(codec::decode(bytes)?)

@@ -170,7 +170,7 @@ pub(super) async fn update(
     save(&tx, &hook).await?;
     if was_enabled && !hook.enabled {
         start_cancel(&tx, id).await?;
-        fence(&tx, id).await?;
+        rows::notify(&tx, FENCE_CHANNEL, id).await?;
     } else if hook.enabled {
         // Enabled again: a cancellation still under way ends here (the API finishes it
         // before re-enabling, so this only matters for a concurrent disable).
@@ -182,14 +182,6 @@ pub(super) async fn update(
     }
     tx.commit().await?;
     Ok(Some(hook))
-}
-
-/// Tells the node driving webhook `id` to close its fence (it was disabled or deleted).
-async fn fence(tx: &Transaction<'_>, id: WebhookId) -> Result<(), StoreError> {
-    let st = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-    tx.execute(&st, &[&FENCE_CHANNEL, &hook_uuid(id).to_string()])
-        .await?;
-    Ok(())
 }
 
 /// Starts cancelling the pending deliveries of a webhook just disabled (its row locked
@@ -241,7 +233,7 @@ pub(super) async fn delete(
     } else {
         cleanup::unmark(&tx, id).await?;
     }
-    fence(&tx, id).await?;
+    rows::notify(&tx, FENCE_CHANNEL, id).await?;
     tx.commit().await?;
     Ok(Deleted::Deleted { more })
 }

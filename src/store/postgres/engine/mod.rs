@@ -15,12 +15,11 @@ mod requeue;
 
 use uuid::Uuid;
 
-pub(super) use super::rows::{sql_seq, status_code, status_rank, uuid};
-use crate::model::{Millis, NotificationKind, WebhookId};
+pub(super) use super::rows::{sql_seq, status_code, uuid};
+use crate::model::Millis;
 use crate::store::StoreError;
 use crate::store::codec::encode;
-use crate::store::ops::notifications::Enqueued;
-use crate::store::records::{Attempt, DeliveryRecord, WebhookRecord};
+use crate::store::records::{Attempt, DeliveryRecord};
 
 /// Whether the error is a deadlock or a serialization failure: the transaction may
 /// simply be run again.
@@ -95,44 +94,6 @@ pub(super) async fn insert_attempt(
     tx.execute(&st, &[&sql_seq(seq), &number, &encode(attempt)])
         .await?;
     Ok(())
-}
-
-/// Writes a webhook record with its `status` and `enabled` columns.
-pub(super) async fn save_webhook(
-    tx: &deadpool_postgres::Transaction<'_>,
-    w: &WebhookRecord,
-) -> Result<(), StoreError> {
-    let st = tx
-        .prepare_cached("UPDATE webhooks SET status = $2, enabled = $3, record = $4 WHERE id = $1")
-        .await?;
-    let rank = status_rank(w.status);
-    tx.execute(&st, &[&uuid(w.id.0), &rank, &w.enabled, &encode(w)])
-        .await?;
-    Ok(())
-}
-
-/// Sends `NOTIFY channel, webhook` with the transaction (delivered if it commits).
-pub(super) async fn notify(
-    tx: &deadpool_postgres::Transaction<'_>,
-    channel: &str,
-    webhook: WebhookId,
-) -> Result<(), StoreError> {
-    let st = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
-    let payload = uuid(webhook.0).hyphenated().to_string();
-    tx.execute(&st, &[&channel, &payload]).await?;
-    Ok(())
-}
-
-/// The operator notification of a webhook's status change, in its transaction
-/// (`super::notifications::enqueue`, the data side's).
-pub(super) async fn enqueue_notification(
-    tx: &tokio_postgres::Transaction<'_>,
-    webhook: &WebhookRecord,
-    kind: NotificationKind,
-    reason: String,
-    now: Millis,
-) -> Result<Enqueued, StoreError> {
-    super::notifications::enqueue(tx, webhook, kind, reason, now).await
 }
 
 /// Test support: a fresh database per test on the server `HOOKD_TEST_POSTGRES_URL`

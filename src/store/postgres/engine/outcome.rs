@@ -18,10 +18,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use uuid::Uuid;
 
 use super::super::{FENCE_CHANNEL, Inner, PgStore, QUEUED_CHANNEL};
-use super::{
-    TRIES, enqueue_notification, insert_attempt, notify, retryable, save_deliveries, save_webhook,
-    sql_seq, uuid,
-};
+use super::{TRIES, insert_attempt, retryable, save_deliveries, sql_seq, uuid};
 use crate::delivery::retry::RetryPolicy;
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId};
 use crate::store::StoreError;
@@ -234,10 +231,11 @@ impl PgStore {
         let mut recorded = decision.recorded;
         if decision.was == DeliveryStatus::Pending {
             if decision.write_webhook {
-                save_webhook(tx, webhook).await?;
+                super::super::webhooks::save(tx, webhook).await?;
             }
             if let Some((kind, reason)) = decision.notify {
-                let enqueued = enqueue_notification(tx, webhook, kind, reason, now).await?;
+                let enqueued =
+                    super::super::notifications::enqueue(tx, webhook, kind, reason, now).await?;
                 recorded.notification = Some(enqueued);
             }
             if recorded.webhook_disabled {
@@ -251,13 +249,13 @@ impl PgStore {
                 .await?;
                 // The first chunk now; a bigger backlog is finished by the cleanup sweep.
                 super::super::webhooks::start_cancel(tx, webhook_id).await?;
-                notify(tx, FENCE_CHANNEL, webhook_id).await?;
+                super::super::rows::notify(tx, FENCE_CHANNEL, webhook_id).await?;
             }
         }
         if !self.inner.cluster.holds(webhook_id) {
             // The lease moved while the attempt was under way: the holder looks again
             // (a retry is queued, or the next in line is the head now).
-            notify(tx, QUEUED_CHANNEL, webhook_id).await?;
+            super::super::rows::notify(tx, QUEUED_CHANNEL, webhook_id).await?;
         }
         Ok(Some(recorded))
     }

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use super::super::rows::notify;
 use super::super::{PgStore, QUEUED_CHANNEL};
-use super::{TRIES, notify, retryable, save_deliveries, sql_seq, status_code, uuid};
+use super::{TRIES, retryable, save_deliveries, sql_seq, status_code, uuid};
 use crate::model::{DeliveryId, DeliveryStatus, EventType, Millis, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::decode;
