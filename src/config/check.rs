@@ -307,6 +307,7 @@ impl Checker {
         let backend = s.get(&keys::BACKEND, backend);
         let file_url = s.get(&keys::POSTGRES_URL, postgres_url);
         let env_url = s.checker.env_url.clone();
+        let mut env_refused = false;
         let postgres_url = match env_url {
             Some(url) => match postgres_url(&Value::String(url)) {
                 Ok(url) => url,
@@ -315,12 +316,17 @@ impl Checker {
                         crate::config::POSTGRES_URL_ENV.to_owned(),
                         format!("(which overrides store.postgres_url) {message}"),
                     );
+                    env_refused = true;
                     None
                 }
             },
             None => file_url,
         };
-        if backend == Backend::Postgres && postgres_url.is_none() && !s.failed(&keys::POSTGRES_URL)
+        // One bad URL, one problem: a refused one is not also reported missing.
+        if backend == Backend::Postgres
+            && postgres_url.is_none()
+            && !env_refused
+            && !s.failed(&keys::POSTGRES_URL)
         {
             let message = format!(
                 "required with backend = \"postgres\" (or set {} in the environment)",

@@ -1430,6 +1430,13 @@ fn postgres_backend_needs_a_url_which_the_environment_may_give() {
     let config = check::check(text, Some(url.clone())).expect("valid");
     assert_eq!(config.store.postgres_url, Some(url));
     assert_eq!(Config::default().store.backend, Backend::Redb);
+    // A refused environment URL is one problem, not also a missing URL.
+    let problems = check::check(
+        "[store]\nbackend = \"postgres\"\n",
+        Some("mysql://x".into()),
+    )
+    .expect_err("refused");
+    assert_eq!(problems.len(), 1, "{problems:#?}");
 }
 
 #[test]
@@ -1462,4 +1469,30 @@ fn cluster_keys() {
     // Unnamed nodes on one host still differ: a random suffix follows the host name.
     let unnamed = Config::default().cluster;
     assert_ne!(unnamed.node_name(), unnamed.node_name());
+}
+
+#[test]
+fn postgres_urls_take_every_sslmode_the_backend_speaks() {
+    // The backend reads libpq's sslmode values, which tokio-postgres alone does not
+    // (verify-ca, verify-full): the check must read the URL as the backend will.
+    for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+        let text = format!(
+            "[store]\nbackend = \"postgres\"\npostgres_url = \"postgres://u:pw@db.internal:5432/hookd?sslmode={mode}\"\n"
+        );
+        let config = ok(&text);
+        assert!(config.store.postgres_url.is_some(), "{mode}");
+    }
+    let message = problem_at(
+        "[store]\npostgres_url = \"postgres://u:hunter2@h/db?sslmode=verify-everything\"\n",
+        "store.postgres_url",
+    );
+    assert!(
+        message.contains("sslmode") && !message.contains("hunter2"),
+        "{message}"
+    );
+    let message = problem_at(
+        "[store]\npostgres_url = \"postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem\"\n",
+        "store.postgres_url",
+    );
+    assert!(message.contains("sslrootcert"), "{message}");
 }

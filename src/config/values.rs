@@ -315,7 +315,7 @@ pub(super) fn postgres_url(value: &Value) -> Result<Option<String>, String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(format!("expected a postgres:// URL {LIKE}"));
     }
-    match url.parse::<tokio_postgres::Config>() {
+    match crate::store::postgres::parse_url(url) {
         Ok(_) => Ok(Some(url.clone())),
         Err(e) => Err(format!("is not a PostgreSQL URL {LIKE}: {e}")),
     }

@@ -72,7 +72,7 @@ pub fn describe(config: &Config) -> String {
                 .store
                 .postgres_url
                 .as_deref()
-                .and_then(|url| url.parse::<tokio_postgres::Config>().ok());
+                .and_then(|url| super::postgres::parse_url(url).ok());
             match parsed {
                 Some(pg) => {
                     let hosts: Vec<String> = pg

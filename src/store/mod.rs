@@ -74,9 +74,9 @@ pub enum StoreError {
         "the database schema is version {found}, but this hookd knows versions up to {known}: it was migrated by a newer hookd"
     )]
     SchemaTooNew { found: i32, known: i32 },
-    /// The store's settings cannot be used (a malformed URL, an unknown `sslmode`, an
+    /// `store.postgres_url` cannot be used (malformed, an unknown `sslmode`, an
     /// unreadable `sslrootcert`, …); the text says which and why.
-    #[error("{0}")]
+    #[error("store.postgres_url: {0}")]
     Config(String),
 }
 

@@ -64,7 +64,7 @@ pub(super) struct Target {
 }
 
 fn config_error(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Config(format!("store.postgres_url: {what}"))
+    StoreError::Config(what.to_string())
 }
 
 /// Parses `url` (a `postgres://` URL or a libpq key=value string).

@@ -69,6 +69,18 @@ use crate::model::{DeliveryId, EventPattern, Millis, WebhookId};
 
 pub use connect::{MigrateReport, known_version};
 
+/// Reads `url` as the backend will connect with it (libpq's `sslmode` values, from
+/// `disable` to `verify-full`, and `sslrootcert` included): for the config's check and
+/// for naming the database in logs. The error is the reason alone, without the URL
+/// (which may hold a password).
+pub fn parse_url(url: &str) -> Result<tokio_postgres::Config, String> {
+    match connect::target(url) {
+        Ok(target) => Ok(target.config),
+        Err(StoreError::Config(reason)) => Err(reason),
+        Err(other) => Err(other.to_string()),
+    }
+}
+
 /// `NOTIFY` channel: deliveries were queued; the payload is the webhook ids (hyphenated
 /// UUIDs), comma-separated. The node holding a webhook's lease looks at its queue at once.
 pub(super) const QUEUED_CHANNEL: &str = "hookd_queued";
