@@ -607,9 +607,11 @@ fn rate_limit_delays_without_losing_anything() {
         })
         .collect();
     let p = |id: &str| promised[id];
+    // A slot is a minute after the start it waits for; the first three attempts can
+    // start in the same millisecond, so equal slots are as right as increasing ones.
     assert!(
-        p("rl3") < p("rl4") && p("rl4") < p("rl5"),
-        "distinct slots in order: {promised:?}"
+        p("rl3") <= p("rl4") && p("rl4") <= p("rl5"),
+        "slots in line order: {promised:?}"
     );
     assert!(
         p("rl5") - p("rl3") < 1_000,
