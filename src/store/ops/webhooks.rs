@@ -96,24 +96,11 @@ pub fn update(
     else {
         return Ok(None);
     };
-    let was_enabled = hook.enabled;
-    let before = hook.clone();
-    change(&mut hook);
-    match (was_enabled, hook.enabled) {
-        (true, false) => hook.status = WebhookStatus::Disabled,
-        (_, true) if hook.status == WebhookStatus::Disabled => {
-            hook.status = WebhookStatus::Healthy;
-            hook.failing_since = None;
-        }
-        _ => {}
-    }
-    if hook != before {
-        hook.updated_at = now;
-    }
+    let before = apply_change(&mut hook, now, change);
     hooks.insert(id.0, encode(&hook).as_slice())?;
     drop(hooks);
     count_webhook(tx, id, Some(before.status), Some(hook.status))?;
-    if was_enabled && !hook.enabled {
+    if before.enabled && !hook.enabled {
         start_cancel(tx, id)?;
     } else if hook.enabled {
         // Enabled again: a cancellation still under way ends here (the API finishes it
@@ -127,6 +114,31 @@ pub fn update(
         }
     }
     Ok(Some(hook))
+}
+
+/// Applies an API change to a webhook, for both backends: `status` follows `enabled`
+/// (a disable makes it `disabled`, a re-enable of a disabled one `healthy` with its
+/// failure cleared), and `updated_at` moves only when something changed. Answers the
+/// record as it was.
+pub(crate) fn apply_change(
+    hook: &mut WebhookRecord,
+    now: Millis,
+    change: impl FnOnce(&mut WebhookRecord),
+) -> WebhookRecord {
+    let before = hook.clone();
+    change(hook);
+    match (before.enabled, hook.enabled) {
+        (true, false) => hook.status = WebhookStatus::Disabled,
+        (_, true) if hook.status == WebhookStatus::Disabled => {
+            hook.status = WebhookStatus::Healthy;
+            hook.failing_since = None;
+        }
+        _ => {}
+    }
+    if *hook != before {
+        hook.updated_at = now;
+    }
+    before
 }
 
 /// What a delete did.

@@ -7,7 +7,7 @@ use deadpool_postgres::{ClientWrapper, GenericClient, Transaction};
 
 use super::rows::{self, hook_uuid, record};
 use super::{FENCE_CHANNEL, cleanup};
-use crate::model::{Millis, WebhookId, WebhookStatus};
+use crate::model::{Millis, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::encode;
 use crate::store::ops::overview::WebhookCursor;
@@ -135,25 +135,6 @@ async fn lock_owned(
     }
 }
 
-/// Applies `change` as `ops::webhooks::update` does: `status` follows `enabled` (a
-/// re-enable clears a failure), and `updated_at` moves only when something changed.
-fn apply(hook: &mut WebhookRecord, now: Millis, change: impl FnOnce(&mut WebhookRecord)) {
-    let was_enabled = hook.enabled;
-    let before = hook.clone();
-    change(hook);
-    match (was_enabled, hook.enabled) {
-        (true, false) => hook.status = WebhookStatus::Disabled,
-        (_, true) if hook.status == WebhookStatus::Disabled => {
-            hook.status = WebhookStatus::Healthy;
-            hook.failing_since = None;
-        }
-        _ => {}
-    }
-    if *hook != before {
-        hook.updated_at = now;
-    }
-}
-
 pub(super) async fn update(
     c: &mut ClientWrapper,
     user: &str,
@@ -165,8 +146,7 @@ pub(super) async fn update(
     let Some(mut hook) = lock_owned(&tx, user, id).await? else {
         return Ok(None);
     };
-    let was_enabled = hook.enabled;
-    apply(&mut hook, now, change);
+    let was_enabled = crate::store::ops::webhooks::apply_change(&mut hook, now, change).enabled;
     save(&tx, &hook).await?;
     if was_enabled && !hook.enabled {
         start_cancel(&tx, id).await?;
