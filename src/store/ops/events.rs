@@ -83,17 +83,24 @@ pub fn ingest_test(
     first_attempt_due: Millis,
 ) -> Result<TestEvent, StoreError> {
     let hook = load::<u128, WebhookRecord>(&tx.txn.open_table(WEBHOOKS)?, webhook.0)?;
-    match hook {
-        Some(h) if h.user != new.user => return Ok(TestEvent::NoSuchWebhook),
-        None => return Ok(TestEvent::NoSuchWebhook),
-        Some(h) if !h.enabled => return Ok(TestEvent::WebhookDisabled),
-        Some(_) => {}
+    if let Some(refusal) = test_refusal(hook.as_ref(), &new.user) {
+        return Ok(refusal);
     }
     let events = tx.txn.open_table(EVENTS)?;
     let (_, queued) = store_event(tx, events, new, vec![webhook], first_attempt_due)?;
     match queued.first() {
         Some(q) => Ok(TestEvent::Queued(q.delivery)),
         None => Ok(TestEvent::NoSuchWebhook),
+    }
+}
+
+/// Why a test event cannot go to `hook` (for both backends): it is not `user`'s (or
+/// does not exist), or it is disabled.
+pub(crate) fn test_refusal(hook: Option<&WebhookRecord>, user: &str) -> Option<TestEvent> {
+    match hook {
+        Some(h) if h.user == user && h.enabled => None,
+        Some(h) if h.user == user => Some(TestEvent::WebhookDisabled),
+        _ => Some(TestEvent::NoSuchWebhook),
     }
 }
 

@@ -467,11 +467,8 @@ pub(super) async fn ingest_test(
         Some(row) => Some(rows::record(&row, 0)?),
         None => None,
     };
-    match hook {
-        Some(h) if h.user != new.user => return Ok(TestEvent::NoSuchWebhook),
-        None => return Ok(TestEvent::NoSuchWebhook),
-        Some(h) if !h.enabled => return Ok(TestEvent::WebhookDisabled),
-        Some(_) => {}
+    if let Some(refusal) = crate::store::ops::events::test_refusal(hook.as_ref(), &new.user) {
+        return Ok(refusal);
     }
     let seqs_st = tx
         .prepare_cached(
