@@ -288,7 +288,7 @@ fn postgres_shards_merge_and_new_seqs_follow_the_copied_ones() {
         assert_eq!(ka, kb);
         let mut twice: crate::store::ops::stats::MinuteStats = decode(va).unwrap();
         let once = twice.clone();
-        crate::store::postgres::merge_minute_stats(&mut twice, &once);
+        twice.merge(&once);
         assert_eq!(twice, decode(vb).unwrap());
     }
     let (ta, tb) = (

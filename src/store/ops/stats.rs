@@ -95,7 +95,29 @@ impl Record for MinuteStats {
 }
 
 impl MinuteStats {
-    fn add(&mut self, attempt: &Attempt) {
+    /// One attempt's statistics.
+    pub(crate) fn of(attempt: &Attempt) -> MinuteStats {
+        let mut stats = MinuteStats::default();
+        stats.add(attempt);
+        stats
+    }
+
+    /// Adds `other` into these: one minute's statistics from two places (PostgreSQL
+    /// keeps a minute in shards; `hookd store copy` merges them).
+    pub(crate) fn merge(&mut self, other: &MinuteStats) {
+        self.succeeded = self.succeeded.saturating_add(other.succeeded);
+        self.failed = self.failed.saturating_add(other.failed);
+        self.errored = self.errored.saturating_add(other.errored);
+        self.last_at = self.last_at.max(other.last_at);
+        for &(bucket, n) in &other.latency {
+            match self.latency.binary_search_by_key(&bucket, |&(b, _)| b) {
+                Ok(i) => self.latency[i].1 = self.latency[i].1.saturating_add(n),
+                Err(i) => self.latency.insert(i, (bucket, n)),
+            }
+        }
+    }
+
+    pub(crate) fn add(&mut self, attempt: &Attempt) {
         let counter = match Outcome::of(attempt) {
             Outcome::Succeeded => &mut self.succeeded,
             Outcome::Failed => &mut self.failed,

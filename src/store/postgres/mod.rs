@@ -138,7 +138,6 @@ struct Inner {
 // What `hookd store copy` shares with the backend, so one place owns each rule: the
 // columns an event row derives from its record, and how a minute's shards merge.
 pub(crate) use events::deliveries_columns as event_deliveries_columns;
-pub(crate) use stats::merge as merge_minute_stats;
 
 /// One connection outside any pool, speaking TLS as the URL's `sslmode` says (see
 /// [`connect`]); its driver runs on a task of the current runtime. For `hookd store

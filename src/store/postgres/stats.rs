@@ -16,7 +16,7 @@ use crate::model::{Millis, WebhookId, WebhookStatus};
 use crate::store::StoreError;
 use crate::store::codec::encode;
 use crate::store::ops::queue::QueueGauges;
-use crate::store::ops::stats::{KEPT_MINUTES, MinuteStats, Outcome, latency, minute_of};
+use crate::store::ops::stats::{KEPT_MINUTES, MinuteStats, Outcome, minute_of};
 use crate::store::records::Attempt;
 
 /// Shards per counter (see the module docs).
@@ -53,36 +53,6 @@ pub(super) async fn gauges(c: &impl GenericClient) -> Result<QueueGauges, StoreE
         }
     }
     Ok(gauges)
-}
-
-/// One attempt as a minute's statistics.
-fn one(attempt: &Attempt) -> MinuteStats {
-    let mut stats = MinuteStats {
-        last_at: attempt.at,
-        latency: vec![(latency::bucket(attempt.duration_ms), 1)],
-        ..MinuteStats::default()
-    };
-    match Outcome::of(attempt) {
-        Outcome::Succeeded => stats.succeeded = 1,
-        Outcome::Failed => stats.failed = 1,
-        Outcome::Errored => stats.errored = 1,
-    }
-    stats
-}
-
-/// Adds `other` into `into`: one minute's statistics from two shards (or an attempt).
-/// `hookd store copy` merges a minute's shards with it too.
-pub(crate) fn merge(into: &mut MinuteStats, other: &MinuteStats) {
-    into.succeeded = into.succeeded.saturating_add(other.succeeded);
-    into.failed = into.failed.saturating_add(other.failed);
-    into.errored = into.errored.saturating_add(other.errored);
-    into.last_at = into.last_at.max(other.last_at);
-    for &(bucket, n) in &other.latency {
-        match into.latency.binary_search_by_key(&bucket, |&(b, _)| b) {
-            Ok(i) => into.latency[i].1 = into.latency[i].1.saturating_add(n),
-            Err(i) => into.latency.insert(i, (bucket, n)),
-        }
-    }
 }
 
 fn sql_minute(minute: u64) -> i64 {
@@ -126,7 +96,7 @@ pub(super) async fn webhook(
         let minute = u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0);
         let stats: MinuteStats = rows::record(row, 1)?;
         match out.last_mut() {
-            Some((m, into)) if *m == minute => merge(into, &stats),
+            Some((m, into)) if *m == minute => into.merge(&stats),
             _ => out.push((minute, stats)),
         }
     }
@@ -225,7 +195,7 @@ pub(super) async fn count_attempt(
         match &existing {
             Some(row) => {
                 let mut stats: MinuteStats = rows::record(row, 0)?;
-                merge(&mut stats, &one(attempt));
+                stats.add(attempt);
                 let bytes = encode(&stats);
                 tx.execute_typed(
                     &update,
@@ -239,7 +209,7 @@ pub(super) async fn count_attempt(
                 break;
             }
             None => {
-                let bytes = encode(&one(attempt));
+                let bytes = encode(&MinuteStats::of(attempt));
                 let inserted = tx
                     .query_typed_opt(
                         &insert,

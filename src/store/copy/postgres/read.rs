@@ -15,7 +15,7 @@ use super::{connect, counts, pg, refuse_live_nodes, schema_version, uint};
 use crate::store::StoreError;
 use crate::store::codec::{decode, encode};
 use crate::store::ops::stats::MinuteStats;
-use crate::store::postgres::{known_version, merge_minute_stats};
+use crate::store::postgres::known_version;
 
 /// The last key read of the table being read, in the order a sink needs.
 enum Cursor {
@@ -223,7 +223,7 @@ impl Source {
                         let stats: MinuteStats = decode(row.get::<_, &[u8]>(2))?;
                         match merged.last_mut() {
                             Some((w, m, into)) if (*w, *m) == (webhook, minute) => {
-                                merge_minute_stats(into, &stats)
+                                into.merge(&stats)
                             }
                             _ => merged.push((webhook, minute, stats)),
                         }
