@@ -40,7 +40,10 @@ impl RateLimiter {
             .filter(|t| t.0 + WINDOW_MS > now.0)
             .collect();
         starts.sort();
-        limiter.starts.extend(starts);
+        // Only the newest `limit` starts can ever hold a later one back: an older one
+        // leaves the window before them (the seed may be as long as a busy minute).
+        let keep = starts.len().saturating_sub(limiter.limit);
+        limiter.starts.extend(&starts[keep..]);
         limiter
     }
 
@@ -136,6 +139,16 @@ mod tests {
             "50 000 and 61 000 fill the window"
         );
         assert!(rl.try_acquire(Millis(110_000)));
+    }
+
+    #[test]
+    fn a_long_seed_holds_back_as_its_newest_starts_do() {
+        let seed: Vec<Millis> = (0..1_000).map(|i| Millis(i * 10)).collect();
+        let mut rl = RateLimiter::seeded(3, &seed, Millis(10_000));
+        assert_eq!(rl.starts.len(), 3, "only the newest three are kept");
+        assert!(!rl.try_acquire(Millis(69_969)), "9 970 is still in the window");
+        assert!(rl.try_acquire(Millis(69_970)), "9 970 left it");
+        assert!(!rl.try_acquire(Millis(69_971)));
     }
 
     #[test]
