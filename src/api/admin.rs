@@ -14,7 +14,7 @@ use super::request::{Paging, query_pairs};
 use super::stats::{self as api_stats, Minute, minute_start};
 use super::webhooks::WebhookView;
 use crate::model::Millis;
-use crate::store::ops::overview::WebhookCursor;
+use crate::store::ops::overview::{OverviewFigures, OverviewQuery, WebhookCursor};
 use crate::store::ops::stats;
 use crate::store::records::{NotificationRecord, NotificationState, WebhookRecord};
 
@@ -223,10 +223,21 @@ pub async fn overview(state: &AppState, query: Option<&str>) -> Result<HttpRespo
     let last = stats::minute_of(now);
     let first = last + 1 - ATTEMPT_MINUTES.min(last + 1);
     let store = &state.store;
-    let (page, next) = store.webhooks_by_status(after, limit).await?;
-    let gauges = store.gauges().await?;
-    let totals = store.attempt_totals(first, last).await?;
-    let recent = store.recent_notifications(RECENT_NOTIFICATIONS).await?;
+    let OverviewFigures {
+        page,
+        next,
+        gauges,
+        totals,
+        recent,
+    } = store
+        .overview(OverviewQuery {
+            after,
+            limit,
+            first,
+            last,
+            recent: RECENT_NOTIFICATIONS,
+        })
+        .await?;
 
     let series = api_stats::series(first, last, totals, |_| {});
 

@@ -110,11 +110,13 @@ impl Store {
         }
     }
 
-    /// The backend's name, as `[store] backend` spells it.
-    pub fn backend_name(&self) -> &'static str {
-        match self {
-            Store::Redb(_) => "redb",
-            Store::Postgres(_) => "postgres",
+    /// Lets the store tell the delivery engine what other nodes change: on PostgreSQL
+    /// this node joins the cluster, and its leases decide which queues it drives (their
+    /// changes and other nodes' wake-ups reach the scheduler through `link`). On redb,
+    /// one process owns every queue and nothing else writes: nothing to tell.
+    pub fn attach(&self, link: Arc<dyn crate::delivery::ClusterLink>) {
+        if let Store::Postgres(p) = self {
+            p.attach(link);
         }
     }
 
@@ -283,6 +285,29 @@ impl Store {
         match self {
             Store::Redb(s) => webhooks::finish_cleanups(s).await,
             Store::Postgres(p) => p.finish_cleanups().await,
+        }
+    }
+
+    /// The operator view's figures: a page of every user's webhooks (failing and
+    /// disabled first), the queue gauges, the attempt totals and the newest
+    /// notifications. One snapshot on redb; on PostgreSQL four reads, each of them
+    /// current (the view is a glance, not an audit).
+    pub async fn overview(
+        &self,
+        q: overview::OverviewQuery,
+    ) -> Result<overview::OverviewFigures, StoreError> {
+        match self {
+            Store::Redb(s) => s.read(|r| overview::read(r, &q)),
+            Store::Postgres(p) => {
+                let (page, next) = p.webhooks_by_status(q.after, q.limit).await?;
+                Ok(overview::OverviewFigures {
+                    page,
+                    next,
+                    gauges: p.gauges().await?,
+                    totals: p.attempt_totals(q.first, q.last).await?,
+                    recent: p.recent_notifications(q.recent).await?,
+                })
+            }
         }
     }
 

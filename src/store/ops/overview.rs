@@ -5,9 +5,47 @@
 
 use redb::ReadTransaction;
 
-use super::{StoreError, load};
-use crate::store::records::WebhookRecord;
+use super::queue::{self, QueueGauges};
+use super::stats::{self, MinuteStats};
+use super::{StoreError, load, notifications};
+use crate::store::records::{NotificationRecord, WebhookRecord};
 use crate::store::tables::{WEBHOOKS, WEBHOOKS_BY_STATUS};
+
+/// What the operator view asks the store for.
+#[derive(Debug, Clone, Copy)]
+pub struct OverviewQuery {
+    /// The page of webhooks: after this cursor, at most `limit`.
+    pub after: Option<WebhookCursor>,
+    pub limit: usize,
+    /// The unix minutes of the attempt series, `first..=last`.
+    pub first: u64,
+    pub last: u64,
+    /// How many of the newest operator notifications.
+    pub recent: usize,
+}
+
+/// Everything the operator view shows from the store; on redb read from one snapshot, so
+/// the counts and the page agree.
+#[derive(Debug)]
+pub struct OverviewFigures {
+    pub page: Vec<WebhookRecord>,
+    pub next: Option<WebhookCursor>,
+    pub gauges: QueueGauges,
+    pub totals: Vec<(u64, MinuteStats)>,
+    pub recent: Vec<NotificationRecord>,
+}
+
+/// The operator view's figures, read in `rtx`.
+pub fn read(rtx: &ReadTransaction, q: &OverviewQuery) -> Result<OverviewFigures, StoreError> {
+    let (page, next) = webhooks(rtx, q.after, q.limit)?;
+    Ok(OverviewFigures {
+        page,
+        next,
+        gauges: queue::gauges(rtx)?,
+        totals: stats::totals(rtx, q.first, q.last)?,
+        recent: notifications::recent(rtx, q.recent)?,
+    })
+}
 
 /// Where a page of the list starts after: the last webhook of the previous page, as its
 /// `webhooks_by_status` key.
