@@ -185,11 +185,7 @@ impl Engine {
             destination: Arc::new(destination),
             quiesce_limit: d.timeout + Duration::from_secs(1),
         };
-        if let Store::Postgres(pg) = &store {
-            // This node joins the cluster: its leases decide which queues it drives, and
-            // their changes and other nodes' wake-ups reach the scheduler.
-            pg.attach(Arc::new(handle.clone()));
-        }
+        store.attach(Arc::new(handle.clone()));
         Engine {
             handle,
             alive,

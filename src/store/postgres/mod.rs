@@ -188,11 +188,6 @@ impl PgStore {
         })
     }
 
-    /// This node's settings.
-    pub fn settings(&self) -> &PgSettings {
-        &self.inner.settings
-    }
-
     pub fn health(&self) -> &Health {
         &self.inner.health
     }

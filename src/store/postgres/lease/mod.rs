@@ -86,8 +86,6 @@ struct State {
     /// Leases let go for a rebalance, left to expire (not renewed, not taken back) until
     /// their instant.
     lapsing: HashMap<WebhookId, Instant>,
-    /// The fair share at the last round.
-    share: usize,
     /// Unleased webhooks that were queued: a quick round tries to take them.
     wanted: HashSet<WebhookId>,
     link: Option<Arc<dyn ClusterLink>>,
@@ -368,7 +366,6 @@ async fn round(store: &PgStore, forget: bool) -> Result<(), StoreError> {
     let until = cluster.valid_until(started);
     let newly = {
         let mut state = cluster.lock();
-        state.share = share;
         for webhook in &let_go {
             // Kept out of renewals and quick takes until its row has surely expired.
             state.lapsing.insert(*webhook, started + 2 * cluster.lease);
@@ -435,7 +432,6 @@ async fn quick_round(store: &PgStore) -> Result<(), StoreError> {
     let until = cluster.valid_until(started);
     {
         let mut state = cluster.lock();
-        state.share = share;
         for webhook in &taken {
             state.held.insert(*webhook, until);
         }
