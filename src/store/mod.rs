@@ -60,10 +60,10 @@ pub enum StoreError {
     #[error("the store cannot commit: {}", .0.code())]
     Unavailable(Fault),
     /// PostgreSQL refused or failed a statement, or its connection broke.
-    #[error("database error: {0}")]
+    #[error("database error: {}", with_causes(&**.0))]
     Postgres(Arc<tokio_postgres::Error>),
     /// No connection to PostgreSQL could be had from the pool.
-    #[error("no database connection: {0}")]
+    #[error("no database connection: {}", with_causes(&**.0))]
     Pool(Arc<deadpool_postgres::PoolError>),
     /// The operation does not exist on this backend (the reason says what to do instead).
     #[error("{0}")]
@@ -78,6 +78,24 @@ pub enum StoreError {
     /// unreadable `sslrootcert`, …); the text says which and why.
     #[error("store.postgres_url: {0}")]
     Config(String),
+}
+
+/// An error and its causes, `error: cause: cause`. tokio-postgres shows only the kind of
+/// an error ("db error", "error connecting to server"); what the server said, or why the
+/// connection failed, is in its causes, and is what an operator needs to read.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        // Some errors repeat their cause in their own text.
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl StoreError {
