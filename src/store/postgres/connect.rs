@@ -335,8 +335,11 @@ async fn migrate_to(
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])
         .await?;
+    // `IF NOT EXISTS` answers a NOTICE when the table is there (every start after the
+    // first), which the driver would log as if it were news.
     tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS hookd_schema (
+        "SET LOCAL client_min_messages = warning;
+         CREATE TABLE IF NOT EXISTS hookd_schema (
              version    integer PRIMARY KEY,
              applied_at timestamptz NOT NULL DEFAULT now()
          )",
