@@ -268,14 +268,14 @@ impl Metrics {
         metric(
             "hookd_store_bytes",
             "gauge",
-            "Size of the redb data file in bytes.",
+            "Size of the store in bytes: the redb file, or pg_database_size on PostgreSQL.",
             &[("", store.store_bytes as f64)],
         );
         let flag = |b: bool| if b { 1.0 } else { 0.0 };
         metric(
             "hookd_store_up",
             "gauge",
-            "1 while the store can commit, 0 while hookd is reopening it after an I/O error.",
+            "1 while the store can commit; 0 while hookd reopens it after an I/O error (redb) or cannot reach the database (PostgreSQL).",
             &[("", flag(store.store_up))],
         );
         metric(
@@ -287,7 +287,7 @@ impl Metrics {
         metric(
             "hookd_store_free_bytes",
             "gauge",
-            "Free bytes on the store's file system.",
+            "Free bytes on the store's file system (redb; 0 on PostgreSQL).",
             &[("", store.store_free_bytes as f64)],
         );
         metric(
