@@ -10,7 +10,7 @@ use super::AppState;
 use super::error::{ApiError, HttpResponse, json_response};
 use crate::metrics::{DUE_EVERY, Metrics};
 use crate::model::Millis;
-use crate::store::Store;
+use crate::store::{Fault, Store};
 
 /// The thread behind `hookd_queue_due`: while `/metrics` is scraped, counts the due
 /// backlog every [`DUE_EVERY`] (on redb in bounded steps, each its own short read
@@ -48,22 +48,22 @@ pub(super) fn queue_due(state: &AppState) -> Option<u64> {
 }
 
 pub async fn healthz(state: &AppState) -> Result<HttpResponse, ApiError> {
-    if let Some(fault) = state.store.health().fault() {
-        return Ok(json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(r#"{{"status":"degraded","reason":"{}"}}"#, fault.code()),
-        ));
-    }
-    match state.store.ping().await {
-        Ok(()) => Ok(json_response(StatusCode::OK, r#"{"status":"ok"}"#.into())),
-        Err(e) => {
-            tracing::error!(error = %e, "health check cannot read the store");
-            Ok(json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"status":"unavailable"}"#.into(),
-            ))
-        }
-    }
+    let fault = match state.store.health().fault() {
+        Some(fault) => fault,
+        None => match state.store.ping().await {
+            Ok(()) => return Ok(json_response(StatusCode::OK, r#"{"status":"ok"}"#.into())),
+            Err(e) => {
+                // A read that fails before any write has (PostgreSQL gone while idle) is
+                // the same news as a write that fails: the contract's degraded answer.
+                tracing::error!(error = %e, "health check cannot read the store");
+                e.fault().unwrap_or(Fault::Unavailable)
+            }
+        },
+    };
+    Ok(json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(r#"{{"status":"degraded","reason":"{}"}}"#, fault.code()),
+    ))
 }
 
 /// Prometheus text. A scrape needs no token, so it costs O(1) whatever the store holds:
