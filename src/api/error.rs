@@ -96,13 +96,16 @@ impl ApiError {
     }
 
     /// The store cannot take this write now (docs/operations.md, "When the disk fills or
-    /// fails"): `503` with `Retry-After`, nothing was stored, the same request may be sent
-    /// again (ingest is idempotent by event id).
+    /// fails"): `503` with `Retry-After`; the same request may be sent again (ingest is
+    /// idempotent by event id). A full store refused the write. An unavailable one
+    /// almost always did too, but on PostgreSQL a connection that breaks during COMMIT
+    /// leaves it unknown whether the commit landed, so that answer promises no more.
     pub fn store(fault: Fault) -> Self {
         let message = match fault {
             Fault::Full => "hookd's disk is (nearly) full; nothing was stored, try again later",
             Fault::Unavailable => {
-                "hookd cannot write to its store right now; nothing was stored, try again later"
+                "hookd cannot reach its store right now; try again later (an event sent again \
+                 with its id is not stored twice)"
             }
         };
         Self::new(StatusCode::SERVICE_UNAVAILABLE, fault.code(), message)
