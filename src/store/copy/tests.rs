@@ -151,7 +151,7 @@ async fn sql(url: &str, statements: &str) {
 /// A config whose store is a fresh database under `HOOKD_TEST_POSTGRES_URL` (dropped by
 /// the returned guard), or `None` when that is unset.
 fn fresh_database(name: &str) -> Option<(Config, impl Drop + use<>)> {
-    let server = std::env::var("HOOKD_TEST_POSTGRES_URL").ok()?;
+    let server = crate::store::postgres::tests::test_server()?;
     let name = format!("hookd_copy_unit_{}_{name}", std::process::id());
     block_on(sql(&server, &format!("CREATE DATABASE {name}")));
     let mut url: tokio_postgres::Config = server.parse().unwrap();
@@ -202,7 +202,6 @@ fn random_stores_copy_whole_and_keep_every_invariant() {
 
         // Through PostgreSQL and back, when there is a server to test with.
         let Some((pg, _dropped)) = fresh_database(&format!("{seed}")) else {
-            eprintln!("no HOOKD_TEST_POSTGRES_URL: the PostgreSQL round trip is not tested");
             continue;
         };
         let there = block_on(copy(&config(&from), &pg)).unwrap();
@@ -236,7 +235,6 @@ fn postgres_shards_merge_and_new_seqs_follow_the_copied_ones() {
     std::fs::create_dir(&from).unwrap();
     std::fs::rename(&file, from.join("hookd.redb")).unwrap();
     let Some((pg, _dropped)) = fresh_database("shards") else {
-        eprintln!("no HOOKD_TEST_POSTGRES_URL: the PostgreSQL side is not tested");
         return;
     };
     let counts = block_on(copy(&config(&from), &pg)).unwrap();
@@ -306,7 +304,6 @@ fn postgres_shards_merge_and_new_seqs_follow_the_copied_ones() {
 #[test]
 fn a_postgres_schema_newer_than_this_hookd_is_refused_both_ways() {
     let Some((pg, _dropped)) = fresh_database("newer") else {
-        eprintln!("no HOOKD_TEST_POSTGRES_URL: the PostgreSQL side is not tested");
         return;
     };
     let (empty, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -46,7 +46,7 @@ mod stats;
 mod webhooks;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 #[cfg(test)]
 mod tests_nodes;
 

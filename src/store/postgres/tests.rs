@@ -11,9 +11,10 @@ use crate::model::{DeliveryStatus, EventId, EventType, WebhookStatus};
 use crate::store::Store;
 use crate::store::records::Attempt;
 
-/// A fresh database on the test server, or `None` (with a notice) when there is none.
-pub(super) async fn fresh_url() -> Option<String> {
-    let Ok(admin) = std::env::var("HOOKD_TEST_POSTGRES_URL") else {
+/// The test server's URL (`HOOKD_TEST_POSTGRES_URL`), or `None` with a notice when it
+/// is unset; under `CI=true` an unset URL fails the test instead of skipping it.
+pub(crate) fn test_server() -> Option<String> {
+    let Ok(url) = std::env::var("HOOKD_TEST_POSTGRES_URL") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "HOOKD_TEST_POSTGRES_URL is not set, and CI=true: the PostgreSQL tests must run"
@@ -21,6 +22,12 @@ pub(super) async fn fresh_url() -> Option<String> {
         eprintln!("skipped: set HOOKD_TEST_POSTGRES_URL to run the PostgreSQL tests");
         return None;
     };
+    Some(url)
+}
+
+/// A fresh database on the test server, or `None` (with a notice) when there is none.
+pub(super) async fn fresh_url() -> Option<String> {
+    let admin = test_server()?;
     let name = format!("hookd_t_{:x}", uuid::Uuid::now_v7().as_u128() as u64);
     let client = connect::connect_one(&admin).await.unwrap();
     client
