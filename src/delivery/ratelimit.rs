@@ -146,7 +146,10 @@ mod tests {
         let seed: Vec<Millis> = (0..1_000).map(|i| Millis(i * 10)).collect();
         let mut rl = RateLimiter::seeded(3, &seed, Millis(10_000));
         assert_eq!(rl.starts.len(), 3, "only the newest three are kept");
-        assert!(!rl.try_acquire(Millis(69_969)), "9 970 is still in the window");
+        assert!(
+            !rl.try_acquire(Millis(69_969)),
+            "9 970 is still in the window"
+        );
         assert!(rl.try_acquire(Millis(69_970)), "9 970 left it");
         assert!(!rl.try_acquire(Millis(69_971)));
     }
