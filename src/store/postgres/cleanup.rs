@@ -49,13 +49,30 @@ pub(super) async fn unmark(tx: &Transaction<'_>, id: WebhookId) -> Result<(), St
 
 /// Cancels one chunk of webhook `id`'s pending deliveries; answers whether it is done.
 pub(super) async fn cancel_chunk(tx: &Transaction<'_>, id: WebhookId) -> Result<bool, StoreError> {
-    let st = tx
+    // The chunk is found by the queue index (oldest due first) but locked in id order,
+    // the order every transaction that locks several deliveries takes them in (a
+    // reschedule, a recover), so that two of them never wait for each other in a circle.
+    // `due IS NOT NULL` is checked again under the lock: a row an outcome settled while
+    // this waited is left alone.
+    let pick = tx
         .prepare_cached(
-            "SELECT seq, record FROM deliveries WHERE webhook_id = $1 AND due IS NOT NULL
-             ORDER BY due, id LIMIT $2 FOR UPDATE",
+            "SELECT seq FROM deliveries WHERE webhook_id = $1 AND due IS NOT NULL
+             ORDER BY due, id LIMIT $2",
         )
         .await?;
-    let found = tx.query(&st, &[&hook_uuid(id), &chunk()]).await?;
+    let picked: Vec<i64> = tx
+        .query(&pick, &[&hook_uuid(id), &chunk()])
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let lock = tx
+        .prepare_cached(
+            "SELECT seq, record FROM deliveries WHERE seq = ANY($1) AND due IS NOT NULL
+             ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    let found = tx.query(&lock, &[&picked]).await?;
     let mut seqs = Vec::with_capacity(found.len());
     let mut records = Vec::with_capacity(found.len());
     for row in &found {
@@ -83,7 +100,7 @@ pub(super) async fn cancel_chunk(tx: &Transaction<'_>, id: WebhookId) -> Result<
         )
         .await?;
     }
-    Ok(found.len() < CLEANUP_CHUNK)
+    Ok(picked.len() < CLEANUP_CHUNK)
 }
 
 /// Removes one chunk of (deleted) webhook `id`'s deliveries, with their attempts
