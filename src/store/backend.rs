@@ -419,7 +419,7 @@ impl Store {
                 s.write(move |tx| attempts::retry(tx, &user, webhook, id, due))
                     .await
             }
-            Store::Postgres(p) => p.retry(&user, webhook, id, due).await,
+            Store::Postgres(p) => p.seen(p.retry(&user, webhook, id, due).await),
         }
     }
 
@@ -438,7 +438,7 @@ impl Store {
                 s.write(move |tx| attempts::recover(tx, &user, webhook, window, due, before))
                     .await
             }
-            Store::Postgres(p) => p.recover(&user, webhook, window, due, before).await,
+            Store::Postgres(p) => p.seen(p.recover(&user, webhook, window, due, before).await),
         }
     }
 
@@ -449,7 +449,7 @@ impl Store {
     pub async fn enabled_webhooks(&self) -> Result<Vec<WebhookId>, StoreError> {
         match self {
             Store::Redb(s) => s.read(queue::enabled_webhooks),
-            Store::Postgres(p) => p.enabled_webhooks().await,
+            Store::Postgres(p) => p.seen(p.enabled_webhooks().await),
         }
     }
 
@@ -464,7 +464,7 @@ impl Store {
     ) -> Result<Peek, StoreError> {
         match self {
             Store::Redb(s) => s.read(|r| queue::peek(r, webhook, now, skip, max)),
-            Store::Postgres(p) => p.peek(webhook, now, skip, max).await,
+            Store::Postgres(p) => p.seen(p.peek(webhook, now, skip, max).await),
         }
     }
 
@@ -479,7 +479,7 @@ impl Store {
                 s.write(move |tx| attempts::reschedule(tx, webhook, &moves))
                     .await
             }
-            Store::Postgres(p) => p.reschedule(webhook, &moves).await,
+            Store::Postgres(p) => p.seen(p.reschedule(webhook, &moves).await),
         }
     }
 
@@ -488,7 +488,7 @@ impl Store {
     pub fn load_for_attempt(&self, id: DeliveryId) -> Result<Option<AttemptInputs>, StoreError> {
         match self {
             Store::Redb(s) => s.read(|r| attempts::load_for_attempt(r, id)),
-            Store::Postgres(p) => p.block_on(p.load_for_attempt(id)),
+            Store::Postgres(p) => p.seen(p.block_on(p.load_for_attempt(id))),
         }
     }
 
@@ -497,7 +497,7 @@ impl Store {
     pub fn cancel_if_unsendable(&self, id: DeliveryId) -> Result<bool, StoreError> {
         match self {
             Store::Redb(s) => s.write_blocking(move |tx| attempts::cancel_if_unsendable(tx, id)),
-            Store::Postgres(p) => p.block_on(p.cancel_if_unsendable(id)),
+            Store::Postgres(p) => p.seen(p.block_on(p.cancel_if_unsendable(id))),
         }
     }
 
@@ -544,7 +544,7 @@ impl Store {
                 }
                 Ok(total)
             }
-            Store::Postgres(p) => p.block_on(p.due_count(now)),
+            Store::Postgres(p) => p.seen(p.block_on(p.due_count(now))),
         }
     }
 
