@@ -20,6 +20,7 @@ use super::{
 };
 use crate::store::StoreError;
 use crate::store::codec::decode;
+use crate::store::ops::events::EventIndexes;
 use crate::store::ops::order::Order;
 use crate::store::ops::{ensure_tables, filter_insert, meta_get, notifications::due_key};
 use crate::store::records::{EventRecord, EventRef};
@@ -451,15 +452,10 @@ fn write(
         }
         Batch::Events(rows) => {
             let mut records = txn.open_table(EVENTS)?;
-            let mut per_user = txn.open_table(USER_EVENTS)?;
-            let mut by_seq = txn.open_table(EVENTS_BY_SEQ)?;
-            let mut per_type = txn.open_table(USER_TYPE_EVENTS)?;
+            let mut indexes = EventIndexes::open(txn)?;
             for EventRow { bytes, record: e } in rows {
-                let id = e.id.as_str();
-                records.insert(id, bytes.as_slice())?;
-                per_user.insert((e.user.as_str(), e.seq), id)?;
-                by_seq.insert(e.seq, id)?;
-                per_type.insert((e.user.as_str(), type_code(e.event_type), e.seq), id)?;
+                records.insert(e.id.as_str(), bytes.as_slice())?;
+                indexes.insert(&e)?;
             }
         }
         Batch::Deliveries(rows) => write_deliveries(txn, rows)?,

@@ -4,7 +4,7 @@
 //! `delivery_filter`) here, so the (filtered) listings read only what they show; the
 //! event records where its deliveries' seqs begin, which is how retention finds them.
 
-use redb::{ReadTransaction, Table};
+use redb::{ReadTransaction, Table, WriteTransaction};
 
 use super::order::Order;
 use super::{MergeDesc, Page, StoreError, filter_insert, load, meta_get, webhooks::user_hooks};
@@ -126,16 +126,7 @@ fn store_event(
     let first = seqs.first().copied().unwrap_or(0);
     let event = event_record(new, tx.next_event_seq(), targets.len(), first);
     events.insert(event.id.as_str(), encode(&event).as_slice())?;
-    tx.txn
-        .open_table(USER_EVENTS)?
-        .insert((event.user.as_str(), event.seq), event.id.as_str())?;
-    tx.txn
-        .open_table(EVENTS_BY_SEQ)?
-        .insert(event.seq, event.id.as_str())?;
-    tx.txn.open_table(USER_TYPE_EVENTS)?.insert(
-        (event.user.as_str(), type_code(event.event_type), event.seq),
-        event.id.as_str(),
-    )?;
+    EventIndexes::open(tx.txn)?.insert(&event)?;
     let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
 
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
@@ -160,6 +151,34 @@ fn store_event(
         });
     }
     Ok((event.deliveries, queued))
+}
+
+/// The tables that find an event by something other than its id (`store::tables`):
+/// its user's log, its seq, its user's log of its type. Every stored event has one
+/// entry in each; new events and store copy write them through here.
+pub(crate) struct EventIndexes<'t> {
+    per_user: Table<'t, (&'static str, u64), &'static str>,
+    by_seq: Table<'t, u64, &'static str>,
+    per_type: Table<'t, (&'static str, u8, u64), &'static str>,
+}
+
+impl<'t> EventIndexes<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(EventIndexes {
+            per_user: txn.open_table(USER_EVENTS)?,
+            by_seq: txn.open_table(EVENTS_BY_SEQ)?,
+            per_type: txn.open_table(USER_TYPE_EVENTS)?,
+        })
+    }
+
+    pub(crate) fn insert(&mut self, event: &EventRecord) -> Result<(), StoreError> {
+        let (user, id) = (event.user.as_str(), event.id.as_str());
+        self.per_user.insert((user, event.seq), id)?;
+        self.by_seq.insert(event.seq, id)?;
+        self.per_type
+            .insert((user, type_code(event.event_type), event.seq), id)?;
+        Ok(())
+    }
 }
 
 /// The webhooks (all of the event's user, oldest first) that get a delivery of an
