@@ -66,9 +66,12 @@ pub async fn healthz(state: &AppState) -> Result<HttpResponse, ApiError> {
     ))
 }
 
-/// Prometheus text. A scrape needs no token, so it costs O(1) whatever the store holds:
-/// one small read transaction of counters the store keeps (`store::tables`), and the
-/// due backlog as last counted in the background ([`count_due_forever`]).
+/// Prometheus text. A scrape needs no token, so on redb it costs O(1) whatever the store
+/// holds: one small read transaction of counters the store keeps (`store::tables`), and
+/// the due backlog as last counted in the background ([`count_due_forever`]). On
+/// PostgreSQL the gauges are counted by the database at each scrape (the queue's
+/// partial index, the webhooks by status, `pg_database_size`): O(queue), not O(1), and
+/// one reason to scrape a node no more than every few seconds.
 pub async fn metrics(state: &AppState) -> Result<HttpResponse, ApiError> {
     // While the store is being reopened its gauges are left out; the health gauges
     // below say why.
