@@ -276,7 +276,6 @@ impl PgStore {
             &item.policy,
             now,
         );
-        let webhook = webhook.clone();
         batch.counted.push((webhook_id, item.attempt.clone()));
         batch.add_attempt(delivery.seq, decision.number, &item.attempt);
         batch.put(delivery, true);
@@ -286,11 +285,13 @@ impl PgStore {
                 batch.hooks_to_save.insert(webhook_id);
             }
             if let Some((kind, reason)) = decision.notify {
+                let webhook = batch.webhook(webhook_id)?;
                 let enqueued =
-                    super::super::notifications::enqueue(tx, &webhook, kind, reason, now).await?;
+                    super::super::notifications::enqueue(tx, webhook, kind, reason, now).await?;
                 recorded.notification = Some(enqueued);
             }
             if recorded.webhook_disabled {
+                let webhook = batch.webhook(webhook_id)?.clone();
                 // What the cancellation reads must be written first.
                 batch.flush_rows(tx).await?;
                 batch.hooks_to_save.remove(&webhook_id);
@@ -356,6 +357,17 @@ struct Batch {
 }
 
 impl Batch {
+    /// A webhook of the batch, as changed so far.
+    fn webhook(&self, id: WebhookId) -> Result<&WebhookRecord, StoreError> {
+        match self.webhooks.get(&id) {
+            Some(Ok(w)) => Ok(w),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err(StoreError::Inconsistent(format!(
+                "webhook {id} left the outcome batch"
+            ))),
+        }
+    }
+
     /// The delivery's record, as the batch has it now.
     fn take(&mut self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
         if let Some((_, d)) = self.current.remove(&id) {
