@@ -10,8 +10,9 @@
 //! the loser reads the winner's row and answers `Duplicate` with its delivery count, so
 //! both answers agree. The target webhooks are read `FOR KEY SHARE`, so a disable or
 //! delete (which takes the row `FOR UPDATE` before cancelling) never misses a delivery
-//! queued beside it, while an attempt's outcome (`FOR NO KEY UPDATE`) does not wait. The batch `NOTIFY`s [`QUEUED_CHANNEL`] with the webhooks it queued for,
-//! so the node holding their leases looks at once.
+//! queued beside it, while an attempt's outcome (`FOR NO KEY UPDATE`) does not wait.
+//! The batch `NOTIFY`s [`QUEUED_CHANNEL`] with the webhooks it queued for, so the node
+//! holding their leases looks at once.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -132,19 +133,20 @@ async fn run(pool: &deadpool_postgres::Pool, health: &Health, batch: Vec<Job>) {
 
 /// Where each job's answer comes from.
 enum Plan {
-    /// Stored before this batch.
-    Known(u32),
-    /// Stored by this batch, as the `n`th new event (unless another node's insert of the
-    /// same id won meanwhile).
+    /// Stored by this batch, as the `n`th new event (unless it was stored before, or
+    /// another node's insert of the same id won meanwhile: then it is a duplicate).
     New(usize),
     /// The same id as job `i` of this batch.
     Same(usize),
 }
 
 /// Stores the jobs' events in one transaction; answers each job (in order).
+///
+/// Every event is inserted as new: an id stored before (a publisher's repeat) conflicts
+/// and is read back, so the usual batch of new ids costs no lookup (it cost a statement
+/// per batch, and on a young table its cached plan was a sequential scan).
 async fn store_batch(c: &mut ClientWrapper, jobs: &[Job]) -> Result<Vec<Ingested>, StoreError> {
     let tx = c.transaction().await?;
-    let ids: Vec<&str> = jobs.iter().map(|j| j.new.id.as_str()).collect();
     let mut users: Vec<&str> = jobs.iter().map(|j| j.new.user.as_str()).collect();
     users.sort_unstable();
     users.dedup();
@@ -162,20 +164,10 @@ async fn store_batch(c: &mut ClientWrapper, jobs: &[Job]) -> Result<Vec<Ingested
         )
         .await?;
     let fresh = i64::try_from(jobs.len()).unwrap_or(i64::MAX);
-    // One round trip: the three are pipelined.
-    let p1: [&(dyn ToSql + Sync); 1] = [&ids];
+    // One round trip: the two are pipelined.
     let p2: [&(dyn ToSql + Sync); 1] = [&users];
     let p3: [&(dyn ToSql + Sync); 1] = [&fresh];
-    let (known, hooks, seqs) = tokio::try_join!(
-        tx.query(&known_st, &p1),
-        tx.query(&hooks_st, &p2),
-        tx.query(&seqs_st, &p3),
-    )?;
-    let mut known_count: HashMap<String, u32> = HashMap::with_capacity(known.len());
-    for row in &known {
-        let event: EventRecord = rows::record(row, 1)?;
-        known_count.insert(row.try_get::<_, String>(0)?, event.deliveries);
-    }
+    let (hooks, seqs) = tokio::try_join!(tx.query(&hooks_st, &p2), tx.query(&seqs_st, &p3))?;
     let mut by_user: HashMap<String, Vec<WebhookRecord>> = HashMap::new();
     for row in &hooks {
         let hook: WebhookRecord = rows::record(row, 0)?;
@@ -191,10 +183,6 @@ async fn store_batch(c: &mut ClientWrapper, jobs: &[Job]) -> Result<Vec<Ingested
     let mut per_event: Vec<Vec<DeliveryRecord>> = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
         let id = job.new.id.as_str();
-        if let Some(&n) = known_count.get(id) {
-            plans.push(Plan::Known(n));
-            continue;
-        }
         if let Some(&first) = first_of.get(id) {
             plans.push(Plan::Same(first));
             continue;
@@ -225,7 +213,8 @@ async fn store_batch(c: &mut ClientWrapper, jobs: &[Job]) -> Result<Vec<Ingested
     }
 
     let inserted = insert_events(&tx, &events).await?;
-    // Ids another node stored meanwhile: that insert won; answer with its count.
+    // Ids stored before, or by another node meanwhile: that insert won; answer with
+    // its count.
     let lost: Vec<&str> = events
         .iter()
         .filter(|e| !inserted.contains(e.id.as_str()))
@@ -258,7 +247,6 @@ async fn store_batch(c: &mut ClientWrapper, jobs: &[Job]) -> Result<Vec<Ingested
     let mut answers: Vec<Ingested> = Vec::with_capacity(jobs.len());
     for plan in &plans {
         let answer = match *plan {
-            Plan::Known(n) => Ingested::Duplicate { deliveries: n },
             Plan::Same(first) => Ingested::Duplicate {
                 deliveries: match &answers[first] {
                     Ingested::Created { deliveries, .. } | Ingested::Duplicate { deliveries } => {

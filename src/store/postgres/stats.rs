@@ -2,14 +2,15 @@
 //! minute and the totals of all webhooks (as `store::ops::stats` and `ops::queue`).
 //!
 //! Both tables are split in shards (the backend's pid modulo [`SHARDS`]): the engine
-//! counts an attempt in the transaction that records it ([`count_attempt`]), and one row
-//! per minute would make every such transaction in the cluster wait for the previous
+//! counts a batch's attempts in the transaction that records them ([`count_attempts`]), and
+//! one row per minute would make every such transaction in the cluster wait for the previous
 //! one's commit. Readers merge a minute's shards.
 
-use deadpool_postgres::GenericClient;
-use tokio_postgres::types::{ToSql, Type};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashSet};
 
-type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
 use super::rows::{self, hook_uuid};
 use crate::model::{Millis, WebhookId, WebhookStatus};
@@ -138,118 +139,189 @@ pub(super) async fn totals(
         .collect()
 }
 
-/// Counts one attempt of `webhook` in its statistics and in the totals of all webhooks,
-/// as `ops::stats::count`: a minute opened drops that webhook's (or the totals') minutes
-/// older than [`KEPT_MINUTES`]. For the engine's attempt-outcome transaction; each
-/// statement is one round trip (`query_typed`, no prepare).
+/// This connection's shard, in SQL ([`SHARDS`] = 8).
+macro_rules! shard {
+    () => {
+        "(pg_backend_pid() % 8)::smallint"
+    };
+}
+const _: () = assert!(SHARDS == 8, "shard! must use SHARDS");
+
+/// This shard's rows of the (webhook, minute) pairs given, locked.
+const READ_STATS: &str = concat!(
+    "SELECT a.webhook_id, a.minute, a.record FROM attempt_stats a
+     JOIN unnest($1::uuid[], $2::bigint[]) AS k(w, m) ON a.webhook_id = k.w AND a.minute = k.m
+     WHERE a.shard = ",
+    shard!(),
+    " ORDER BY a.webhook_id, a.minute FOR UPDATE OF a"
+);
+const ADD_TOTALS: &str = concat!(
+    "INSERT INTO attempt_totals (minute, shard, succeeded, failed, errored)
+     SELECT m, ",
+    shard!(),
+    ", s, f, e FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])
+         AS u(m, s, f, e)
+     ON CONFLICT (minute, shard) DO UPDATE SET
+         succeeded = attempt_totals.succeeded + excluded.succeeded,
+         failed = attempt_totals.failed + excluded.failed,
+         errored = attempt_totals.errored + excluded.errored
+     RETURNING minute, (xmax = 0)"
+);
+const UPDATE_STATS: &str = concat!(
+    "UPDATE attempt_stats a SET record = u.r
+     FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS u(w, m, r)
+     WHERE a.webhook_id = u.w AND a.minute = u.m AND a.shard = ",
+    shard!()
+);
+const INSERT_STATS: &str = concat!(
+    "INSERT INTO attempt_stats (webhook_id, minute, shard, record)
+     SELECT w, m, ",
+    shard!(),
+    ", r FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS u(w, m, r)
+     ON CONFLICT DO NOTHING RETURNING webhook_id, minute"
+);
+const PRUNE_STATS: &str = "DELETE FROM attempt_stats a
+     USING unnest($1::uuid[], $2::bigint[]) AS u(w, cutoff)
+     WHERE a.webhook_id = u.w AND a.minute < u.cutoff";
+const PRUNE_TOTALS: &str = "DELETE FROM attempt_totals WHERE minute < $1";
+
+/// Counts one attempt of `webhook` (see [`count_attempts`]): the tests compare it with redb.
+#[cfg(test)]
 pub(super) async fn count_attempt(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     webhook: WebhookId,
     attempt: &Attempt,
 ) -> Result<(), StoreError> {
-    let minute = minute_of(attempt.at);
-    let sql_min = sql_minute(minute);
-    let id = hook_uuid(webhook);
-    let outcome = Outcome::of(attempt);
-    let (s, f, e) = match outcome {
-        Outcome::Succeeded => (1i64, 0i64, 0i64),
-        Outcome::Failed => (0, 1, 0),
-        Outcome::Errored => (0, 0, 1),
-    };
-    let shard_sql = format!("(pg_backend_pid() % {SHARDS})::smallint");
-    let read = format!(
-        "SELECT record FROM attempt_stats
-         WHERE webhook_id = $1 AND minute = $2 AND shard = {shard_sql} FOR UPDATE"
-    );
-    let total = format!(
-        "INSERT INTO attempt_totals (minute, shard, succeeded, failed, errored)
-         VALUES ($1, {shard_sql}, $2, $3, $4)
-         ON CONFLICT (minute, shard) DO UPDATE SET
-             succeeded = attempt_totals.succeeded + excluded.succeeded,
-             failed = attempt_totals.failed + excluded.failed,
-             errored = attempt_totals.errored + excluded.errored
-         RETURNING (xmax = 0)"
-    );
-    let key: [Param<'_>; 2] = [(&id, Type::UUID), (&sql_min, Type::INT8)];
-    let counts: [Param<'_>; 4] = [
-        (&sql_min, Type::INT8),
-        (&s, Type::INT8),
-        (&f, Type::INT8),
-        (&e, Type::INT8),
-    ];
-    let (existing, opened_total) = tokio::try_join!(
-        tx.query_typed_opt(&read, &key),
-        tx.query_typed_one(&total, &counts),
-    )?;
-    let update = format!(
-        "UPDATE attempt_stats SET record = $3
-         WHERE webhook_id = $1 AND minute = $2 AND shard = {shard_sql}"
-    );
-    let insert = format!(
-        "INSERT INTO attempt_stats (webhook_id, minute, shard, record)
-         VALUES ($1, $2, {shard_sql}, $3) ON CONFLICT DO NOTHING RETURNING true"
-    );
-    let mut existing = existing;
-    let mut opened = false;
-    loop {
-        match &existing {
-            Some(row) => {
-                let mut stats: MinuteStats = rows::record(row, 0)?;
-                stats.add(attempt);
-                let bytes = encode(&stats);
-                tx.execute_typed(
-                    &update,
-                    &[
-                        (&id, Type::UUID),
-                        (&sql_min, Type::INT8),
-                        (&bytes, Type::BYTEA),
-                    ],
-                )
-                .await?;
-                break;
+    count_attempts(tx, &[(webhook, attempt)]).await
+}
+
+/// Counts attempts of webhooks in their statistics and in the totals of all webhooks, as
+/// `ops::stats::count` does one by one: a minute opened drops that webhook's (or the
+/// totals') minutes older than [`KEPT_MINUTES`]. For the engine's attempt-outcome
+/// transaction: the attempts are summed per (webhook, minute) first, so a batch of
+/// outcomes costs two round trips here however many it holds (three when a minute
+/// opens), each statement prepared once per connection.
+pub(super) async fn count_attempts(
+    tx: &deadpool_postgres::Transaction<'_>,
+    attempts: &[(WebhookId, &Attempt)],
+) -> Result<(), StoreError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let mut groups: BTreeMap<(uuid::Uuid, i64), MinuteStats> = BTreeMap::new();
+    let mut totals: BTreeMap<i64, [i64; 3]> = BTreeMap::new();
+    for (webhook, attempt) in attempts {
+        let minute = sql_minute(minute_of(attempt.at));
+        match groups.entry((hook_uuid(*webhook), minute)) {
+            Entry::Occupied(mut stats) => stats.get_mut().add(attempt),
+            Entry::Vacant(slot) => {
+                slot.insert(MinuteStats::of(attempt));
             }
-            None => {
-                let bytes = encode(&MinuteStats::of(attempt));
-                let inserted = tx
-                    .query_typed_opt(
-                        &insert,
-                        &[
-                            (&id, Type::UUID),
-                            (&sql_min, Type::INT8),
-                            (&bytes, Type::BYTEA),
-                        ],
-                    )
-                    .await?;
-                if inserted.is_some() {
-                    opened = true;
-                    break;
-                }
-                // Another connection of the same shard opened the minute meanwhile.
-                existing = tx.query_typed_opt(&read, &key).await?;
-                if existing.is_none() {
-                    return Err(StoreError::Inconsistent(
-                        "an attempt statistics row vanished while it was counted".into(),
-                    ));
-                }
+        }
+        let slot = match Outcome::of(attempt) {
+            Outcome::Succeeded => 0,
+            Outcome::Failed => 1,
+            Outcome::Errored => 2,
+        };
+        totals.entry(minute).or_default()[slot] += 1;
+    }
+    let (hooks, minutes): (Vec<uuid::Uuid>, Vec<i64>) = groups.keys().copied().unzip();
+    let total_minutes: Vec<i64> = totals.keys().copied().collect();
+    let [s, f, e] = [0, 1, 2].map(|k| totals.values().map(|t| t[k]).collect::<Vec<i64>>());
+    let (read, add) =
+        tokio::try_join!(tx.prepare_cached(READ_STATS), tx.prepare_cached(ADD_TOTALS))?;
+    let p1: [&(dyn ToSql + Sync); 2] = [&hooks, &minutes];
+    let p2: [&(dyn ToSql + Sync); 4] = [&total_minutes, &s, &f, &e];
+    // One round trip: the two are pipelined.
+    let (existing, opened_totals) = tokio::try_join!(tx.query(&read, &p1), tx.query(&add, &p2))?;
+    let mut found: BTreeMap<(uuid::Uuid, i64), MinuteStats> = BTreeMap::new();
+    for row in &existing {
+        let key = (row.try_get(0)?, row.try_get(1)?);
+        found.insert(key, rows::record(row, 2)?);
+    }
+    let mut update: (Vec<uuid::Uuid>, Vec<i64>, Vec<Vec<u8>>) = Default::default();
+    let mut insert: (Vec<uuid::Uuid>, Vec<i64>, Vec<Vec<u8>>) = Default::default();
+    for (key, delta) in &groups {
+        let into = match found.get_mut(key) {
+            Some(stats) => {
+                stats.merge(delta);
+                &mut update
             }
+            None => &mut insert,
+        };
+        let stats = found.get(key).unwrap_or(delta);
+        into.0.push(key.0);
+        into.1.push(key.1);
+        into.2.push(encode(stats));
+    }
+    let mut totals_cutoff = None;
+    for row in &opened_totals {
+        let (minute, opened): (i64, bool) = (row.try_get(0)?, row.try_get(1)?);
+        if opened && minute > KEPT_MINUTES as i64 {
+            let cutoff = minute - KEPT_MINUTES as i64;
+            totals_cutoff = Some(totals_cutoff.map_or(cutoff, |c: i64| c.max(cutoff)));
         }
     }
-    if minute > KEPT_MINUTES {
-        let cutoff = sql_minute(minute - KEPT_MINUTES);
-        if opened {
-            tx.execute_typed(
-                "DELETE FROM attempt_stats WHERE webhook_id = $1 AND minute < $2",
-                &[(&id, Type::UUID), (&cutoff, Type::INT8)],
-            )
-            .await?;
+    let (update_st, insert_st) = tokio::try_join!(
+        tx.prepare_cached(UPDATE_STATS),
+        tx.prepare_cached(INSERT_STATS)
+    )?;
+    let updated = async {
+        if !update.0.is_empty() {
+            tx.execute(&update_st, &[&update.0, &update.1, &update.2])
+                .await?;
         }
-        if opened_total.try_get::<_, bool>(0)? {
-            tx.execute_typed(
-                "DELETE FROM attempt_totals WHERE minute < $1",
-                &[(&cutoff, Type::INT8)],
-            )
-            .await?;
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let inserted = async {
+        if insert.0.is_empty() {
+            return Ok(Vec::new());
         }
+        tx.query(&insert_st, &[&insert.0, &insert.1, &insert.2])
+            .await
+    };
+    let pruned = async {
+        if let Some(cutoff) = totals_cutoff {
+            tx.execute(PRUNE_TOTALS, &[&cutoff]).await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let ((), inserted, ()) = tokio::try_join!(updated, inserted, pruned)?;
+    // Minutes opened here drop the webhook's old ones.
+    let mut opened: (Vec<uuid::Uuid>, Vec<i64>) = Default::default();
+    let mut won = HashSet::new();
+    for row in &inserted {
+        let key: (uuid::Uuid, i64) = (row.try_get(0)?, row.try_get(1)?);
+        won.insert(key);
+        if key.1 > KEPT_MINUTES as i64 {
+            opened.0.push(key.0);
+            opened.1.push(key.1 - KEPT_MINUTES as i64);
+        }
+    }
+    if !opened.0.is_empty() {
+        tx.execute(PRUNE_STATS, &[&opened.0, &opened.1]).await?;
+    }
+    // Another connection of the same shard opened one of these minutes meanwhile (rare):
+    // add into its row.
+    for key in insert.0.iter().copied().zip(insert.1.iter().copied()) {
+        if won.contains(&key) {
+            continue;
+        }
+        let row = tx
+            .query_opt(&read, &[&vec![key.0], &vec![key.1]])
+            .await?
+            .ok_or_else(|| {
+                StoreError::Inconsistent(
+                    "an attempt statistics row vanished while it was counted".into(),
+                )
+            })?;
+        let mut stats: MinuteStats = rows::record(&row, 2)?;
+        stats.merge(&groups[&key]);
+        tx.execute(
+            &update_st,
+            &[&vec![key.0], &vec![key.1], &vec![encode(&stats)]],
+        )
+        .await?;
     }
     Ok(())
 }

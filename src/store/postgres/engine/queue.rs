@@ -20,10 +20,12 @@ use crate::store::records::{DeliveryRecord, EventRecord, EventRef, WebhookRecord
 const PEEK_WEBHOOK: &str = "SELECT w.record, EXISTS (SELECT 1 FROM leases l \
        WHERE l.name = $2 AND l.node = $3 AND l.expires_at > now()) \
      FROM webhooks w WHERE w.id = $1";
-/// Up to $3 queue entries not in $2, oldest due first (the `deliveries_queue` index).
+/// The first $2 queue entries, oldest due first (the `deliveries_queue` index). The
+/// claimed ones are left out here, not in the statement: `id <> ALL($n)` compares every
+/// entry read with every claim, and while outcomes wait for their commit the claims are
+/// hundreds, at the head of the queue (pg_stat_statements: 6.5 ms a look at ~1,000).
 const PEEK_DUE: &str = "SELECT id, due FROM deliveries \
-     WHERE webhook_id = $1 AND due IS NOT NULL AND id <> ALL($2::uuid[]) \
-     ORDER BY due, id LIMIT $3";
+     WHERE webhook_id = $1 AND due IS NOT NULL ORDER BY due, id LIMIT $2";
 /// The head of the webhook's line (the `deliveries_line` index).
 const PEEK_HEAD: &str = "SELECT id, due FROM deliveries \
      WHERE webhook_id = $1 AND due IS NOT NULL ORDER BY position LIMIT 1";
@@ -111,14 +113,19 @@ impl PgStore {
                 next,
             });
         }
-        let skip: Vec<Uuid> = skip.iter().map(|d| uuid(d.0)).collect();
-        let limit = i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1);
+        // Enough entries for `max` + 1 unclaimed ones even if every claim comes first.
+        let limit = i64::try_from(max.saturating_add(skip.len()))
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
         let st = client.prepare_cached(PEEK_DUE).await?;
-        let rows = client.query(&st, &[&id, &skip, &limit]).await?;
+        let rows = client.query(&st, &[&id, &limit]).await?;
         let mut due = Vec::new();
         let mut next = None;
         for row in &rows {
             let (id, at) = entry(row);
+            if skip.contains(&id) {
+                continue;
+            }
             if at.as_key() > now.as_key() {
                 next = Some(at);
                 break;
