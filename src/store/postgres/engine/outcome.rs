@@ -89,7 +89,8 @@ impl PgStore {
         }
     }
 
-    /// Records outcomes at `now`, in one transaction: each one's answer, in order.
+    /// Records outcomes at `now`, in one transaction: each one's answer, in order. A lost
+    /// database marks the store down here too (`PgStore::seen`).
     pub(crate) async fn record_outcomes(
         &self,
         items: &[Item],
@@ -97,17 +98,17 @@ impl PgStore {
     ) -> Vec<Result<Option<Recorded>, StoreError>> {
         let all: Vec<usize> = (0..items.len()).collect();
         match self.record_some(items, &all, now).await {
-            Ok(results) => results.into_iter().map(|(_, r)| r).collect(),
+            Ok(results) => results.into_iter().map(|(_, r)| self.seen(r)).collect(),
             Err(e) => {
                 // A write shared by the batch failed for a reason of its own: each
                 // outcome alone, so that only the one it belongs to fails.
                 tracing::warn!(error = %e, outcomes = items.len(), "outcome batch failed; recording its outcomes one by one");
                 let mut answers = Vec::with_capacity(items.len());
                 for i in all {
-                    answers.push(match self.record_some(items, &[i], now).await {
+                    answers.push(self.seen(match self.record_some(items, &[i], now).await {
                         Ok(mut r) => r.pop().map_or(Ok(None), |(_, r)| r),
                         Err(e) => Err(e),
-                    });
+                    }));
                 }
                 answers
             }
