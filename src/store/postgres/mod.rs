@@ -12,8 +12,10 @@
 //! - Every write that changes a webhook's status writes its operator notification in
 //!   the same transaction.
 //! - Each webhook's deliveries are driven by the node holding the lease `webhook:<id>`
-//!   (`engine`), one node at a time; jobs that must run once (retention, notifications,
-//!   cleanup) hold `job:<name>` leases.
+//!   (`engine`), one node at a time. Work that must be done once is kept single by the
+//!   database, not by leases: retention runs under an advisory lock (`retention`), each
+//!   notification is claimed by row (`notifications`), each cleanup locks its
+//!   `webhook_cleanup` row (`cleanup`), migrations run under an advisory lock.
 //!
 //! - Sequence numbers come from PostgreSQL sequences. `delivery_seq` steps by 1024, so
 //!   that one `nextval` reserves the consecutive seqs of an event's deliveries

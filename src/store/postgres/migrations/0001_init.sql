@@ -105,9 +105,8 @@ CREATE TABLE notification_marks (
     record      bytea NOT NULL              -- NotifyMarks
 );
 
--- The cluster: live nodes, and who drives what. A lease's name is `webhook:<id>` (the
--- webhook's deliveries) or `job:<name>` (retention, notifications, cleanup: one node
--- at a time).
+-- The cluster: live nodes, and who drives what. A lease's name is `webhook:<id>`: the
+-- node holding it drives the webhook's deliveries.
 CREATE TABLE nodes (
     id          text PRIMARY KEY,
     expires_at  timestamptz NOT NULL
