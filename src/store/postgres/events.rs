@@ -188,7 +188,10 @@ async fn store_batch(c: &mut ClientWrapper, jobs: &[Job]) -> Result<Vec<Ingested
             continue;
         }
         first_of.insert(id, i);
-        let row = &seqs[events.len()];
+        // One row of seqs per job, and at most one event per job.
+        let row = seqs.get(events.len()).ok_or_else(|| {
+            StoreError::Inconsistent("fewer sequence values than events in a batch".into())
+        })?;
         let event_seq = seq_of(row.try_get(0)?);
         let wanted = targets(
             by_user.get(&job.new.user).cloned().unwrap_or_default(),
