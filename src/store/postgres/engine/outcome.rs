@@ -347,7 +347,7 @@ struct Batch {
     /// The latest stored attempt of the deliveries recorded again.
     stored_last: HashMap<i64, Vec<u8>>,
     /// Records taken and put back (changed or not), and the attempts made in the batch.
-    current: HashMap<DeliveryId, (WebhookId, DeliveryRecord)>,
+    current: HashMap<DeliveryId, DeliveryRecord>,
     last: HashMap<u64, Attempt>,
     /// What [`Batch::flush`] writes.
     dirty: Vec<DeliveryId>,
@@ -371,7 +371,7 @@ impl Batch {
 
     /// The delivery's record, as the batch has it now.
     fn take(&mut self, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
-        if let Some((_, d)) = self.current.remove(&id) {
+        if let Some(d) = self.current.remove(&id) {
             return Ok(Some(d));
         }
         match self.stored.remove(&id) {
@@ -391,7 +391,7 @@ impl Batch {
         if changed && !self.dirty.contains(&d.id) {
             self.dirty.push(d.id);
         }
-        self.current.insert(d.id, (d.webhook_id, d));
+        self.current.insert(d.id, d);
     }
 
     /// The delivery's latest attempt, if it has one.
@@ -421,13 +421,13 @@ impl Batch {
     fn changed(&mut self) -> Vec<DeliveryRecord> {
         std::mem::take(&mut self.dirty)
             .into_iter()
-            .filter_map(|id| self.current.remove(&id).map(|(_, d)| d))
+            .filter_map(|id| self.current.remove(&id))
             .collect()
     }
 
     fn written(&mut self, records: Vec<DeliveryRecord>) {
         for d in records {
-            self.current.insert(d.id, (d.webhook_id, d));
+            self.current.insert(d.id, d);
         }
     }
 
@@ -484,7 +484,7 @@ impl Batch {
             .stored
             .iter()
             .map(|(id, (w, _))| (id, w))
-            .chain(self.current.iter().map(|(id, (w, _))| (id, w)))
+            .chain(self.current.iter().map(|(id, d)| (id, &d.webhook_id)))
             .filter(|(_, w)| **w == webhook)
             .map(|(id, _)| uuid(id.0))
             .collect();
