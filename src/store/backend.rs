@@ -425,7 +425,7 @@ impl Store {
                 s.write(move |tx| attempts::retry(tx, &user, webhook, id, due))
                     .await
             }
-            Store::Postgres(p) => p.seen(p.retry(&user, webhook, id, due).await),
+            Store::Postgres(p) => p.retry(&user, webhook, id, due).await,
         }
     }
 
@@ -444,7 +444,7 @@ impl Store {
                 s.write(move |tx| attempts::recover(tx, &user, webhook, window, due, before))
                     .await
             }
-            Store::Postgres(p) => p.seen(p.recover(&user, webhook, window, due, before).await),
+            Store::Postgres(p) => p.recover(&user, webhook, window, due, before).await,
         }
     }
 
@@ -455,7 +455,7 @@ impl Store {
     pub async fn enabled_webhooks(&self) -> Result<Vec<WebhookId>, StoreError> {
         match self {
             Store::Redb(s) => s.read(queue::enabled_webhooks),
-            Store::Postgres(p) => p.seen(p.enabled_webhooks().await),
+            Store::Postgres(p) => p.enabled_webhooks().await,
         }
     }
 
@@ -470,7 +470,7 @@ impl Store {
     ) -> Result<Peek, StoreError> {
         match self {
             Store::Redb(s) => s.read(|r| queue::peek(r, webhook, now, skip, max)),
-            Store::Postgres(p) => p.seen(p.peek(webhook, now, skip, max).await),
+            Store::Postgres(p) => p.peek(webhook, now, skip, max).await,
         }
     }
 
@@ -485,7 +485,7 @@ impl Store {
                 s.write(move |tx| attempts::reschedule(tx, webhook, &moves))
                     .await
             }
-            Store::Postgres(p) => p.seen(p.reschedule(webhook, &moves).await),
+            Store::Postgres(p) => p.reschedule(webhook, &moves).await,
         }
     }
 
@@ -494,7 +494,7 @@ impl Store {
     pub fn load_for_attempt(&self, id: DeliveryId) -> Result<Option<AttemptInputs>, StoreError> {
         match self {
             Store::Redb(s) => s.read(|r| attempts::load_for_attempt(r, id)),
-            Store::Postgres(p) => p.seen(p.block_on(p.load_for_attempt(id))),
+            Store::Postgres(p) => p.block_on(p.load_for_attempt(id)),
         }
     }
 
@@ -503,7 +503,7 @@ impl Store {
     pub fn cancel_if_unsendable(&self, id: DeliveryId) -> Result<bool, StoreError> {
         match self {
             Store::Redb(s) => s.write_blocking(move |tx| attempts::cancel_if_unsendable(tx, id)),
-            Store::Postgres(p) => p.seen(p.block_on(p.cancel_if_unsendable(id))),
+            Store::Postgres(p) => p.block_on(p.cancel_if_unsendable(id)),
         }
     }
 
@@ -550,7 +550,7 @@ impl Store {
                 }
                 Ok(total)
             }
-            Store::Postgres(p) => p.seen(p.block_on(p.due_count(now))),
+            Store::Postgres(p) => p.block_on(p.due_count(now)),
         }
     }
 

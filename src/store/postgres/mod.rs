@@ -210,8 +210,8 @@ impl PgStore {
 
     /// Notes what an operation's outcome says about the database's health: a lost
     /// connection or an exhausted server marks the store down (503), and the next
-    /// success marks it up again. Every operation of the store seam passes through it
-    /// (the engine's, in `engine/`, are wrapped where the seam calls them).
+    /// success marks it up again. Every operation of the store seam passes through it,
+    /// inside this module: the seam (`store::backend`) never marks health itself.
     pub(in crate::store) fn seen<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         seen(&self.inner.health, result)
     }

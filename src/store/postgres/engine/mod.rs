@@ -9,6 +9,22 @@
 //! several deliveries in id order. A deadlock or serialization failure against some
 //! other transaction is retried ([`retryable`]).
 
+/// Runs the transaction `$op` again (a few times) when it fails on a deadlock or a
+/// serialization failure ([`retryable`]), and notes its final outcome in the store's
+/// health ([`PgStore::seen`](super::PgStore::seen)), as every operation of the seam does.
+macro_rules! retrying {
+    ($store:expr, $op:expr) => {{
+        let mut tries = 0;
+        let result = loop {
+            match $op.await {
+                Err(e) if retryable(&e) && tries + 1 < TRIES => tries += 1,
+                other => break other,
+            }
+        };
+        $store.seen(result)
+    }};
+}
+
 pub(super) mod outcome;
 mod queue;
 mod requeue;

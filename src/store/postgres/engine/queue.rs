@@ -33,27 +33,30 @@ const PEEK_HEAD: &str = "SELECT id, due FROM deliveries \
 impl PgStore {
     /// The webhooks this node drives: those it holds the lease of that are enabled.
     pub async fn enabled_webhooks(&self) -> Result<Vec<WebhookId>, StoreError> {
-        let held: Vec<Uuid> = self
-            .inner
-            .cluster
-            .held()
-            .into_iter()
-            .map(|w| uuid(w.0))
-            .collect();
-        if held.is_empty() {
-            return Ok(Vec::new());
-        }
-        let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id FROM webhooks WHERE id = ANY($1) AND enabled ORDER BY id",
-                &[&held],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| WebhookId(r.get::<_, Uuid>(0).as_u128()))
-            .collect())
+        let r = async {
+            let held: Vec<Uuid> = self
+                .inner
+                .cluster
+                .held()
+                .into_iter()
+                .map(|w| uuid(w.0))
+                .collect();
+            if held.is_empty() {
+                return Ok(Vec::new());
+            }
+            let client = self.client().await?;
+            let rows = client
+                .query(
+                    "SELECT id FROM webhooks WHERE id = ANY($1) AND enabled ORDER BY id",
+                    &[&held],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| WebhookId(r.get::<_, Uuid>(0).as_u128()))
+                .collect())
+        };
+        self.seen(r.await)
     }
 
     /// The head of `webhook`'s queue, as redb's `ops::queue::peek` answers it (FIFO by
@@ -66,93 +69,99 @@ impl PgStore {
         skip: &HashSet<DeliveryId>,
         max: usize,
     ) -> Result<Peek, StoreError> {
-        let nothing = Peek {
-            webhook: None,
-            due: Vec::new(),
-            next: None,
-        };
-        let cluster = &self.inner.cluster;
-        if !cluster.holds(webhook) {
-            return Ok(nothing);
-        }
-        let client = self.client().await?;
-        let st = client.prepare_cached(PEEK_WEBHOOK).await?;
-        let name = super::super::lease::lease_name(webhook);
-        let id = uuid(webhook.0);
-        let Some(row) = client
-            .query_opt(&st, &[&id, &name, &cluster.node()])
-            .await?
-        else {
-            return Ok(nothing);
-        };
-        if !row.get::<_, bool>(1) {
-            return Ok(nothing);
-        }
-        let record: WebhookRecord = decode(row.get(0))?;
-        if record.ordering == Ordering::Fifo {
-            let (due, next) = if !skip.is_empty() {
-                // The claimed one's recorded outcome asks for the next look.
-                (Vec::new(), None)
-            } else {
-                let st = client.prepare_cached(PEEK_HEAD).await?;
-                match client.query_opt(&st, &[&id]).await? {
-                    None => (Vec::new(), None),
-                    Some(head) => {
-                        let (head, at) = entry(&head);
-                        if at <= now && max > 0 {
-                            (vec![head], None)
-                        } else {
-                            (Vec::new(), Some(at.max(now)))
+        let r = async {
+            let nothing = Peek {
+                webhook: None,
+                due: Vec::new(),
+                next: None,
+            };
+            let cluster = &self.inner.cluster;
+            if !cluster.holds(webhook) {
+                return Ok(nothing);
+            }
+            let client = self.client().await?;
+            let st = client.prepare_cached(PEEK_WEBHOOK).await?;
+            let name = super::super::lease::lease_name(webhook);
+            let id = uuid(webhook.0);
+            let Some(row) = client
+                .query_opt(&st, &[&id, &name, &cluster.node()])
+                .await?
+            else {
+                return Ok(nothing);
+            };
+            if !row.get::<_, bool>(1) {
+                return Ok(nothing);
+            }
+            let record: WebhookRecord = decode(row.get(0))?;
+            if record.ordering == Ordering::Fifo {
+                let (due, next) = if !skip.is_empty() {
+                    // The claimed one's recorded outcome asks for the next look.
+                    (Vec::new(), None)
+                } else {
+                    let st = client.prepare_cached(PEEK_HEAD).await?;
+                    match client.query_opt(&st, &[&id]).await? {
+                        None => (Vec::new(), None),
+                        Some(head) => {
+                            let (head, at) = entry(&head);
+                            if at <= now && max > 0 {
+                                (vec![head], None)
+                            } else {
+                                (Vec::new(), Some(at.max(now)))
+                            }
                         }
                     }
+                };
+                return Ok(Peek {
+                    webhook: Some(record),
+                    due,
+                    next,
+                });
+            }
+            // Enough entries for `max` + 1 unclaimed ones even if every claim comes first.
+            let limit = i64::try_from(max.saturating_add(skip.len()))
+                .unwrap_or(i64::MAX)
+                .saturating_add(1);
+            let st = client.prepare_cached(PEEK_DUE).await?;
+            let rows = client.query(&st, &[&id, &limit]).await?;
+            let mut due = Vec::new();
+            let mut next = None;
+            for row in &rows {
+                let (id, at) = entry(row);
+                if skip.contains(&id) {
+                    continue;
                 }
-            };
-            return Ok(Peek {
+                if at.as_key() > now.as_key() {
+                    next = Some(at);
+                    break;
+                }
+                if due.len() == max {
+                    next = Some(now);
+                    break;
+                }
+                due.push(id);
+            }
+            Ok(Peek {
                 webhook: Some(record),
                 due,
                 next,
-            });
-        }
-        // Enough entries for `max` + 1 unclaimed ones even if every claim comes first.
-        let limit = i64::try_from(max.saturating_add(skip.len()))
-            .unwrap_or(i64::MAX)
-            .saturating_add(1);
-        let st = client.prepare_cached(PEEK_DUE).await?;
-        let rows = client.query(&st, &[&id, &limit]).await?;
-        let mut due = Vec::new();
-        let mut next = None;
-        for row in &rows {
-            let (id, at) = entry(row);
-            if skip.contains(&id) {
-                continue;
-            }
-            if at.as_key() > now.as_key() {
-                next = Some(at);
-                break;
-            }
-            if due.len() == max {
-                next = Some(now);
-                break;
-            }
-            due.push(id);
-        }
-        Ok(Peek {
-            webhook: Some(record),
-            due,
-            next,
-        })
+            })
+        };
+        self.seen(r.await)
     }
 
     /// The number of queued deliveries due at `now`, all webhooks (`hookd_queue_due`).
     pub async fn due_count(&self, now: Millis) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT count(*) FROM deliveries WHERE due IS NOT NULL AND due <= $1",
-                &[&now.0],
-            )
-            .await?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        let r = async {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM deliveries WHERE due IS NOT NULL AND due <= $1",
+                    &[&now.0],
+                )
+                .await?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        };
+        self.seen(r.await)
     }
 
     /// What an attempt of `id` needs; `None` when it is no longer to be sent (not
@@ -161,53 +170,50 @@ impl PgStore {
         &self,
         id: DeliveryId,
     ) -> Result<Option<AttemptInputs>, StoreError> {
-        let client = self.client().await?;
-        let st = client
-            .prepare_cached(
-                "SELECT d.record, w.record, e.record FROM deliveries d \
-                 JOIN webhooks w ON w.id = d.webhook_id \
-                 LEFT JOIN events e ON e.seq = d.event_seq WHERE d.id = $1",
-            )
-            .await?;
-        let Some(row) = client.query_opt(&st, &[&uuid(id.0)]).await? else {
-            return Ok(None);
+        let r = async {
+            let client = self.client().await?;
+            let st = client
+                .prepare_cached(
+                    "SELECT d.record, w.record, e.record FROM deliveries d \
+                     JOIN webhooks w ON w.id = d.webhook_id \
+                     LEFT JOIN events e ON e.seq = d.event_seq WHERE d.id = $1",
+                )
+                .await?;
+            let Some(row) = client.query_opt(&st, &[&uuid(id.0)]).await? else {
+                return Ok(None);
+            };
+            let delivery: DeliveryRecord = decode(row.get(0))?;
+            if delivery.status != DeliveryStatus::Pending {
+                return Ok(None);
+            }
+            let webhook: WebhookRecord = decode(row.get(1))?;
+            if !webhook.enabled {
+                return Ok(None);
+            }
+            // The join is by the `event_seq` column; the record's own reference decides.
+            let joined = match row.get::<_, Option<&[u8]>>(2) {
+                Some(bytes) => Some(decode::<EventRecord>(bytes)?),
+                None => None,
+            };
+            let event = match (joined, &delivery.event) {
+                (Some(e), EventRef::Seq(seq)) if e.seq == *seq => Some(e),
+                (Some(e), EventRef::Id(name)) if e.id == *name => Some(e),
+                (_, event) => event_by_ref(&client, event).await?,
+            };
+            Ok(event.map(|event| AttemptInputs {
+                delivery,
+                webhook,
+                event,
+            }))
         };
-        let delivery: DeliveryRecord = decode(row.get(0))?;
-        if delivery.status != DeliveryStatus::Pending {
-            return Ok(None);
-        }
-        let webhook: WebhookRecord = decode(row.get(1))?;
-        if !webhook.enabled {
-            return Ok(None);
-        }
-        // The join is by the `event_seq` column; the record's own reference decides.
-        let joined = match row.get::<_, Option<&[u8]>>(2) {
-            Some(bytes) => Some(decode::<EventRecord>(bytes)?),
-            None => None,
-        };
-        let event = match (joined, &delivery.event) {
-            (Some(e), EventRef::Seq(seq)) if e.seq == *seq => Some(e),
-            (Some(e), EventRef::Id(name)) if e.id == *name => Some(e),
-            (_, event) => event_by_ref(&client, event).await?,
-        };
-        Ok(event.map(|event| AttemptInputs {
-            delivery,
-            webhook,
-            event,
-        }))
+        self.seen(r.await)
     }
 
     /// Cancels a pending delivery that can no longer be sent (its event pruned, its
     /// webhook gone or disabled without the cancellation having reached it); answers
     /// whether it did.
     pub async fn cancel_if_unsendable(&self, id: DeliveryId) -> Result<bool, StoreError> {
-        let mut tries = 0;
-        loop {
-            match self.try_cancel_if_unsendable(id).await {
-                Err(e) if retryable(&e) && tries + 1 < TRIES => tries += 1,
-                other => return other,
-            }
-        }
+        retrying!(self, self.try_cancel_if_unsendable(id))
     }
 
     async fn try_cancel_if_unsendable(&self, id: DeliveryId) -> Result<bool, StoreError> {

@@ -18,19 +18,6 @@ use crate::store::ops::attempts::{Pick, Recovered, Requeue, recover_pick, restar
 use crate::store::records::{DeliveryRecord, WebhookRecord};
 use crate::store::tables::{CLEANUP_CHUNK, type_code};
 
-/// Runs `op` again (a few times) when it fails on a deadlock or serialization failure.
-macro_rules! retrying {
-    ($op:expr) => {{
-        let mut tries = 0;
-        loop {
-            match $op.await {
-                Err(e) if retryable(&e) && tries + 1 < TRIES => tries += 1,
-                other => break other,
-            }
-        }
-    }};
-}
-
 impl PgStore {
     /// Moves pending deliveries of `webhook` to new due times; those no longer pending
     /// (or not the webhook's) are skipped. Answers how many moved.
@@ -39,7 +26,7 @@ impl PgStore {
         webhook: WebhookId,
         moves: &[(DeliveryId, Millis)],
     ) -> Result<usize, StoreError> {
-        retrying!(self.try_reschedule(webhook, moves))
+        retrying!(self, self.try_reschedule(webhook, moves))
     }
 
     async fn try_reschedule(
@@ -90,7 +77,7 @@ impl PgStore {
         id: DeliveryId,
         due: Millis,
     ) -> Result<Requeue, StoreError> {
-        retrying!(self.try_retry(user, webhook, id, due))
+        retrying!(self, self.try_retry(user, webhook, id, due))
     }
 
     async fn try_retry(
@@ -140,7 +127,7 @@ impl PgStore {
         due: Millis,
         before: u64,
     ) -> Result<Result<Recovered, Requeue>, StoreError> {
-        retrying!(self.try_recover(user, webhook, window, due, before))
+        retrying!(self, self.try_recover(user, webhook, window, due, before))
     }
 
     async fn try_recover(
