@@ -71,30 +71,49 @@ pub fn peek(
         });
     }
     let queue = rtx.open_table(QUEUE)?;
-    let mut due = Vec::new();
-    let mut next = None;
-    for entry in queue.range((webhook.0, 0u64, 0u128)..=(webhook.0, u64::MAX, u128::MAX))? {
-        let (key, _) = entry?;
-        let (_, at, id) = key.value();
-        let id = DeliveryId(id);
-        if skip.contains(&id) {
-            continue;
-        }
-        if at > now.as_key() {
-            next = Some(Millis(i64::try_from(at).unwrap_or(i64::MAX)));
-            break;
-        }
-        if due.len() == max {
-            next = Some(now);
-            break;
-        }
-        due.push(id);
-    }
+    let entries = queue
+        .range((webhook.0, 0u64, 0u128)..=(webhook.0, u64::MAX, u128::MAX))?
+        .map(|entry| -> Result<_, StoreError> {
+            let (_, at, id) = entry?.0.value();
+            Ok((
+                DeliveryId(id),
+                Millis(i64::try_from(at).unwrap_or(i64::MAX)),
+            ))
+        });
+    let (due, next) = due_among(entries, now, skip, max)?;
     Ok(Peek {
         webhook: record,
         due,
         next,
     })
+}
+
+/// The rule of a look at a queue that is not FIFO, on either store: of `entries` (the
+/// webhook's queue, oldest due first), the unclaimed ones due at `now`, at most `max`;
+/// and when to look next: when the first one not yet due is, `now` when more than `max`
+/// are due, never (`None`) when the queue ends first. Stops reading at the first entry
+/// it does not need.
+pub fn due_among<E>(
+    entries: impl IntoIterator<Item = Result<(DeliveryId, Millis), E>>,
+    now: Millis,
+    skip: &HashSet<DeliveryId>,
+    max: usize,
+) -> Result<(Vec<DeliveryId>, Option<Millis>), E> {
+    let mut due = Vec::new();
+    for entry in entries {
+        let (id, at) = entry?;
+        if skip.contains(&id) {
+            continue;
+        }
+        if at.as_key() > now.as_key() {
+            return Ok((due, Some(at)));
+        }
+        if due.len() == max {
+            return Ok((due, Some(now)));
+        }
+        due.push(id);
+    }
+    Ok((due, None))
 }
 
 /// Gauges for `/metrics` that the store keeps exactly: queue depth and webhooks by
@@ -173,5 +192,44 @@ fn successor((webhook, at, id): DueCursor) -> Option<DueCursor> {
         Some((webhook, at, 0))
     } else {
         webhook.checked_add(1).map(|w| (w, 0, 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::convert::Infallible;
+
+    use super::due_among;
+    use crate::model::{DeliveryId, Millis};
+
+    fn look(
+        queue: &[(u128, i64)],
+        now: i64,
+        skip: &[u128],
+        max: usize,
+    ) -> (Vec<u128>, Option<i64>) {
+        let entries = queue
+            .iter()
+            .map(|&(id, at)| Ok::<_, Infallible>((DeliveryId(id), Millis(at))));
+        let skip: HashSet<DeliveryId> = skip.iter().map(|&id| DeliveryId(id)).collect();
+        let Ok((due, next)) = due_among(entries, Millis(now), &skip, max);
+        (due.iter().map(|d| d.0).collect(), next.map(|m| m.0))
+    }
+
+    #[test]
+    fn a_look_takes_the_unclaimed_due_entries_and_says_when_to_look_again() {
+        let queue = [(1, 10), (2, 20), (3, 30), (4, 40)];
+        // Everything due, room for all: the queue's end means no next look of its own.
+        assert_eq!(look(&queue, 50, &[], 8), (vec![1, 2, 3, 4], None));
+        // The first one not yet due sets the next look.
+        assert_eq!(look(&queue, 25, &[], 8), (vec![1, 2], Some(30)));
+        // Claimed ones are passed over, not counted against `max`.
+        assert_eq!(look(&queue, 25, &[1], 8), (vec![2], Some(30)));
+        // More due than `max`: look again at once.
+        assert_eq!(look(&queue, 50, &[2], 2), (vec![1, 3], Some(50)));
+        // An entry due exactly now is due.
+        assert_eq!(look(&queue, 20, &[], 8), (vec![1, 2], Some(30)));
+        assert_eq!(look(&[], 20, &[], 8), (vec![], None));
     }
 }

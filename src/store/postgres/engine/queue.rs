@@ -13,7 +13,7 @@ use crate::model::{DeliveryId, DeliveryStatus, Millis, Ordering, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::decode;
 use crate::store::ops::attempts::AttemptInputs;
-use crate::store::ops::queue::Peek;
+use crate::store::ops::queue::{Peek, due_among};
 use crate::store::records::{DeliveryRecord, EventRecord, EventRef, WebhookRecord};
 
 /// The webhook and whether this node's lease on it is live in the database.
@@ -123,23 +123,8 @@ impl PgStore {
                 .saturating_add(1);
             let st = client.prepare_cached(PEEK_DUE).await?;
             let rows = client.query(&st, &[&id, &limit]).await?;
-            let mut due = Vec::new();
-            let mut next = None;
-            for row in &rows {
-                let (id, at) = entry(row);
-                if skip.contains(&id) {
-                    continue;
-                }
-                if at.as_key() > now.as_key() {
-                    next = Some(at);
-                    break;
-                }
-                if due.len() == max {
-                    next = Some(now);
-                    break;
-                }
-                due.push(id);
-            }
+            let entries = rows.iter().map(|row| Ok::<_, StoreError>(entry(row)));
+            let (due, next) = due_among(entries, now, skip, max)?;
             Ok(Peek {
                 webhook: Some(record),
                 due,
