@@ -34,17 +34,25 @@ impl RateLimiter {
     /// when this one takes a webhook over): those within the last minute of `now` count.
     pub fn seeded(limit: u32, starts: &[Millis], now: Millis) -> RateLimiter {
         let mut limiter = RateLimiter::new(limit);
-        let mut starts: Vec<Millis> = starts
+        limiter.absorb(starts, now);
+        limiter
+    }
+
+    /// Counts `starts` (other nodes' recent attempts) in the window beside the starts it
+    /// holds: those within the last minute of `now`.
+    pub fn absorb(&mut self, starts: &[Millis], now: Millis) {
+        self.expire(now);
+        let mut all: Vec<Millis> = self
+            .starts
             .iter()
+            .chain(starts.iter().filter(|t| t.0 + WINDOW_MS > now.0))
             .copied()
-            .filter(|t| t.0 + WINDOW_MS > now.0)
             .collect();
-        starts.sort();
+        all.sort();
         // Only the newest `limit` starts can ever hold a later one back: an older one
         // leaves the window before them (the seed may be as long as a busy minute).
-        let keep = starts.len().saturating_sub(limiter.limit);
-        limiter.starts.extend(&starts[keep..]);
-        limiter
+        let keep = all.len().saturating_sub(self.limit);
+        self.starts = all.split_off(keep).into();
     }
 
     fn expire(&mut self, now: Millis) {
@@ -152,6 +160,21 @@ mod tests {
         );
         assert!(rl.try_acquire(Millis(69_970)), "9 970 left it");
         assert!(!rl.try_acquire(Millis(69_971)));
+    }
+
+    #[test]
+    fn starts_absorbed_later_count_beside_the_ones_it_made() {
+        // A look began the limiter and sent twice before the takeover's starts came.
+        let mut rl = RateLimiter::new(3);
+        assert!(rl.try_acquire(Millis(30_000)));
+        assert!(rl.try_acquire(Millis(30_001)));
+        rl.absorb(
+            &[Millis(-40_000), Millis(25_000), Millis(29_000)],
+            Millis(30_002),
+        );
+        assert_eq!(rl.starts, [Millis(29_000), Millis(30_000), Millis(30_001)]);
+        assert!(!rl.try_acquire(Millis(30_002)), "the window is full");
+        assert!(rl.try_acquire(Millis(89_000)), "29 000 left it");
     }
 
     #[test]

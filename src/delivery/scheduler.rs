@@ -26,6 +26,7 @@
 //!   look that finds the pool full, or others already waiting, joins the line rather
 //!   than taking a freed worker ahead of them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
@@ -218,21 +219,28 @@ impl Scheduler {
         }
     }
 
-    /// This node took over `webhook` (a cluster lease): its rate limit starts from the
-    /// attempts other nodes made in the last minute, unless this node still knows its
-    /// own; then it gets a look.
+    /// This node took over `webhook` (a cluster lease): its rate limit counts the
+    /// attempts made in the last minute as the database has them; then it gets a look.
+    ///
+    /// The lease shows as held a query before this message comes, so a look in between
+    /// may already have begun the webhook's state here, and sent: the database's starts
+    /// are added to what that state knows, never dropped. Attempts this node made itself
+    /// may then count twice, which holds back more than needed, never less.
     fn taken(&mut self, webhook: WebhookId, starts: &[Millis]) {
         let now = Millis::now();
         let per_minute = self.limits.per_minute;
-        self.webhooks
-            .entry(webhook)
-            .or_insert_with(|| WebhookState {
-                in_flight: 0,
-                claimed: HashSet::new(),
-                cooling: Vec::new(),
-                limiter: RateLimiter::seeded(per_minute, starts, now),
-                user: None,
-            });
+        match self.webhooks.entry(webhook) {
+            Entry::Occupied(mut known) => known.get_mut().limiter.absorb(starts, now),
+            Entry::Vacant(new) => {
+                new.insert(WebhookState {
+                    in_flight: 0,
+                    claimed: HashSet::new(),
+                    cooling: Vec::new(),
+                    limiter: RateLimiter::seeded(per_minute, starts, now),
+                    user: None,
+                });
+            }
+        }
         self.look_at(webhook, now);
     }
 
