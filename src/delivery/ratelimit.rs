@@ -30,16 +30,9 @@ impl RateLimiter {
         }
     }
 
-    /// A limiter whose window already holds `starts` (another node's recent attempts,
-    /// when this one takes a webhook over): those within the last minute of `now` count.
-    pub fn seeded(limit: u32, starts: &[Millis], now: Millis) -> RateLimiter {
-        let mut limiter = RateLimiter::new(limit);
-        limiter.absorb(starts, now);
-        limiter
-    }
-
-    /// Counts `starts` (other nodes' recent attempts) in the window beside the starts it
-    /// holds: those within the last minute of `now`.
+    /// Counts `starts` (other nodes' recent attempts, when this node takes a webhook
+    /// over) in the window beside the starts it holds: those within the last minute of
+    /// `now`.
     pub fn absorb(&mut self, starts: &[Millis], now: Millis) {
         self.expire(now);
         let mut all: Vec<Millis> = self
@@ -125,6 +118,13 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
+    /// A fresh limiter that took a webhook over with these recent starts.
+    fn seeded(limit: u32, starts: &[Millis], now: Millis) -> RateLimiter {
+        let mut limiter = RateLimiter::new(limit);
+        limiter.absorb(starts, now);
+        limiter
+    }
+
     #[test]
     fn allows_a_burst_then_waits_for_the_window() {
         let mut rl = RateLimiter::new(3);
@@ -139,8 +139,7 @@ mod tests {
 
     #[test]
     fn a_seeded_window_counts_the_recent_starts_only() {
-        let mut rl =
-            RateLimiter::seeded(2, &[Millis(50_000), Millis(0), Millis(-5)], Millis(61_000));
+        let mut rl = seeded(2, &[Millis(50_000), Millis(0), Millis(-5)], Millis(61_000));
         assert!(rl.try_acquire(Millis(61_000)), "0 and -5 are a minute old");
         assert!(
             !rl.try_acquire(Millis(61_001)),
@@ -152,7 +151,7 @@ mod tests {
     #[test]
     fn a_long_seed_holds_back_as_its_newest_starts_do() {
         let seed: Vec<Millis> = (0..1_000).map(|i| Millis(i * 10)).collect();
-        let mut rl = RateLimiter::seeded(3, &seed, Millis(10_000));
+        let mut rl = seeded(3, &seed, Millis(10_000));
         assert_eq!(rl.starts.len(), 3, "only the newest three are kept");
         assert!(
             !rl.try_acquire(Millis(69_969)),

@@ -26,7 +26,6 @@
 //!   look that finds the pool full, or others already waiting, joins the line rather
 //!   than taking a freed worker ahead of them.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
@@ -72,6 +71,17 @@ struct WebhookState {
 }
 
 impl WebhookState {
+    /// A webhook this node has not driven yet: nothing claimed, an empty rate window.
+    fn new(per_minute: u32) -> WebhookState {
+        WebhookState {
+            in_flight: 0,
+            claimed: HashSet::new(),
+            cooling: Vec::new(),
+            limiter: RateLimiter::new(per_minute),
+            user: None,
+        }
+    }
+
     /// Ends the claims whose cooling-off time has come.
     fn release_cooled(&mut self, now: Millis) {
         let claimed = &mut self.claimed;
@@ -229,18 +239,11 @@ impl Scheduler {
     fn taken(&mut self, webhook: WebhookId, starts: &[Millis]) {
         let now = Millis::now();
         let per_minute = self.limits.per_minute;
-        match self.webhooks.entry(webhook) {
-            Entry::Occupied(mut known) => known.get_mut().limiter.absorb(starts, now),
-            Entry::Vacant(new) => {
-                new.insert(WebhookState {
-                    in_flight: 0,
-                    claimed: HashSet::new(),
-                    cooling: Vec::new(),
-                    limiter: RateLimiter::seeded(per_minute, starts, now),
-                    user: None,
-                });
-            }
-        }
+        self.webhooks
+            .entry(webhook)
+            .or_insert_with(|| WebhookState::new(per_minute))
+            .limiter
+            .absorb(starts, now);
         self.look_at(webhook, now);
     }
 
@@ -400,13 +403,7 @@ impl Scheduler {
         let state = self
             .webhooks
             .entry(webhook)
-            .or_insert_with(|| WebhookState {
-                in_flight: 0,
-                claimed: HashSet::new(),
-                cooling: Vec::new(),
-                limiter: RateLimiter::new(per_minute),
-                user: None,
-            });
+            .or_insert_with(|| WebhookState::new(per_minute));
         state.release_cooled(now);
         if self.ctx.store.health().commit_fault().is_some() {
             // Nothing goes out while outcomes could not be recorded; look again later.
