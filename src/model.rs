@@ -412,6 +412,11 @@ impl Millis {
         u64::try_from(self.0).unwrap_or(0)
     }
 
+    /// Back from the key form (a key past `i64::MAX` reads as the farthest time).
+    pub fn from_key(key: u64) -> Self {
+        Millis(i64::try_from(key).unwrap_or(i64::MAX))
+    }
+
     pub fn to_rfc3339(self) -> String {
         let nanos = i128::from(self.0) * 1_000_000;
         let t =
@@ -486,6 +491,16 @@ mod tests {
         assert!("wh-".parse::<WebhookId>().is_err());
         let d = DeliveryId::generate();
         assert_eq!(d.to_string().parse::<DeliveryId>(), Ok(d));
+    }
+
+    #[test]
+    fn times_round_trip_through_the_key_form() {
+        assert_eq!(
+            Millis::from_key(Millis(1_700_000_000_000).as_key()).0,
+            1_700_000_000_000
+        );
+        assert_eq!(Millis(-5).as_key(), 0, "before the epoch sorts first");
+        assert_eq!(Millis::from_key(u64::MAX).0, i64::MAX);
     }
 
     #[test]

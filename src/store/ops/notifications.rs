@@ -416,7 +416,7 @@ pub fn next_due(rtx: &ReadTransaction) -> Result<Option<(Millis, u64)>, StoreErr
         return Ok(None);
     };
     let (at, seq) = first.0.value();
-    Ok(Some((Millis(i64::try_from(at).unwrap_or(i64::MAX)), seq)))
+    Ok(Some((Millis::from_key(at), seq)))
 }
 
 /// Removes a `notification_due` entry that names no open notification (which the

@@ -75,10 +75,7 @@ pub fn peek(
         .range((webhook.0, 0u64, 0u128)..=(webhook.0, u64::MAX, u128::MAX))?
         .map(|entry| -> Result<_, StoreError> {
             let (_, at, id) = entry?.0.value();
-            Ok((
-                DeliveryId(id),
-                Millis(i64::try_from(at).unwrap_or(i64::MAX)),
-            ))
+            Ok((DeliveryId(id), Millis::from_key(at)))
         });
     let (due, next) = due_among(entries, now, skip, max)?;
     Ok(Peek {
