@@ -8,7 +8,6 @@
 //! one, prints the store's size per event (the redb file, or `pg_database_size`), and at
 //! the end removes the dir and drops the database, unless `--keep`.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -122,12 +121,9 @@ impl Stage<'_> {
                     .path()
                     .join("data")
                     .join(hookd::config::DB_FILE_NAME);
-                let meta = std::fs::metadata(&path);
-                let bytes = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+                let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 print_store_size("hookd.redb", bytes, events);
-                // redb grows its file by doubling and the part not yet written is a hole:
-                // what the disk holds is the blocks allocated.
-                let on_disk = meta.map(|m| m.blocks() * 512).unwrap_or(0);
+                let on_disk = hookd::store::space::disk_bytes(&path).unwrap_or(0);
                 println!(
                     "                  on disk {:.1} MiB = {:.0} bytes/event (blocks allocated)",
                     on_disk as f64 / MIB,

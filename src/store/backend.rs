@@ -144,16 +144,11 @@ impl Store {
         }
     }
 
-    /// The size of the store on disk, for `/metrics` and the operator view. On redb that
-    /// is the file's allocated blocks, not its length: redb doubles the length as the file
-    /// grows and leaves the part not yet written a hole, so the length can be up to twice
-    /// what the disk holds (`du` against `ls -l`; BENCHMARKS.md, "Where scenario b's bytes
-    /// go").
+    /// The size of the store on disk, for `/metrics` and the operator view: on redb the
+    /// disk its file takes ([`super::space::disk_bytes`]), not the file's length.
     pub async fn size_bytes(&self) -> Option<u64> {
         match self {
-            Store::Redb(s) => std::fs::metadata(s.path())
-                .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
-                .ok(),
+            Store::Redb(s) => super::space::disk_bytes(s.path()).ok(),
             Store::Postgres(p) => p.size_bytes().await.ok(),
         }
     }
