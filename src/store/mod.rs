@@ -19,6 +19,7 @@ pub mod health;
 pub mod ops;
 pub mod postgres;
 pub mod records;
+pub mod redo;
 pub mod space;
 pub mod tables;
 mod writer;
