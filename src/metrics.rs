@@ -268,7 +268,7 @@ impl Metrics {
         metric(
             "hookd_store_bytes",
             "gauge",
-            "Disk space the store takes in bytes: the redb file's blocks, or pg_database_size on PostgreSQL.",
+            "Disk space the store takes in bytes: the blocks of the redb file and its redo log, or pg_database_size on PostgreSQL.",
             &[("", store.store_bytes as f64)],
         );
         let flag = |b: bool| if b { 1.0 } else { 0.0 };

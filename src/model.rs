@@ -21,6 +21,13 @@ use uuid::Uuid;
 #[error("{0}")]
 pub struct Invalid(pub String);
 
+/// A fresh, time-ordered id (UUIDv7): every id hookd makes up for a webhook, a delivery
+/// or a notification. Store writes draw theirs through the writer ([`crate::store::Tx`]),
+/// which records them for the redo log.
+pub fn fresh_id() -> u128 {
+    Uuid::now_v7().as_u128()
+}
+
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -30,7 +37,7 @@ macro_rules! prefixed_id {
         impl $name {
             /// A fresh, time-ordered id (UUIDv7).
             pub fn generate() -> Self {
-                Self(Uuid::now_v7().as_u128())
+                Self(fresh_id())
             }
         }
 

@@ -10,7 +10,7 @@ use crate::model::Millis;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// The retry rules from `[delivery]`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RetryPolicy {
     /// Delay before attempt 1..=N of a run; N is the number of attempts in a run.
     pub schedule: Vec<Duration>,

@@ -25,6 +25,7 @@ use super::ops::Page;
 use super::ops::attempts::{self, AttemptInputs, Recorded, Recording, Recovered, Requeue, Verdict};
 use super::ops::deliveries::{self, DeliveryDetail, DeliveryFilter};
 use super::ops::events::{self, Ingested, NewEvent, TestEvent};
+use super::ops::logged;
 use super::ops::notifications::{self, Attempted};
 use super::ops::overview::{self, WebhookCursor};
 use super::ops::queue::{self, Peek, QueueGauges};
@@ -33,6 +34,7 @@ use super::ops::stats::{self, MinuteStats};
 use super::ops::webhooks::{self, Created, Deleted};
 use super::postgres::{PgSettings, PgStore};
 use super::records::{Attempt, EventRecord, NotificationRecord, NotificationState, WebhookRecord};
+use super::redo::RedoLog;
 use super::{Health, RedbStore, StoreError};
 use crate::config::{Backend, Config};
 use crate::delivery::retry::RetryPolicy;
@@ -145,10 +147,16 @@ impl Store {
     }
 
     /// The size of the store on disk, for `/metrics` and the operator view: on redb the
-    /// disk its file takes ([`super::space::disk_bytes`]), not the file's length.
+    /// disk its file and its redo log take ([`super::space::disk_bytes`]), not their
+    /// lengths.
     pub async fn size_bytes(&self) -> Option<u64> {
         match self {
-            Store::Redb(s) => super::space::disk_bytes(s.path()).ok(),
+            Store::Redb(s) => {
+                let log = super::space::disk_bytes(&RedoLog::path_for(s.path())).unwrap_or(0);
+                super::space::disk_bytes(s.path())
+                    .ok()
+                    .map(|file| file + log)
+            }
             Store::Postgres(p) => p.size_bytes().await.ok(),
         }
     }
@@ -335,7 +343,7 @@ impl Store {
     /// Stores an event and its deliveries (or finds it stored already: idempotency).
     pub async fn ingest(&self, new: NewEvent, due: Millis) -> Result<Ingested, StoreError> {
         match self {
-            Store::Redb(s) => s.write(move |tx| events::ingest(tx, new, due)).await,
+            Store::Redb(s) => s.write_logged(logged::ingest(new, due)).await,
             Store::Postgres(p) => p.ingest(new, due).await,
         }
     }
@@ -525,9 +533,7 @@ impl Store {
     {
         match self {
             Store::Redb(s) => s.write_riding(
-                move |tx| {
-                    attempts::record(tx, id, verdict, attempt, recording, &policy, Millis::now())
-                },
+                logged::record(id, verdict, attempt, recording, policy, Millis::now()),
                 on_commit,
             ),
             Store::Postgres(p) => {

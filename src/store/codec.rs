@@ -102,10 +102,16 @@ fn decode_config() -> bincode::config::Configuration<
 }
 
 pub fn encode<R: Record>(record: &R) -> Vec<u8> {
+    encode_view::<R>(record)
+}
+
+/// Encodes `view` as a record of type `R`: a borrowed form that serde serializes exactly
+/// as `R` (`&T` fields where `R` has `T`), so that what is encoded need not be cloned.
+pub fn encode_view<R: Record>(view: &impl Serialize) -> Vec<u8> {
     let mut out = vec![R::VERSION];
     // Encoding into a Vec cannot fail for our plain-data records (no maps with
     // non-serializable keys, no custom serializers that error).
-    match bincode::serde::encode_into_std_write(record, &mut out, config()) {
+    match bincode::serde::encode_into_std_write(view, &mut out, config()) {
         Ok(_) => out,
         Err(e) => unreachable!("encoding a {} record into memory failed: {e}", R::NAME),
     }

@@ -25,7 +25,7 @@ const CACHE_BYTES: usize = 8 << 20;
 /// Readers take a handle for the length of one read; the writer can reopen the file once
 /// every handle to the failed one is gone (redb lets a file be open once).
 pub(crate) struct Slot {
-    path: PathBuf,
+    pub(super) path: PathBuf,
     db: RwLock<Option<Arc<Database>>>,
 }
 
@@ -77,6 +77,13 @@ impl Slot {
     }
 }
 
+/// Runs the redo log of the store file at `path`, open as `db` by a tool that does not
+/// start the daemon, into it (`store::redo`): after an unclean stop the file alone lacks
+/// the writes since its last checkpoint.
+pub fn apply_redo_log(path: &Path, db: &Database) -> Result<(), StoreError> {
+    writer::recover(path, db, ops::logged::replay)
+}
+
 /// A handle to the open store; cheap to clone.
 #[derive(Clone)]
 pub struct RedbStore {
@@ -96,7 +103,11 @@ impl RedbStore {
         ops::ensure_tables(&db)?;
         slot.put(db);
         let health = Arc::new(Health::default());
-        let writer = writer::WriterHandle::start(Arc::clone(&slot), Arc::clone(&health))?;
+        let writer = writer::WriterHandle::start(
+            Arc::clone(&slot),
+            Arc::clone(&health),
+            ops::logged::replay,
+        )?;
         Ok(RedbStore {
             slot,
             writer,
@@ -131,7 +142,17 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.writer.submit(op).await
+        self.writer.submit(op, None).await
+    }
+
+    /// [`RedbStore::write`] for a logged write ([`ops::logged`]): durable once the redo log
+    /// holds it, and committed to redb durably at the next checkpoint.
+    pub async fn write_logged<T, F>(&self, logged: ops::logged::Logged<F>) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.submit(logged.write, Some(logged.entry)).await
     }
 
     /// [`RedbStore::write`] for threads outside the async runtime; blocks until durable.
@@ -143,17 +164,22 @@ impl RedbStore {
         self.writer.submit_blocking(op)
     }
 
-    /// Runs `op` in a coming group commit without waiting for it, letting it wait up to
-    /// [`writer::RIDE_WAIT`] to share another write's commit (an attempt's outcome: see
-    /// the writer's docs for what that buys and costs). `on_commit` runs (on the writer
-    /// thread, so it must be quick) once the commit is durable or has failed.
-    pub fn write_riding<T, F, C>(&self, op: F, on_commit: C) -> Result<(), StoreError>
+    /// Runs a logged write in a coming group commit without waiting for it, letting it wait
+    /// up to [`writer::RIDE_WAIT`] to share another write's commit (an attempt's outcome:
+    /// see the writer's docs for what that buys and costs). `on_commit` runs (on the writer
+    /// thread, so it must be quick) once the write is durable or has failed.
+    pub fn write_riding<T, F, C>(
+        &self,
+        logged: ops::logged::Logged<F>,
+        on_commit: C,
+    ) -> Result<(), StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
         C: FnOnce(Result<T, StoreError>) + Send + 'static,
     {
-        self.writer.submit_riding(op, on_commit)
+        self.writer
+            .submit_riding(logged.entry, logged.write, on_commit)
     }
 
     /// Runs `f` against a consistent snapshot.

@@ -3,12 +3,13 @@
 //! Everything outside this module goes through [`Store`] ([`backend`]: the seam), which is
 //! one of two backends:
 //! - [`RedbStore`] ([`embedded`]), the default: one redb file (tables and their invariants:
-//!   [`tables`]; queries and writes: [`ops`]; the group-committing writer thread);
+//!   [`tables`]; queries and writes: [`ops`]; the group-committing writer thread) and its
+//!   redo log ([`redo`]);
 //! - [`PgStore`] ([`postgres`]): a PostgreSQL database that several hookd nodes share.
 //!
 //! Both store the same records in the same versioned encoding ([`records`], [`codec`]),
-//! and both acknowledge a write only once it is durably committed, so an answer sent
-//! after it survives `kill -9`. [`health`] is the failure model both report into.
+//! and both acknowledge a write only once it is durable (on redb: committed, or synced to
+//! the redo log), so an answer sent after it survives `kill -9`. [`health`] is the failure model both report into.
 
 pub mod backend;
 pub mod backup;
@@ -43,6 +44,14 @@ pub enum StoreError {
     /// A file operation around the database (a backup's copy, …) failed.
     #[error("cannot {what}: {source}")]
     Io {
+        what: &'static str,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    /// The redo log ([`redo`]) could not be opened, read or written: a storage failure
+    /// like redb's own.
+    #[error("cannot {what} the redo log: {source}")]
+    Log {
         what: &'static str,
         #[source]
         source: Arc<std::io::Error>,
@@ -111,9 +120,17 @@ impl StoreError {
                 _ => None,
             },
             // No connection: the database is down or unreachable (it passes).
+            StoreError::Log { source, .. } => Some(Fault::of_io(source)),
             StoreError::Pool(_) => Some(Fault::Unavailable),
             StoreError::Postgres(e) => postgres::fault_of(e),
             _ => None,
+        }
+    }
+
+    pub(crate) fn log(what: &'static str, source: std::io::Error) -> StoreError {
+        StoreError::Log {
+            what,
+            source: Arc::new(source),
         }
     }
 
@@ -139,5 +156,6 @@ storage_error_from!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
+    redb::SetDurabilityError,
     redb::CommitError
 );

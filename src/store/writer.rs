@@ -17,6 +17,14 @@
 //! kill. When nothing else is flowing, waiting would gain nothing and an outcome commits
 //! at once.
 //!
+//! Most batches are not committed to redb durably: a batch of logged writes (ingests and
+//! outcomes, [`super::ops::logged`]) is committed with `Durability::None`, visible at
+//! once, and made durable by one record in the redo log, synced before the batch is
+//! answered ([`super::redo`]). A durable redb commit, a *checkpoint*, is made about once
+//! a second ([`CHECKPOINT_EVERY`]) when anything was logged, for a batch holding any other
+//! write, and at shutdown; the log then starts again. Each open runs the log's batches
+//! that the store lacks again ([`Writer::recover`]).
+//!
 //! A batch that fails with an I/O error (disk full, a failing device) leaves redb unable to
 //! do anything until the file is closed and opened again. The writer then marks the store
 //! down ([`Health`]), answers every job with [`StoreError::Unavailable`] while it reopens
@@ -27,13 +35,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::embedded::Slot;
 use super::health::{Fault, Health};
-use super::tables::{DELIVERY_SEQ, EVENT_SEQ, META};
+use super::redo::{self, BatchFrame, RedoLog};
+use super::tables::{DELIVERY_SEQ, EVENT_SEQ, LOG_APPLIED, LOG_ID, META};
 
 const MAX_BATCH: usize = 1024;
 /// The longest an outcome waits for another write to share its commit (see the module docs).
@@ -43,14 +52,34 @@ const FIRST_REOPEN_WAIT: Duration = Duration::from_millis(100);
 pub const MAX_REOPEN_WAIT: Duration = Duration::from_secs(5);
 /// An idle writer still shows it is alive this often (the watchdog reads it).
 const IDLE_BEAT: Duration = Duration::from_secs(1);
+/// The longest logged batches wait for a checkpoint: how much of the log a restart after
+/// a crash runs again, and how long redb holds their pages in memory (it frees the pages
+/// a write replaced only at a durable commit).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// A checkpoint is made sooner once the log holds this much.
+const CHECKPOINT_BYTES: u64 = 32 << 20;
 
-/// What a write job sees: the batch's transaction and the daemon-wide sequence counters.
+/// Runs a logged write again from its entry: [`super::ops::logged::replay`], handed in by
+/// the store so that the writer does not depend on the writes it runs.
+pub type Replay = fn(&mut Tx<'_>, &[u8]) -> Result<(), StoreError>;
+
+/// What a write job sees: the batch's transaction, the daemon-wide sequence counters and
+/// the batch's id tape.
 pub struct Tx<'a> {
     pub txn: &'a WriteTransaction,
     seqs: &'a mut Sequences,
+    ids: &'a mut IdTape,
 }
 
 impl Tx<'_> {
+    /// A fresh id ([`crate::model::fresh_id`]) for a record this write creates. The batch
+    /// records it, and a batch run again from the redo log draws the same ids again.
+    pub fn fresh_id(&mut self) -> u128 {
+        let id = self.ids.given.next().unwrap_or_else(crate::model::fresh_id);
+        self.ids.drawn.push(id);
+        id
+    }
+
     pub fn next_event_seq(&mut self) -> u64 {
         self.seqs.event += 1;
         self.seqs.event
@@ -68,11 +97,20 @@ struct Sequences {
     delivery: u64,
 }
 
+/// The ids a batch drew ([`Tx::fresh_id`]), and, run again from the log, those to draw.
+#[derive(Default)]
+struct IdTape {
+    drawn: Vec<u128>,
+    given: std::vec::IntoIter<u128>,
+}
+
 trait Job: Send {
     fn run(&mut self, tx: &mut Tx<'_>) -> Result<(), StoreError>;
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
     /// Whether this job may wait up to [`RIDE_WAIT`] to share another write's commit.
     fn rides(&self) -> bool;
+    /// The job's redo log entry; `None` if it is not logged (its batch commits durably).
+    fn entry(&self) -> Option<&[u8]>;
 }
 
 /// A write job: `op` runs inside the batch's transaction; `on_commit` gets its output
@@ -87,6 +125,7 @@ where
     output: Option<T>,
     on_commit: Option<C>,
     rides: bool,
+    entry: Option<Vec<u8>>,
 }
 
 impl<F, T, C> Job for CallbackJob<F, T, C>
@@ -118,6 +157,10 @@ where
     fn rides(&self) -> bool {
         self.rides
     }
+
+    fn entry(&self) -> Option<&[u8]> {
+        self.entry.as_deref()
+    }
 }
 
 impl<F, T, C> Drop for CallbackJob<F, T, C>
@@ -141,10 +184,15 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub(crate) fn start(slot: Arc<Slot>, health: Arc<Health>) -> Result<WriterHandle, StoreError> {
+    /// Runs the redo log's batches that the store lacks again, then starts the thread.
+    pub(crate) fn start(
+        slot: Arc<Slot>,
+        health: Arc<Health>,
+        replay: Replay,
+    ) -> Result<WriterHandle, StoreError> {
         let db = slot.current().ok_or(StoreError::Closed)?;
-        let seqs = load_sequences(&db)?;
         let (sender, receiver) = mpsc::channel::<Box<dyn Job>>();
+        let (redo, seqs, log_seq) = Writer::recover(&slot.path, &db, replay, None)?;
         health.writer_beat();
         let writer = Writer {
             slot,
@@ -152,6 +200,10 @@ impl WriterHandle {
             jobs: receiver,
             seqs,
             last_urgent: None,
+            redo,
+            log_seq,
+            last_checkpoint: Instant::now(),
+            replay,
         };
         let thread = std::thread::Builder::new()
             .name("hookd-writer".into())
@@ -169,7 +221,11 @@ impl WriterHandle {
         sender.send(job).map_err(|_| StoreError::Closed)
     }
 
-    fn enqueue<T, F>(&self, op: F) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    fn enqueue<T, F>(
+        &self,
+        op: F,
+        entry: Option<Vec<u8>>,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -183,15 +239,21 @@ impl WriterHandle {
                 let _ = reply.send(result);
             }),
             rides: false,
+            entry,
         }))?;
         Ok(answer)
     }
 
-    /// Queues `op` without waiting, as a job that rides (see the module docs):
-    /// `on_commit` gets its outcome once the batch is durable (or failed), at most
-    /// [`RIDE_WAIT`] plus a commit later. If the store is already closed, `on_commit` gets
-    /// `Closed` and so does the caller.
-    pub fn submit_riding<T, F, C>(&self, op: F, on_commit: C) -> Result<(), StoreError>
+    /// Queues the logged write `op` (its redo log entry: `entry`) without waiting, as a
+    /// job that rides (see the module docs): `on_commit` gets its outcome once the batch
+    /// is durable (or failed), at most [`RIDE_WAIT`] plus a commit later. If the store is
+    /// already closed, `on_commit` gets `Closed` and so does the caller.
+    pub fn submit_riding<T, F, C>(
+        &self,
+        entry: Vec<u8>,
+        op: F,
+        on_commit: C,
+    ) -> Result<(), StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -202,15 +264,20 @@ impl WriterHandle {
             output: None,
             on_commit: Some(on_commit),
             rides: true,
+            entry: Some(entry),
         }))
     }
 
-    pub async fn submit<T, F>(&self, op: F) -> Result<T, StoreError>
+    /// Runs `op` and waits until it is durable: committed to redb, or, if `entry` (its redo
+    /// log entry) is given, possibly logged instead.
+    pub async fn submit<T, F>(&self, op: F, entry: Option<Vec<u8>>) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.enqueue(op)?.await.map_err(|_| StoreError::Closed)?
+        self.enqueue(op, entry)?
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     /// For threads outside the async runtime (delivery workers).
@@ -219,7 +286,7 @@ impl WriterHandle {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        self.enqueue(op)?
+        self.enqueue(op, None)?
             .blocking_recv()
             .map_err(|_| StoreError::Closed)?
     }
@@ -236,20 +303,23 @@ impl WriterHandle {
     }
 }
 
-fn load_sequences(db: &Database) -> Result<Sequences, StoreError> {
-    let txn = db.begin_write()?;
-    let seqs = {
-        let meta = txn.open_table(META)?;
-        let get = |name| -> Result<u64, StoreError> {
-            Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0))
-        };
-        Sequences {
-            event: get(EVENT_SEQ)?,
-            delivery: get(DELIVERY_SEQ)?,
+/// How a batch ended: the answer its jobs get, and the fault that makes the writer reopen
+/// the store. They differ in one case: a logged batch whose redb commit failed after its
+/// record was synced is durable (the reopen runs it again from the log), so its jobs are
+/// answered as committed while the store is reopened.
+struct Ended {
+    answer: Result<(), StoreError>,
+    fault: Option<Fault>,
+}
+
+impl Ended {
+    fn of(result: Result<(), StoreError>) -> Ended {
+        let fault = result.as_ref().err().and_then(StoreError::fault);
+        Ended {
+            answer: result,
+            fault,
         }
-    };
-    txn.abort()?;
-    Ok(seqs)
+    }
 }
 
 struct Writer {
@@ -259,31 +329,49 @@ struct Writer {
     seqs: Sequences,
     /// When the latest job that does not ride arrived: are other writes flowing?
     last_urgent: Option<Instant>,
+    redo: RedoLog,
+    /// The seq of the last batch written to the log.
+    log_seq: u64,
+    last_checkpoint: Instant,
+    replay: Replay,
 }
 
 impl Writer {
     fn run(mut self, mut db: Arc<Database>) {
         loop {
-            let first = match self.jobs.recv_timeout(IDLE_BEAT) {
-                Ok(job) => job,
+            let mut batch = Vec::new();
+            match self.jobs.recv_timeout(self.idle_wait()) {
+                Ok(first) => {
+                    let first_at = Instant::now();
+                    batch.push(first);
+                    self.take_waiting(&mut batch);
+                    self.wait_for_a_ride(&mut batch, first_at);
+                    if batch.iter().any(|job| !job.rides()) {
+                        self.last_urgent = Some(Instant::now());
+                    }
+                }
+                // Idle: a checkpoint if one is due (an empty batch), else just the beat.
+                Err(RecvTimeoutError::Timeout) if self.checkpoint_due() => {}
                 Err(RecvTimeoutError::Timeout) => {
                     self.health.writer_beat();
                     continue;
                 }
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            self.health.writer_beat();
-            let first_at = Instant::now();
-            let mut batch = vec![first];
-            self.take_waiting(&mut batch);
-            self.wait_for_a_ride(&mut batch, first_at);
-            if batch.iter().any(|job| !job.rides()) {
-                self.last_urgent = Some(Instant::now());
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.last_checkpoint(&db);
+                    return;
+                }
             }
+            self.health.writer_beat();
             let before = self.seqs;
-            let result = run_batch(&db, &mut batch, &mut self.seqs);
-            let fault = result.as_ref().err().and_then(StoreError::fault);
-            if let Err(e) = &result {
+            let logged = !batch.is_empty()
+                && !self.checkpoint_due()
+                && batch.iter().all(|job| job.entry().is_some());
+            let ended = if logged {
+                self.log_batch(&db, &mut batch)
+            } else {
+                Ended::of(self.checkpoint(&db, &mut batch))
+            };
+            if let Err(e) = &ended.answer {
                 tracing::error!(error = %e, jobs = batch.len(), "write batch failed; its requests get an error");
                 // Counters advanced by an aborted batch are simply skipped.
                 self.seqs = Sequences {
@@ -293,7 +381,7 @@ impl Writer {
             }
             // The health first, then the answers: a client that got its 503 and asks
             // /healthz next must hear the same.
-            if let Some(fault) = fault {
+            if let Some(fault) = ended.fault {
                 self.health.failed(fault);
                 if fault == Fault::Full {
                     // Refuse new events at once, not at the next free-space reading.
@@ -301,9 +389,9 @@ impl Writer {
                 }
             }
             for job in batch {
-                job.finish(result.clone());
+                job.finish(ended.answer.clone());
             }
-            if let Some(fault) = fault {
+            if let Some(fault) = ended.fault {
                 match self.reopen(db, fault) {
                     Some(fresh) => db = fresh,
                     None => return, // shut down while the store was down
@@ -312,6 +400,160 @@ impl Writer {
         }
     }
 
+    /// How long to wait for a job: until the next checkpoint is due, at most [`IDLE_BEAT`].
+    fn idle_wait(&self) -> Duration {
+        if self.redo.stretch_bytes() == 0 {
+            return IDLE_BEAT;
+        }
+        CHECKPOINT_EVERY
+            .saturating_sub(self.last_checkpoint.elapsed())
+            .min(IDLE_BEAT)
+    }
+
+    /// Whether logged batches have waited long enough, or the log grown big enough.
+    fn checkpoint_due(&self) -> bool {
+        self.redo.stretch_bytes() > 0
+            && (self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+                || self.redo.stretch_bytes() >= CHECKPOINT_BYTES)
+    }
+
+    /// Commits `batch` durably, with every logged batch before it; the log starts again.
+    fn checkpoint(&mut self, db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+        let txn = db.begin_write()?;
+        run_jobs(
+            &txn,
+            batch,
+            &mut self.seqs,
+            &mut IdTape::default(),
+            self.log_seq,
+        )?;
+        txn.commit()?;
+        self.redo.restart();
+        self.last_checkpoint = Instant::now();
+        Ok(())
+    }
+
+    /// The checkpoint at shutdown, so that the next start has nothing to run again.
+    fn last_checkpoint(&mut self, db: &Database) {
+        if self.redo.stretch_bytes() == 0 {
+            return;
+        }
+        if let Err(e) = self.checkpoint(db, &mut []) {
+            tracing::warn!(error = %e, "the last checkpoint failed; the next start runs the redo log again");
+        }
+    }
+
+    /// Commits `batch` to redb without durability, after its record is synced to the log.
+    fn log_batch(&mut self, db: &Database, batch: &mut [Box<dyn Job>]) -> Ended {
+        let entries: Vec<&[u8]> = batch.iter().filter_map(|job| job.entry()).collect();
+        let frame = BatchFrame::new([self.seqs.event, self.seqs.delivery], entries.into_iter());
+        let seq = self.log_seq + 1;
+        let mut ids = IdTape::default();
+        let txn = match begin_logged(db).and_then(|txn| {
+            run_jobs(&txn, batch, &mut self.seqs, &mut ids, seq)?;
+            Ok(txn)
+        }) {
+            Ok(txn) => txn,
+            Err(e) => return Ended::of(Err(e)),
+        };
+        let mut frame = frame.finish(&ids.drawn);
+        if let Err(e) = self.redo.append(seq, &mut frame) {
+            // Dropping the transaction aborts it: the batch is in neither file.
+            drop(txn);
+            return Ended::of(Err(StoreError::log("write", e)));
+        }
+        self.log_seq = seq;
+        match txn.commit() {
+            Ok(()) => Ended::of(Ok(())),
+            Err(e) => {
+                let e = StoreError::from(e);
+                tracing::error!(error = %e, "a logged batch's commit failed; the store is reopened and runs it again");
+                Ended {
+                    answer: Ok(()),
+                    fault: Some(e.fault().unwrap_or(Fault::Unavailable)),
+                }
+            }
+        }
+    }
+
+    /// Opens the store's redo log and runs the batches in it that the store lacks again,
+    /// in one durable commit; the log then starts again. Returns the log, the sequence
+    /// counters (at least `known`'s) and the seq of the last logged batch.
+    fn recover(
+        store: &std::path::Path,
+        db: &Database,
+        replay: Replay,
+        known: Option<Sequences>,
+    ) -> Result<(RedoLog, Sequences, u64), StoreError> {
+        let txn = db.begin_write()?;
+        let (mut seqs, applied, id) = {
+            let meta = txn.open_table(META)?;
+            let get = |name| -> Result<Option<u64>, StoreError> {
+                Ok(meta.get(name)?.map(|v| v.value()))
+            };
+            let seqs = Sequences {
+                event: get(EVENT_SEQ)?.unwrap_or(0),
+                delivery: get(DELIVERY_SEQ)?.unwrap_or(0),
+            };
+            let id = get(LOG_ID)?.unwrap_or_else(|| crate::model::fresh_id() as u64);
+            (seqs, get(LOG_APPLIED)?.unwrap_or(0), id)
+        };
+        let mut redo =
+            RedoLog::open(&RedoLog::path_for(store), id).map_err(|e| StoreError::log("open", e))?;
+        let records = redo.read().map_err(|e| StoreError::log("read", e))?;
+        let missing: Vec<_> = records.into_iter().filter(|r| r.seq > applied).collect();
+        if missing
+            .first()
+            .is_some_and(|first| first.seq != applied + 1)
+        {
+            tracing::error!(
+                stored = applied,
+                first_logged = missing.first().map(|r| r.seq),
+                "the redo log misses batches the store lacks; running the rest"
+            );
+        }
+        for record in &missing {
+            let batch = redo::parse(&record.payload).ok_or_else(|| {
+                StoreError::Inconsistent(format!(
+                    "redo log batch {} does not parse though its checksum matches",
+                    record.seq
+                ))
+            })?;
+            let [event, delivery] = batch.seqs;
+            seqs.event = seqs.event.max(event);
+            seqs.delivery = seqs.delivery.max(delivery);
+            let mut ids = IdTape {
+                drawn: Vec::new(),
+                given: batch.ids.into_iter(),
+            };
+            let mut tx = Tx {
+                txn: &txn,
+                seqs: &mut seqs,
+                ids: &mut ids,
+            };
+            for entry in batch.entries {
+                replay(&mut tx, entry)?;
+            }
+        }
+        // After the batches, which take the counters they found: those this writer knew
+        // before a reopen may have been advanced by batches that failed since.
+        if let Some(known) = known {
+            seqs.event = seqs.event.max(known.event);
+            seqs.delivery = seqs.delivery.max(known.delivery);
+        }
+        let log_seq = missing.last().map_or(applied, |r| r.seq);
+        write_meta(&txn, seqs, log_seq)?;
+        txn.open_table(META)?.insert(LOG_ID, id)?;
+        txn.commit()?;
+        if !missing.is_empty() {
+            tracing::info!(
+                batches = missing.len(),
+                "ran the redo log's batches that the store lacked (an unclean stop)"
+            );
+        }
+        redo.restart();
+        Ok((redo, seqs, log_seq))
+    }
     /// Adds every job already waiting to `batch` (up to [`MAX_BATCH`]).
     fn take_waiting(&self, batch: &mut Vec<Box<dyn Job>>) {
         while batch.len() < MAX_BATCH {
@@ -399,36 +641,57 @@ impl Writer {
         }
     }
 
-    /// Opens the file and commits the sequence counters to it: the proof that commits work.
+    /// Opens the file and runs the redo log again into it, which commits: the proof that
+    /// commits work.
     fn open_and_commit(&mut self) -> Result<Arc<Database>, StoreError> {
         let db = self.slot.open()?;
-        let stored = load_sequences(&db)?;
-        self.seqs = Sequences {
-            event: self.seqs.event.max(stored.event),
-            delivery: self.seqs.delivery.max(stored.delivery),
-        };
-        run_batch(&db, &mut [], &mut self.seqs)?;
+        let (redo, seqs, log_seq) =
+            Writer::recover(&self.slot.path, &db, self.replay, Some(self.seqs))?;
+        self.redo = redo;
+        self.seqs = seqs;
+        self.log_seq = log_seq;
+        self.last_checkpoint = Instant::now();
         Ok(db)
     }
 }
 
-fn run_batch(
+/// Runs the redo log of the store at `path` (open as `db`, with no writer running) into it:
+/// for a tool that reads the file without starting the daemon.
+pub(crate) fn recover(
+    path: &std::path::Path,
     db: &Database,
+    replay: Replay,
+) -> Result<(), StoreError> {
+    Writer::recover(path, db, replay, None).map(drop)
+}
+
+/// A write transaction whose commit is visible at once but not durable.
+fn begin_logged(db: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::None)?;
+    Ok(txn)
+}
+
+/// Runs the batch's jobs in `txn`, then stores the counters and `log_seq`, the last
+/// logged batch the transaction includes.
+fn run_jobs(
+    txn: &WriteTransaction,
     batch: &mut [Box<dyn Job>],
     seqs: &mut Sequences,
+    ids: &mut IdTape,
+    log_seq: u64,
 ) -> Result<(), StoreError> {
-    let txn = db.begin_write()?;
-    {
-        let mut tx = Tx { txn: &txn, seqs };
-        for job in batch.iter_mut() {
-            job.run(&mut tx)?;
-        }
+    let mut tx = Tx { txn, seqs, ids };
+    for job in batch.iter_mut() {
+        job.run(&mut tx)?;
     }
-    {
-        let mut meta = txn.open_table(META)?;
-        meta.insert(EVENT_SEQ, seqs.event)?;
-        meta.insert(DELIVERY_SEQ, seqs.delivery)?;
-    }
-    txn.commit()?;
+    write_meta(txn, *seqs, log_seq)
+}
+
+fn write_meta(txn: &WriteTransaction, seqs: Sequences, log_seq: u64) -> Result<(), StoreError> {
+    let mut meta = txn.open_table(META)?;
+    meta.insert(EVENT_SEQ, seqs.event)?;
+    meta.insert(DELIVERY_SEQ, seqs.delivery)?;
+    meta.insert(LOG_APPLIED, log_seq)?;
     Ok(())
 }

@@ -20,6 +20,7 @@ use super::{
 };
 use crate::store::StoreError;
 use crate::store::codec::decode;
+use crate::store::embedded::apply_redo_log;
 use crate::store::ops::events::EventIndexes;
 use crate::store::ops::order::Order;
 use crate::store::ops::{ensure_tables, filter_insert, meta_get, notifications::due_key};
@@ -30,10 +31,16 @@ use crate::store::tables::*;
 /// each page about once, so a bigger cache would only grow the memory used.
 const CACHE_BYTES: usize = 32 << 20;
 
-/// Opens an existing store file, saying so clearly when a running hookd holds it.
+/// Opens an existing store file, saying so clearly when a running hookd holds it, and
+/// brings it up to date with its redo log (after an unclean stop the log holds writes the
+/// file lacks: `store::redo`).
 fn open_existing(path: &Path) -> anyhow::Result<Database> {
     match Database::builder().set_cache_size(CACHE_BYTES).open(path) {
-        Ok(db) => Ok(db),
+        Ok(db) => {
+            apply_redo_log(path, &db)
+                .with_context(|| format!("cannot run the redo log of {}", path.display()))?;
+            Ok(db)
+        }
         Err(DatabaseError::DatabaseAlreadyOpen) => Err(Refused(format!(
             "{} is in use: a running hookd holds it (redb lets one process open a file); \
              stop hookd first",

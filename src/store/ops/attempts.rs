@@ -34,7 +34,7 @@ use crate::store::tables::*;
 const LAST_SUCCESS_RESOLUTION_MS: i64 = 60_000;
 
 /// What an attempt's answer means for the delivery.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Verdict {
     /// A 2xx in time.
     Success,
@@ -140,7 +140,7 @@ fn queue_key(d: &DeliveryRecord) -> Option<(u128, u64, u128)> {
 }
 
 /// How an outcome reaches [`record`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Recording {
     /// Straight from the attempt.
     First,

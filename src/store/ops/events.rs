@@ -18,6 +18,7 @@ use crate::store::tables::*;
 use crate::trace_context::TraceContext;
 
 /// An event as validated by the API, before it has a sequence number.
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct NewEvent {
     pub id: EventId,
     pub user: String,
@@ -135,7 +136,8 @@ fn store_event(
     let mut order = Order::open(tx.txn)?;
     let mut queued = Vec::with_capacity(targets.len());
     for (webhook_id, seq) in targets.into_iter().zip(seqs) {
-        let delivery = new_delivery(&event, webhook_id, seq, first_attempt_due);
+        let id = DeliveryId(tx.fresh_id());
+        let delivery = new_delivery(id, &event, webhook_id, seq, first_attempt_due);
         deliveries.insert(delivery.id.0, encode(&delivery).as_slice())?;
         filter_insert(&mut filter, &delivery)?;
         by_seq.insert(delivery.seq, delivery.id.0)?;
@@ -214,15 +216,16 @@ pub(crate) fn event_record(
     }
 }
 
-/// A new pending delivery of `event` to `webhook`, due at `due`.
+/// A new pending delivery `id` of `event` to `webhook`, due at `due`.
 pub(crate) fn new_delivery(
+    id: DeliveryId,
     event: &EventRecord,
     webhook: WebhookId,
     seq: u64,
     due: Millis,
 ) -> DeliveryRecord {
     DeliveryRecord {
-        id: DeliveryId::generate(),
+        id,
         seq,
         webhook_id: webhook,
         event: EventRef::Seq(event.seq),

@@ -5,6 +5,7 @@
 pub mod attempts;
 pub mod deliveries;
 pub mod events;
+pub mod logged;
 pub mod notifications;
 pub mod order;
 pub mod overview;

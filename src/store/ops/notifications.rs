@@ -284,9 +284,9 @@ pub(crate) fn retell(
     held.not_before = until;
 }
 
-/// A new open notification `seq` of `webhook`'s change `kind`.
+/// A new open notification, `id` and `seq`, of `webhook`'s change `kind`.
 pub(crate) fn new_record(
-    seq: u64,
+    (id, seq): (NotificationId, u64),
     webhook: &WebhookRecord,
     kind: NotificationKind,
     reason: String,
@@ -295,7 +295,7 @@ pub(crate) fn new_record(
     state: NotificationState,
 ) -> NotificationRecord {
     NotificationRecord {
-        id: NotificationId::generate(),
+        id,
         seq,
         kind,
         at: now,
@@ -367,7 +367,7 @@ pub(crate) fn outcome_of(
 
 /// Stores a new open notification behind the webhook's others.
 fn open(
-    tx: &Tx<'_>,
+    tx: &mut Tx<'_>,
     webhook: &WebhookRecord,
     kind: NotificationKind,
     reason: String,
@@ -375,7 +375,16 @@ fn open(
     not_before: Millis,
     state: NotificationState,
 ) -> Result<(), StoreError> {
-    let n = new_record(next_seq(tx)?, webhook, kind, reason, now, not_before, state);
+    let id = NotificationId(tx.fresh_id());
+    let n = new_record(
+        (id, next_seq(tx)?),
+        webhook,
+        kind,
+        reason,
+        now,
+        not_before,
+        state,
+    );
     save(tx, &n)?;
     tx.txn
         .open_table(NOTIFICATION_PENDING)?

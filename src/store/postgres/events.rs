@@ -23,7 +23,7 @@ use tokio_postgres::types::ToSql;
 
 use super::rows::{self, hook_uuid, seq_of, sql_seq};
 use super::{QUEUED_CHANNEL, seen};
-use crate::model::{EventPattern, Millis, WebhookId};
+use crate::model::{DeliveryId, EventPattern, Millis, WebhookId};
 use crate::store::codec::encode;
 use crate::store::ops::Page;
 use crate::store::ops::events::{
@@ -208,7 +208,15 @@ async fn store_batch(c: &mut ClientWrapper, jobs: &[Job]) -> Result<Vec<Ingested
             wanted
                 .into_iter()
                 .enumerate()
-                .map(|(k, webhook)| new_delivery(&event, webhook, first + k as u64, job.due))
+                .map(|(k, webhook)| {
+                    new_delivery(
+                        DeliveryId::generate(),
+                        &event,
+                        webhook,
+                        first + k as u64,
+                        job.due,
+                    )
+                })
                 .collect(),
         );
         plans.push(Plan::New(events.len()));
@@ -469,7 +477,7 @@ pub(super) async fn ingest_test(
     let row = tx.query_one(&seqs_st, &[&1i64]).await?;
     let (event_seq, first) = (seq_of(row.try_get(0)?), seq_of(row.try_get(1)?));
     let event = event_record(new, event_seq, 1, first);
-    let delivery = new_delivery(&event, webhook, first, due);
+    let delivery = new_delivery(DeliveryId::generate(), &event, webhook, first, due);
     let inserted = insert_events(&tx, std::slice::from_ref(&event)).await?;
     if inserted.is_empty() {
         // The API gives a test event a fresh id; a clash is not a repeat to answer.

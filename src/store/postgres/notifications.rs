@@ -21,7 +21,7 @@ use tokio_postgres::types::{ToSql, Type};
 use super::NOTIFICATION_CLAIM;
 use super::rows::{self, hook_uuid, seq_of, sql_seq};
 use crate::delivery::retry::RetryPolicy;
-use crate::model::{Millis, NotificationKind, WebhookId};
+use crate::model::{Millis, NotificationId, NotificationKind, WebhookId};
 use crate::notify::throttle::{self, Decision};
 use crate::store::StoreError;
 use crate::store::codec::encode;
@@ -252,7 +252,15 @@ async fn open(
         .query_typed_one("SELECT nextval('notification_seq')", &[])
         .await?
         .try_get(0)?;
-    let n = new_record(seq_of(seq), webhook, kind, reason, now, not_before, state);
+    let n = new_record(
+        (NotificationId::generate(), seq_of(seq)),
+        webhook,
+        kind,
+        reason,
+        now,
+        not_before,
+        state,
+    );
     let bytes = encode(&n);
     tx.execute_typed(
         "INSERT INTO notifications (seq, webhook_id, open, record) VALUES ($1, $2, true, $3)",
