@@ -41,8 +41,8 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         let copy_db = Database::create(&partial)?;
         let txn = copy_db.begin_write()?;
         copy(&snapshot, &txn, META)?;
-        // The copy is another store: its redo log is not this one's (`tables::LOG_ID`).
-        txn.open_table(META)?.remove(LOG_ID)?;
+        // The copy is another store: no stretch of this one's redo log follows it.
+        txn.open_table(META)?.remove(LOG_STRETCH)?;
         copy(&snapshot, &txn, WEBHOOKS)?;
         copy(&snapshot, &txn, USER_WEBHOOKS)?;
         let events = copy(&snapshot, &txn, EVENTS)?;

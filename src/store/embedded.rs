@@ -3,8 +3,9 @@
 //! Reads run on the caller's thread in their own read transaction (a consistent snapshot).
 //! Writes go through [`RedbStore::write`] to a single writer thread that *group-commits*:
 //! all writes waiting when a commit finishes share the next write transaction and its one
-//! fsync. A write's future resolves only after its transaction is durably committed, so
-//! an acknowledgement sent after it survives `kill -9`.
+//! fsync. A write's future resolves only once it is durable (its transaction committed
+//! durably, or, for an ingest or an outcome, its redo log record synced: [`super::redo`]),
+//! so an acknowledgement sent after it survives `kill -9`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

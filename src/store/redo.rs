@@ -17,21 +17,22 @@
 //! clock reading and the ids it drew (the batch's *id tape*, [`super::writer::Tx`]).
 //!
 //! The file is a sequence of records, each
-//! `[payload length: u32][crc32: u32][batch seq: u64][payload]`, little-endian, the CRC
-//! over the store's log id, the seq and the payload. Records are written in place from
-//! offset 0 after every checkpoint, so the file keeps the size of the largest stretch
-//! between two checkpoints and its tail holds older records. Reading stops at the first
-//! record that does not follow: a bad CRC (a torn write, a record of another store: the
-//! log id differs), or a seq that is not the previous one plus one (an older stretch's
-//! leftovers, whose seqs are all lower). Only the last record can be torn: each is synced
-//! before the next is written.
+//! `[payload length: u32][crc32: u32][batch seq: u64][payload]`, little-endian. Records are
+//! written in place from offset 0 after every checkpoint, so the file keeps the size of the
+//! largest *stretch* between two checkpoints and its tail holds older records. Every
+//! checkpoint draws a new stretch id and stores it in the same transaction
+//! ([`super::tables::LOG_STRETCH`]); the CRC covers the stretch id, the seq and the payload.
+//! Reading stops at the first record that does not follow: a bad CRC (a torn write, or a
+//! record of another stretch: one the durable file already includes, one of another file
+//! such as a restored copy), or a seq that is not the previous one plus one. Only the last
+//! record can be torn: each is synced before the next is written.
 //!
 //! Invariants (with [`super::tables::LOG_APPLIED`]):
 //! - every batch the writer answered without a durable redb commit is in the log, synced,
-//!   before its answer;
-//! - `meta.log_applied` is the seq of the last logged batch the stored state includes; a
-//!   checkpoint includes them all, so the records to run again after a crash are exactly
-//!   those of the chain with a greater seq, and they follow it without a gap.
+//!   before its answer, in the stretch that the last durable commit named;
+//! - `meta.log_applied` is the seq of the last logged batch the stored state includes
+//!   (redb may make a non-durable commit durable when it closes a file), so the records to
+//!   run again after a crash are exactly those of the chain with a greater seq.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -45,8 +46,8 @@ pub const HEADER: usize = 16;
 pub struct RedoLog {
     file: File,
     path: PathBuf,
-    /// The store's log id, mixed into every CRC (see the module docs).
-    id: u64,
+    /// The current stretch's id, mixed into every CRC (see the module docs).
+    stretch: u64,
     /// Where the next record is written: the end of the current stretch.
     end: u64,
 }
@@ -64,19 +65,23 @@ impl RedoLog {
         store.with_extension("wal")
     }
 
-    /// Opens (or creates) the log of the store whose log id is `id`. The next record is
-    /// written at the start: call this only after the records in it were run again.
-    pub fn open(path: &Path, id: u64) -> io::Result<RedoLog> {
+    /// Opens (or creates) the log, to read stretch `stretch` ([`RedoLog::read`]) and
+    /// then to start a new one ([`RedoLog::restart`]). The directory is synced, so that a
+    /// log just created is found after a power loss.
+    pub fn open(path: &Path, stretch: u64) -> io::Result<RedoLog> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
         Ok(RedoLog {
             file,
             path: path.to_owned(),
-            id,
+            stretch,
             end: 0,
         })
     }
@@ -99,25 +104,35 @@ impl RedoLog {
         })?;
         let len = u32::try_from(payload_len)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a batch over 4 GiB"))?;
-        let crc = checksum(self.id, seq, &frame[HEADER..]);
+        let crc = checksum(self.stretch, seq, &frame[HEADER..]);
         frame[0..4].copy_from_slice(&len.to_le_bytes());
         frame[4..8].copy_from_slice(&crc.to_le_bytes());
         frame[8..16].copy_from_slice(&seq.to_le_bytes());
-        self.file.write_all_at(frame, self.end)?;
-        self.file.sync_data()?;
+        let written = self
+            .file
+            .write_all_at(frame, self.end)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // The batch is answered with an error: spoil the record, so that the reopen,
+            // which reads the file back, does not run it (best effort: if this does not
+            // reach the disk either, a crash now may leave the record whole, and it runs).
+            let _ = self.file.write_all_at(&[0u8; HEADER], self.end);
+            return Err(e);
+        }
         self.end += frame.len() as u64;
         Ok(())
     }
 
-    /// Starts a new stretch at the beginning of the file, after a checkpoint made every
-    /// record so far part of the durable store.
-    pub fn restart(&mut self) {
+    /// Starts stretch `stretch` at the beginning of the file, after a checkpoint that
+    /// stored it made every record so far part of the durable store.
+    pub fn restart(&mut self, stretch: u64) {
+        self.stretch = stretch;
         self.end = 0;
     }
 
     /// The chain of records from the start of the file (see the module docs).
     pub fn read(&self) -> io::Result<Vec<Logged>> {
-        Ok(chain(&std::fs::read(&self.path)?, self.id))
+        Ok(chain(&std::fs::read(&self.path)?, self.stretch))
     }
 }
 
@@ -194,16 +209,16 @@ pub fn parse(payload: &[u8]) -> Option<Batch<'_>> {
     rest.is_empty().then_some(Batch { seqs, entries, ids })
 }
 
-fn checksum(id: u64, seq: u64, payload: &[u8]) -> u32 {
+fn checksum(stretch: u64, seq: u64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&id.to_le_bytes());
+    hasher.update(&stretch.to_le_bytes());
     hasher.update(&seq.to_le_bytes());
     hasher.update(payload);
     hasher.finalize()
 }
 
-/// The records of `bytes` that form a chain from offset 0.
-fn chain(bytes: &[u8], id: u64) -> Vec<Logged> {
+/// The records of stretch `stretch` in `bytes` that form a chain from offset 0.
+fn chain(bytes: &[u8], stretch: u64) -> Vec<Logged> {
     let mut records: Vec<Logged> = Vec::new();
     let mut at = 0usize;
     while let Some(header) = bytes.get(at..at + HEADER) {
@@ -216,7 +231,7 @@ fn chain(bytes: &[u8], id: u64) -> Vec<Logged> {
         let follows = records
             .last()
             .is_none_or(|last| last.seq.checked_add(1) == Some(seq));
-        if !follows || checksum(id, seq, payload) != crc {
+        if !follows || checksum(stretch, seq, payload) != crc {
             break;
         }
         records.push(Logged {
@@ -273,15 +288,31 @@ mod tests {
     #[test]
     fn a_new_stretch_hides_the_older_records_after_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = RedoLog::open(&dir.path().join("t.wal"), 7).expect("open");
+        let path = dir.path().join("t.wal");
+        let mut log = RedoLog::open(&path, 7).expect("open");
         for seq in 1..=5 {
             write(&mut log, seq, b"an older stretch");
         }
-        log.restart();
+        log.restart(8);
         write(&mut log, 6, b"new");
         write(&mut log, 7, b"new");
-        // Records 3..=5 are still in the file, past the new ones, but do not follow 7.
+        // Records 3..=5 are still in the file, past the new ones, but belong to stretch 7.
         assert_eq!(seqs(&log), vec![6, 7]);
+        // Read as stretch 7 (a file whose last checkpoint was before stretch 8 began),
+        // the log is empty: its first record is stretch 8's.
+        assert!(seqs(&RedoLog::open(&path, 7).expect("open")).is_empty());
+    }
+
+    #[test]
+    fn a_failed_append_leaves_the_next_record_where_it_would_have_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.wal");
+        let mut log = RedoLog::open(&path, 7).expect("open");
+        write(&mut log, 1, b"kept");
+        // A frame too short to hold its header fails before anything is written.
+        assert!(log.append(2, &mut [0u8; 3]).is_err());
+        write(&mut log, 2, b"next");
+        assert_eq!(seqs(&log), vec![1, 2]);
     }
 
     #[test]
@@ -300,7 +331,7 @@ mod tests {
         flipped[last] ^= 1;
         std::fs::write(&path, &flipped).expect("flip");
         assert_eq!(seqs(&RedoLog::open(&path, 7).expect("open")), vec![1]);
-        // Another store's log (another id) reads as empty.
+        // Another stretch's log reads as empty.
         std::fs::write(&path, &full).expect("restore");
         assert!(seqs(&RedoLog::open(&path, 8).expect("open")).is_empty());
     }

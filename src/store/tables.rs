@@ -70,8 +70,8 @@
 //!   number is never reused.
 //! - `meta`'s [`LOG_APPLIED`] names the last redo-logged batch the tables include, written
 //!   in the same transaction as the batch; the durable file plus the log's batches after
-//!   it are every write that was answered ([`super::redo`]). [`LOG_ID`] ties the log to
-//!   this file.
+//!   it are every write that was answered ([`super::redo`]). [`LOG_STRETCH`] names the
+//!   stretch of the log that follows the durable state.
 //! - `meta` keeps the webhooks by status for `/metrics`, changed in the same transaction
 //!   as every webhook record that is created, deleted or changes its status:
 //!   [`WEBHOOKS_HEALTHY`], [`WEBHOOKS_FAILING`] and [`WEBHOOKS_DISABLED`] equal the number
@@ -169,9 +169,10 @@ pub const EVENT_SEQ: &str = "event_seq";
 pub const DELIVERY_SEQ: &str = "delivery_seq";
 /// The seq of the last redo-logged batch the stored state includes ([`super::redo`]).
 pub const LOG_APPLIED: &str = "log_applied";
-/// This store's redo log id, mixed into the log's checksums so that a log never replays
-/// into another store: a backup copy gets none, and a new one at its first open.
-pub const LOG_ID: &str = "log_id";
+/// The redo log stretch that follows this durable state: drawn anew by every checkpoint
+/// and mixed into the log's checksums, so that only the records written after the state
+/// the file holds are ever run into it ([`super::redo`]). A backup copy has none.
+pub const LOG_STRETCH: &str = "log_stretch";
 pub const ATTEMPT_STATS: TableDefinition<(u128, u64), &[u8]> =
     TableDefinition::new("attempt_stats");
 pub const EVENT_DELIVERIES: TableDefinition<(u64, u64), ()> =

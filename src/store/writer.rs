@@ -35,14 +35,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::embedded::Slot;
 use super::health::{Fault, Health};
 use super::redo::{self, BatchFrame, RedoLog};
-use super::tables::{DELIVERY_SEQ, EVENT_SEQ, LOG_APPLIED, LOG_ID, META};
+use super::tables::{DELIVERY_SEQ, EVENT_SEQ, LOG_APPLIED, LOG_STRETCH, META};
 
 const MAX_BATCH: usize = 1024;
 /// The longest an outcome waits for another write to share its commit (see the module docs).
@@ -56,7 +56,8 @@ const IDLE_BEAT: Duration = Duration::from_secs(1);
 /// a crash runs again, and how long redb holds their pages in memory (it frees the pages
 /// a write replaced only at a durable commit).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// A checkpoint is made sooner once the log holds this much.
+/// A checkpoint is made sooner once the log holds this much, and a batch whose entries
+/// alone are this big is committed durably instead of logged.
 const CHECKPOINT_BYTES: u64 = 32 << 20;
 
 /// Runs a logged write again from its entry: [`super::ops::logged::replay`], handed in by
@@ -357,15 +358,13 @@ impl Writer {
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.last_checkpoint(&db);
+                    self.final_checkpoint(&db);
                     return;
                 }
             }
             self.health.writer_beat();
             let before = self.seqs;
-            let logged = !batch.is_empty()
-                && !self.checkpoint_due()
-                && batch.iter().all(|job| job.entry().is_some());
+            let logged = !batch.is_empty() && !self.checkpoint_due() && loggable(&batch);
             let ended = if logged {
                 self.log_batch(&db, &mut batch)
             } else {
@@ -380,8 +379,11 @@ impl Writer {
                 };
             }
             // The health first, then the answers: a client that got its 503 and asks
-            // /healthz next must hear the same.
+            // /healthz next must hear the same. Readers are cut off from the failed file
+            // first too: a logged batch whose commit failed is answered as durable, and its
+            // client must not then read the file without it (the reopen runs it again).
             if let Some(fault) = ended.fault {
+                drop(self.slot.take());
                 self.health.failed(fault);
                 if fault == Fault::Full {
                     // Refuse new events at once, not at the next free-space reading.
@@ -417,8 +419,11 @@ impl Writer {
                 || self.redo.stretch_bytes() >= CHECKPOINT_BYTES)
     }
 
-    /// Commits `batch` durably, with every logged batch before it; the log starts again.
+    /// Commits `batch` durably, with every logged batch before it; the log starts a new
+    /// stretch. A failed checkpoint is tried again [`CHECKPOINT_EVERY`] later, not at once.
     fn checkpoint(&mut self, db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+        self.last_checkpoint = Instant::now();
+        let stretch = new_stretch();
         let txn = db.begin_write()?;
         run_jobs(
             &txn,
@@ -427,14 +432,14 @@ impl Writer {
             &mut IdTape::default(),
             self.log_seq,
         )?;
+        txn.open_table(META)?.insert(LOG_STRETCH, stretch)?;
         txn.commit()?;
-        self.redo.restart();
-        self.last_checkpoint = Instant::now();
+        self.redo.restart(stretch);
         Ok(())
     }
 
     /// The checkpoint at shutdown, so that the next start has nothing to run again.
-    fn last_checkpoint(&mut self, db: &Database) {
+    fn final_checkpoint(&mut self, db: &Database) {
         if self.redo.stretch_bytes() == 0 {
             return;
         }
@@ -476,9 +481,10 @@ impl Writer {
         }
     }
 
-    /// Opens the store's redo log and runs the batches in it that the store lacks again,
-    /// in one durable commit; the log then starts again. Returns the log, the sequence
-    /// counters (at least `known`'s) and the seq of the last logged batch.
+    /// Opens the store's redo log and runs the batches of the stretch that follows the
+    /// durable state and that the store lacks again, in one durable commit, a checkpoint;
+    /// the log then starts a new stretch. Returns the log, the sequence counters (at least
+    /// `known`'s) and the seq of the last logged batch.
     fn recover(
         store: &std::path::Path,
         db: &Database,
@@ -486,7 +492,7 @@ impl Writer {
         known: Option<Sequences>,
     ) -> Result<(RedoLog, Sequences, u64), StoreError> {
         let txn = db.begin_write()?;
-        let (mut seqs, applied, id) = {
+        let (mut seqs, applied, stretch) = {
             let meta = txn.open_table(META)?;
             let get = |name| -> Result<Option<u64>, StoreError> {
                 Ok(meta.get(name)?.map(|v| v.value()))
@@ -495,12 +501,16 @@ impl Writer {
                 event: get(EVENT_SEQ)?.unwrap_or(0),
                 delivery: get(DELIVERY_SEQ)?.unwrap_or(0),
             };
-            let id = get(LOG_ID)?.unwrap_or_else(|| crate::model::fresh_id() as u64);
-            (seqs, get(LOG_APPLIED)?.unwrap_or(0), id)
+            (seqs, get(LOG_APPLIED)?.unwrap_or(0), get(LOG_STRETCH)?)
         };
-        let mut redo =
-            RedoLog::open(&RedoLog::path_for(store), id).map_err(|e| StoreError::log("open", e))?;
-        let records = redo.read().map_err(|e| StoreError::log("read", e))?;
+        // No stretch named: no record of the log can follow this file (a new store, one an
+        // older hookd wrote, a backup copy), so none is read.
+        let mut redo = RedoLog::open(&RedoLog::path_for(store), stretch.unwrap_or(0))
+            .map_err(|e| StoreError::log("open", e))?;
+        let records = match stretch {
+            Some(_) => redo.read().map_err(|e| StoreError::log("read", e))?,
+            None => Vec::new(),
+        };
         let missing: Vec<_> = records.into_iter().filter(|r| r.seq > applied).collect();
         if missing
             .first()
@@ -522,6 +532,7 @@ impl Writer {
             let [event, delivery] = batch.seqs;
             seqs.event = seqs.event.max(event);
             seqs.delivery = seqs.delivery.max(delivery);
+            let ids_logged = batch.ids.len();
             let mut ids = IdTape {
                 drawn: Vec::new(),
                 given: batch.ids.into_iter(),
@@ -534,6 +545,14 @@ impl Writer {
             for entry in batch.entries {
                 replay(&mut tx, entry)?;
             }
+            if ids.given.len() > 0 || ids.drawn.len() != ids_logged {
+                tracing::error!(
+                    batch = record.seq,
+                    logged = ids_logged,
+                    drawn = ids.drawn.len(),
+                    "a redo log batch ran again drew other ids than it did live; the ids of what it created differ"
+                );
+            }
         }
         // After the batches, which take the counters they found: those this writer knew
         // before a reopen may have been advanced by batches that failed since.
@@ -543,7 +562,8 @@ impl Writer {
         }
         let log_seq = missing.last().map_or(applied, |r| r.seq);
         write_meta(&txn, seqs, log_seq)?;
-        txn.open_table(META)?.insert(LOG_ID, id)?;
+        let next = new_stretch();
+        txn.open_table(META)?.insert(LOG_STRETCH, next)?;
         txn.commit()?;
         if !missing.is_empty() {
             tracing::info!(
@@ -551,7 +571,7 @@ impl Writer {
                 "ran the redo log's batches that the store lacked (an unclean stop)"
             );
         }
-        redo.restart();
+        redo.restart(next);
         Ok((redo, seqs, log_seq))
     }
     /// Adds every job already waiting to `batch` (up to [`MAX_BATCH`]).
@@ -656,13 +676,40 @@ impl Writer {
 }
 
 /// Runs the redo log of the store at `path` (open as `db`, with no writer running) into it:
-/// for a tool that reads the file without starting the daemon.
+/// for a tool that reads the file without starting the daemon. A file that names no
+/// stretch, or has no log beside it, is left as it is.
 pub(crate) fn recover(
     path: &std::path::Path,
     db: &Database,
     replay: Replay,
 ) -> Result<(), StoreError> {
+    let named = db
+        .begin_read()?
+        .open_table(META)
+        .ok()
+        .and_then(|meta| meta.get(LOG_STRETCH).ok().flatten())
+        .is_some();
+    if !named || !RedoLog::path_for(path).exists() {
+        return Ok(());
+    }
     Writer::recover(path, db, replay, None).map(drop)
+}
+
+/// A new stretch id for the redo log ([`super::redo`]).
+fn new_stretch() -> u64 {
+    crate::model::fresh_id() as u64
+}
+
+/// Whether `batch` may be logged: every job has an entry, and together they are not too
+/// big for one record (a burst of the largest events is committed durably instead).
+fn loggable(batch: &[Box<dyn Job>]) -> bool {
+    let mut bytes = 0u64;
+    batch.iter().all(|job| {
+        job.entry().is_some_and(|entry| {
+            bytes += entry.len() as u64;
+            bytes < CHECKPOINT_BYTES
+        })
+    })
 }
 
 /// A write transaction whose commit is visible at once but not durable.

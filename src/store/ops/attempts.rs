@@ -358,7 +358,8 @@ pub fn record(
     }
     if recorded.webhook_disabled {
         // The first chunk now; a bigger backlog is finished by the daemon's cleanup sweep.
-        start_cancel(tx, delivery.webhook_id)?;
+        // Rows only: a time bound would cancel another number when the log runs it again.
+        start_cancel(tx, delivery.webhook_id, Chunk::rows_only())?;
     }
     Ok(Some(recorded))
 }

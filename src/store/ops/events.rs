@@ -31,6 +31,22 @@ pub struct NewEvent {
     pub trace: Option<TraceContext>,
 }
 
+/// For unit tests: an event `id` of user `u`, type `app:connected`, received at
+/// `received_at`, with an empty payload.
+#[cfg(test)]
+pub(crate) fn test_event(id: &str, received_at: Millis) -> NewEvent {
+    NewEvent {
+        id: EventId::parse(id).expect("a valid test event id"),
+        user: "u".into(),
+        event_type: EventType::AppConnected,
+        source: "s".into(),
+        timestamp: "2024-01-01T00:00:00Z".into(),
+        payload: "{}".into(),
+        received_at,
+        trace: None,
+    }
+}
+
 #[derive(Debug, PartialEq)]
 pub enum Ingested {
     /// Stored; `queued` lists each webhook that got a delivery and when it is due.

@@ -134,23 +134,9 @@ mod tests {
     use redb::{ReadableTable, ReadableTableMetadata};
 
     use super::*;
-    use crate::model::{EventId, EventType};
     use crate::store::RedbStore;
     use crate::store::redo::RedoLog;
     use crate::store::tables::{ATTEMPTS, DELIVERIES, EVENTS};
-
-    fn event(id: &str) -> NewEvent {
-        NewEvent {
-            id: EventId::parse(id).expect("id"),
-            user: "u".into(),
-            event_type: EventType::AppConnected,
-            source: "s".into(),
-            timestamp: "2024-01-01T00:00:00Z".into(),
-            payload: "{}".into(),
-            received_at: Millis(1_000),
-            trace: None,
-        }
-    }
 
     /// Every table a logged write touches that the test compares: event ids, delivery
     /// ids, attempt rows.
@@ -190,7 +176,10 @@ mod tests {
             .expect("runtime");
         for i in 0..3 {
             let ingested = runtime
-                .block_on(store.write_logged(ingest(event(&format!("e{i}")), Millis(2_000))))
+                .block_on(store.write_logged(ingest(
+                    events::test_event(&format!("e{i}"), Millis(1_000)),
+                    Millis(2_000),
+                )))
                 .expect("ingest");
             assert!(matches!(ingested, Ingested::Created { deliveries: 1, .. }));
         }
@@ -242,5 +231,48 @@ mod tests {
         let recovered = RedbStore::open(&crashed).expect("open the crashed copy");
         assert_eq!(contents(&recovered), live);
         let _ = webhook;
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::ops::events::test_event;
+
+    /// The log's entries are read back by the next start, maybe by the next version: their
+    /// bytes are a stored format like the records'. A change here is a new `Entry`
+    /// version with a decoder for this one, never an edit of these bytes.
+    #[test]
+    fn the_entries_layout_is_frozen() {
+        let ingest = ingest(test_event("e1", Millis(1_000)), Millis(2_000));
+        let outcome = record(
+            DeliveryId(7),
+            Verdict::Failure {
+                retry_after: Some(Duration::from_secs(3)),
+            },
+            Attempt {
+                at: Millis(2_000),
+                status_code: Some(503),
+                duration_ms: 4,
+                error: None,
+                response_body: Some("busy".into()),
+            },
+            Recording::First,
+            Arc::new(RetryPolicy {
+                schedule: vec![Duration::ZERO, Duration::from_secs(60)],
+                disable_after: Duration::from_secs(3600),
+            }),
+            Millis(2_004),
+        );
+        assert_eq!(
+            hex::encode(&ingest.entry),
+            "0100026531017501017314323032342d30312d30315430303a30303a30305a027b7dfbd00700fba00f"
+        );
+        assert_eq!(
+            hex::encode(&outcome.entry),
+            "01010701010300fba00f01fbf7010400010462757379000200003c00fb100e00fba80f"
+        );
     }
 }

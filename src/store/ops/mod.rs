@@ -141,6 +141,7 @@ where
 pub(crate) struct Chunk {
     started: std::time::Instant,
     pub(crate) rows: usize,
+    timed: bool,
 }
 
 pub(crate) const CHUNK_MIN: usize = 32;
@@ -151,12 +152,23 @@ impl Chunk {
         Chunk {
             started: std::time::Instant::now(),
             rows: 0,
+            timed: true,
+        }
+    }
+
+    /// A chunk of [`CHUNK_MIN`] rows, without the time bound: for a write the redo log
+    /// carries, which must do the same when it is run again (`ops::logged`).
+    pub(crate) fn rows_only() -> Chunk {
+        Chunk {
+            timed: false,
+            ..Chunk::start()
         }
     }
 
     /// Whether another row fits; count it with [`Chunk::did`].
     pub(crate) fn room(&self) -> bool {
-        self.rows < CLEANUP_CHUNK && (self.rows < CHUNK_MIN || self.started.elapsed() < CHUNK_TIME)
+        self.rows < CLEANUP_CHUNK
+            && (self.rows < CHUNK_MIN || (self.timed && self.started.elapsed() < CHUNK_TIME))
     }
 
     pub(crate) fn did(&mut self) {

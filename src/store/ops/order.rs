@@ -126,10 +126,10 @@ mod tests {
 
     use super::*;
     use crate::delivery::retry::RetryPolicy;
-    use crate::model::{EventId, EventType};
+
     use crate::store::RedbStore as Store;
     use crate::store::ops::attempts::{self, Recording, Verdict};
-    use crate::store::ops::events::{self, NewEvent};
+    use crate::store::ops::events;
     use crate::store::records::Attempt;
 
     /// One attempt per run: a failure ends the delivery `failed`.
@@ -141,16 +141,7 @@ mod tests {
     }
 
     fn ingest(store: &Store, id: &str, now: i64) {
-        let new = NewEvent {
-            id: EventId::parse(id).unwrap(),
-            user: "u".into(),
-            event_type: EventType::AppConnected,
-            source: "s".into(),
-            timestamp: "2024-01-01T00:00:00Z".into(),
-            payload: "{}".into(),
-            received_at: Millis(now),
-            trace: None,
-        };
+        let new = events::test_event(id, Millis(now));
         store
             .write_blocking(move |tx| events::ingest(tx, new, Millis(now)))
             .unwrap();

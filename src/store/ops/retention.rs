@@ -177,14 +177,8 @@ mod tests {
         // one without deliveries (user `v` has none).
         for i in 0..60 {
             let new = events::NewEvent {
-                id: EventId::parse(&format!("e{i}")).unwrap(),
                 user: if i % 2 == 0 { "u" } else { "v" }.into(),
-                event_type: EventType::AppConnected,
-                source: "s".into(),
-                timestamp: "2024-01-01T00:00:00Z".into(),
-                payload: "{}".into(),
-                received_at: Millis(1_000 + i),
-                trace: None,
+                ..events::test_event(&format!("e{i}"), Millis(1_000 + i))
             };
             store
                 .write_blocking(move |tx| events::ingest(tx, new, Millis(10_000)))

@@ -101,7 +101,7 @@ pub fn update(
     drop(hooks);
     count_webhook(tx, id, Some(before.status), Some(hook.status))?;
     if before.enabled && !hook.enabled {
-        start_cancel(tx, id)?;
+        start_cancel(tx, id, Chunk::start())?;
     } else if hook.enabled {
         // Enabled again: a cancellation still under way ends here (the API finishes it
         // before re-enabling, so this only matters for a concurrent disable).
@@ -177,10 +177,14 @@ pub fn delete(tx: &mut Tx<'_>, user: &str, id: WebhookId) -> Result<Deleted, Sto
 }
 
 /// Starts cancelling the pending deliveries of a webhook that was just disabled: the
-/// first chunk now, the rest through `webhook_cleanup` by [`finish_cleanup`]. Answers
+/// first `chunk` now, the rest through `webhook_cleanup` by [`finish_cleanup`]. Answers
 /// whether deliveries remain to be cancelled.
-pub fn start_cancel(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
-    let more = !cancel_chunk(tx, id)?;
+pub(crate) fn start_cancel(
+    tx: &mut Tx<'_>,
+    id: WebhookId,
+    chunk: Chunk,
+) -> Result<bool, StoreError> {
+    let more = !cancel_chunk(tx, id, chunk)?;
     let mut cleanup = tx.txn.open_table(WEBHOOK_CLEANUP)?;
     let kind = cleanup.get(id.0)?.map(|k| k.value());
     match (more, kind) {
@@ -263,8 +267,7 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
 }
 
 /// Cancels one chunk of the webhook's pending deliveries. Answers whether it is done.
-fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
-    let mut chunk = Chunk::start();
+fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId, mut chunk: Chunk) -> Result<bool, StoreError> {
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut attempts = tx.txn.open_table(ATTEMPTS)?;
@@ -340,7 +343,7 @@ pub fn cleanup_step(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> 
     let done = match (kind, hook) {
         // Enabled again since: what is still queued goes out after all.
         (CLEANUP_CANCEL, Some(h)) if h.enabled => true,
-        (CLEANUP_CANCEL, Some(_)) => cancel_chunk(tx, id)?,
+        (CLEANUP_CANCEL, Some(_)) => cancel_chunk(tx, id, Chunk::start())?,
         // Removed, or (defensively) a cancellation whose webhook is gone.
         _ => remove_chunk(tx, id)?,
     };
@@ -389,8 +392,8 @@ pub async fn finish_cleanups(store: &RedbStore) -> Result<usize, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{EventId, EventType};
-    use crate::store::ops::events::{self, NewEvent};
+
+    use crate::store::ops::events;
     use redb::ReadableTableMetadata;
 
     fn count_for(store: &RedbStore, id: WebhookId) -> (usize, usize, u64, u64, u64) {
@@ -422,16 +425,7 @@ mod tests {
         store
             .write_blocking(move |tx| {
                 for i in 0..n {
-                    let new = NewEvent {
-                        id: EventId::parse(&format!("e{i}")).unwrap(),
-                        user: "u".into(),
-                        event_type: EventType::AppConnected,
-                        source: "s".into(),
-                        timestamp: "2024-01-01T00:00:00Z".into(),
-                        payload: "{}".into(),
-                        received_at: Millis(1_000),
-                        trace: None,
-                    };
+                    let new = events::test_event(&format!("e{i}"), Millis(1_000));
                     events::ingest(tx, new, Millis(2_000))?;
                 }
                 Ok(())
