@@ -54,7 +54,7 @@ pub struct RedoLog {
 
 /// A record read back: its batch seq and payload.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Logged {
+pub struct LogRecord {
     pub seq: u64,
     pub payload: Vec<u8>,
 }
@@ -131,7 +131,7 @@ impl RedoLog {
     }
 
     /// The chain of records from the start of the file (see the module docs).
-    pub fn read(&self) -> io::Result<Vec<Logged>> {
+    pub fn read(&self) -> io::Result<Vec<LogRecord>> {
         Ok(chain(&std::fs::read(&self.path)?, self.stretch))
     }
 }
@@ -147,7 +147,7 @@ pub struct BatchFrame {
 impl BatchFrame {
     /// A frame holding the counters and `entries`, to which [`BatchFrame::finish`] adds
     /// the id tape.
-    pub fn new<'e>(seqs: [u64; 2], entries: impl ExactSizeIterator<Item = &'e [u8]>) -> BatchFrame {
+    pub fn new(seqs: [u64; 2], entries: &[&[u8]]) -> BatchFrame {
         let mut frame = vec![0; HEADER];
         for seq in seqs {
             frame.extend_from_slice(&seq.to_le_bytes());
@@ -218,8 +218,8 @@ fn checksum(stretch: u64, seq: u64, payload: &[u8]) -> u32 {
 }
 
 /// The records of stretch `stretch` in `bytes` that form a chain from offset 0.
-fn chain(bytes: &[u8], stretch: u64) -> Vec<Logged> {
-    let mut records: Vec<Logged> = Vec::new();
+fn chain(bytes: &[u8], stretch: u64) -> Vec<LogRecord> {
+    let mut records: Vec<LogRecord> = Vec::new();
     let mut at = 0usize;
     while let Some(header) = bytes.get(at..at + HEADER) {
         let len = u32::from_le_bytes(bytes_at(header, 0)) as usize;
@@ -234,7 +234,7 @@ fn chain(bytes: &[u8], stretch: u64) -> Vec<Logged> {
         if !follows || checksum(stretch, seq, payload) != crc {
             break;
         }
-        records.push(Logged {
+        records.push(LogRecord {
             seq,
             payload: payload.to_vec(),
         });
@@ -339,7 +339,7 @@ mod tests {
     #[test]
     fn a_batch_frame_parses_back_to_its_entries_and_ids() {
         let entries: [&[u8]; 3] = [b"ingest", b"", b"outcome"];
-        let frame = BatchFrame::new([3, 4], entries.iter().copied()).finish(&[7, u128::MAX]);
+        let frame = BatchFrame::new([3, 4], &entries).finish(&[7, u128::MAX]);
         let batch = parse(&frame[HEADER..]).expect("parses");
         assert_eq!(batch.seqs, [3, 4]);
         assert_eq!(batch.entries, entries);

@@ -451,7 +451,7 @@ impl Writer {
     /// Commits `batch` to redb without durability, after its record is synced to the log.
     fn log_batch(&mut self, db: &Database, batch: &mut [Box<dyn Job>]) -> Ended {
         let entries: Vec<&[u8]> = batch.iter().filter_map(|job| job.entry()).collect();
-        let frame = BatchFrame::new([self.seqs.event, self.seqs.delivery], entries.into_iter());
+        let frame = BatchFrame::new([self.seqs.event, self.seqs.delivery], &entries);
         let seq = self.log_seq + 1;
         let mut ids = IdTape::default();
         let txn = match begin_logged(db).and_then(|txn| {
