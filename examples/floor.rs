@@ -116,6 +116,10 @@ fn parse(raw: &[String]) -> Result<Args, Failure> {
                 .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
         };
         match flag.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             "--rate" => args.rate = value()?.parse()?,
             "--secs" => args.secs = value()?.parse()?,
             "--threads" => args.threads = value()?.parse()?,
