@@ -264,10 +264,17 @@ mod tests {
         log.read().expect("read").iter().map(|r| r.seq).collect()
     }
 
+    /// A new log of stretch 7 in a temp dir (kept alive by the first value).
+    fn fresh_log() -> (tempfile::TempDir, PathBuf, RedoLog) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("t.wal");
+        let log = RedoLog::open(&path, 7).expect("open");
+        (dir, path, log)
+    }
+
     #[test]
     fn records_read_back_in_order_with_their_payloads() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = RedoLog::open(&dir.path().join("t.wal"), 7).expect("open");
+        let (_dir, _, mut log) = fresh_log();
         write(&mut log, 1, b"one");
         write(&mut log, 2, b"");
         write(&mut log, 3, b"three");
@@ -287,9 +294,7 @@ mod tests {
 
     #[test]
     fn a_new_stretch_hides_the_older_records_after_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.wal");
-        let mut log = RedoLog::open(&path, 7).expect("open");
+        let (_dir, path, mut log) = fresh_log();
         for seq in 1..=5 {
             write(&mut log, seq, b"an older stretch");
         }
@@ -305,9 +310,7 @@ mod tests {
 
     #[test]
     fn a_failed_append_leaves_the_next_record_where_it_would_have_gone() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.wal");
-        let mut log = RedoLog::open(&path, 7).expect("open");
+        let (_dir, _, mut log) = fresh_log();
         write(&mut log, 1, b"kept");
         // A frame too short to hold its header fails before anything is written.
         assert!(log.append(2, &mut [0u8; 3]).is_err());
@@ -317,9 +320,7 @@ mod tests {
 
     #[test]
     fn a_torn_or_foreign_record_ends_the_chain() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("t.wal");
-        let mut log = RedoLog::open(&path, 7).expect("open");
+        let (_dir, path, mut log) = fresh_log();
         write(&mut log, 1, b"kept");
         write(&mut log, 2, b"torn by a crash");
         let full = std::fs::read(&path).expect("read");

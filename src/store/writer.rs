@@ -683,12 +683,13 @@ pub(crate) fn recover(
     db: &Database,
     replay: Replay,
 ) -> Result<(), StoreError> {
-    let named = db
-        .begin_read()?
-        .open_table(META)
-        .ok()
-        .and_then(|meta| meta.get(LOG_STRETCH).ok().flatten())
-        .is_some();
+    let read = db.begin_read()?;
+    let named = match read.open_table(META) {
+        Ok(meta) => meta.get(LOG_STRETCH)?.is_some(),
+        // A file no hookd has opened yet: no log can follow it.
+        Err(redb::TableError::TableDoesNotExist(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
     if !named || !RedoLog::path_for(path).exists() {
         return Ok(());
     }

@@ -126,7 +126,6 @@ mod tests {
 
     use super::*;
     use crate::delivery::retry::RetryPolicy;
-
     use crate::store::RedbStore as Store;
     use crate::store::ops::attempts::{self, Recording, Verdict};
     use crate::store::ops::events;

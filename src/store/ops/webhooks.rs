@@ -392,7 +392,6 @@ pub async fn finish_cleanups(store: &RedbStore) -> Result<usize, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use crate::store::ops::events;
     use redb::ReadableTableMetadata;
 
