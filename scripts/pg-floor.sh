@@ -15,7 +15,8 @@ set -euo pipefail
 
 url=${1:?usage: scripts/pg-floor.sh URL [BATCH ...]}
 shift
-batches=("${@:-1 8 32}")
+batches=("$@")
+((${#batches[@]})) || batches=(1 8 32)
 pgbench=$(ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1)
 [[ -x $pgbench ]] || { echo "pg-floor: pgbench not found (Debian's postgresql package has it)" >&2; exit 2; }
 work=$(mktemp -d)
@@ -46,7 +47,7 @@ pg_ticks() {
 }
 
 ticks_per_sec=$(getconf CLK_TCK)
-for batch in ${batches[*]}; do
+for batch in "${batches[@]}"; do
     key="'ev' || :client_id || '-' || :e || '-' || g"
     delivery="md5(:client_id || '-' || :e || '-' || g)::uuid"
     # One row without a function call for batch 1: the plain per-event statements.
