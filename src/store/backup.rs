@@ -104,7 +104,7 @@ mod tests {
             "attempt_stats",
             "event_deliveries",
             "webhook_cleanup",
-            "delivery_filter",
+            "delivery_filter2",
             "user_type_events",
             "attempts",
             "queue_order",

@@ -16,7 +16,7 @@
 //! | `attempt_stats`      | (webhook id, unix minute)         | `MinuteStats`    |
 //! | `event_deliveries`   | (event seq, delivery seq)         | ()               |
 //! | `webhook_cleanup`    | webhook id                        | cleanup kind     |
-//! | `delivery_filter`    | (webhook id, status, type, seq)   | delivery id      |
+//! | `delivery_filter`    | (webhook id, status, type, seq)   | ()               |
 //! | `user_type_events`   | (user, event type, event seq)     | event id         |
 //! | `queue_order`        | (webhook id, position)            | delivery id      |
 //! | `queue_requeued`     | delivery id                       | position         |
@@ -98,6 +98,9 @@
 //!   once at the first open by a hookd with the index to the next delivery seq) have no
 //!   entry and never get one (a status change moves an entry only if there was one);
 //!   listings reach them through `webhook_deliveries`, until retention prunes them.
+//!   An entry is a key alone, stored in redb as `delivery_filter2`: the delivery's id is
+//!   its `deliveries_by_seq` entry. (The first form, `delivery_filter`, held the id again
+//!   as its value; [`DELIVERY_FILTER_V1`] says how it goes.)
 //! - `user_type_events` likewise indexes each event with `seq >= meta[`[`EVENT_FILTER_FROM`]`]`
 //!   exactly once under its user and type (events never change type); the entry goes with
 //!   its event (retention). It serves the event log's `type=` filter: an exact type is one
@@ -188,9 +191,16 @@ pub const CLEANUP_CANCEL: u8 = 2;
 /// At most this many deliveries are removed, cancelled or queued again per write job.
 pub const CLEANUP_CHUNK: usize = 1000;
 
-/// (webhook id, [`status_code`], [`type_code`], delivery seq) → delivery id: the delivery
-/// log's filters (see the invariants above).
-pub const DELIVERY_FILTER: TableDefinition<(u128, u8, u8, u64), u128> =
+/// (webhook id, [`status_code`], [`type_code`], delivery seq) → (): the delivery log's
+/// filters (see the invariants above). The key is the whole entry: `deliveries_by_seq`
+/// names the delivery, so the index does not hold its id a second time.
+pub const DELIVERY_FILTER: TableDefinition<(u128, u8, u8, u64), ()> =
+    TableDefinition::new("delivery_filter2");
+/// The first form of [`DELIVERY_FILTER`], which held the delivery id as its value (16
+/// bytes a delivery, in half-full pages: about 300 bytes an event at fan-out 10). The
+/// first open by a hookd that knows the second form moves its keys there and deletes it
+/// (`ops::ensure_tables`).
+pub const DELIVERY_FILTER_V1: TableDefinition<(u128, u8, u8, u64), u128> =
     TableDefinition::new("delivery_filter");
 /// (user, [`type_code`], event seq) → event id: the event log's `type=` filter.
 pub const USER_TYPE_EVENTS: TableDefinition<(&str, u8, u64), &str> =

@@ -583,6 +583,7 @@ fn failed_newest_first(
 ) -> Result<Vec<(u64, u128)>, StoreError> {
     let mark = super::meta_get(&tx.txn.open_table(META)?, DELIVERY_FILTER_FROM)?.min(before);
     let filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
     let failed = DeliveryFilter {
         status: Some(DeliveryStatus::Failed),
         event_type: None,
@@ -595,7 +596,7 @@ fn failed_newest_first(
             let (key, id) = e?;
             Ok((key.value().1, id.value()))
         });
-    indexed_newest_first(&filter, webhook, failed, mark..before)?
+    indexed_newest_first(&filter, &by_seq, webhook, failed, mark..before)?
         .chain(older)
         .take(CLEANUP_CHUNK + 1)
         .collect()

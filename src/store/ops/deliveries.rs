@@ -197,9 +197,12 @@ impl DeliveryFilter {
 
 /// The `delivery_filter` ranges of `webhook` for the statuses and types `filter` allows,
 /// for seqs in `seqs`, merged newest first into (seq, delivery id): one range when the
-/// filter names both, at most 48 (every status and type) when it names neither.
+/// filter names both, at most 48 (every status and type) when it names neither. Each
+/// entry's id is its `deliveries_by_seq` entry; an entry without one (a delivery gone
+/// without its entry, which no write leaves) is passed over, as a missing record is.
 pub(crate) fn indexed_newest_first<'a>(
-    index: &'a impl ReadableTable<(u128, u8, u8, u64), u128>,
+    index: &'a impl ReadableTable<(u128, u8, u8, u64), ()>,
+    by_seq: &'a impl ReadableTable<u64, u128>,
     webhook: WebhookId,
     filter: DeliveryFilter,
     seqs: std::ops::Range<u64>,
@@ -217,14 +220,14 @@ pub(crate) fn indexed_newest_first<'a>(
                 let (s, t) = (status_code(*s), type_code(*t));
                 let range =
                     index.range((webhook.0, s, t, seqs.start)..(webhook.0, s, t, seqs.end))?;
-                ranges.push(range.rev().map(|e| {
-                    let (key, id) = e?;
-                    Ok((key.value().3, id.value()))
-                }));
+                ranges.push(range.rev().map(|e| Ok((e?.0.value().3, ()))));
             }
         }
     }
-    Ok(MergeDesc::new(ranges))
+    Ok(MergeDesc::new(ranges).filter_map(move |entry| {
+        let found = entry.and_then(|(seq, ())| Ok(by_seq.get(seq)?.map(|id| (seq, id.value()))));
+        found.transpose()
+    }))
 }
 
 /// The webhook's deliveries that pass `filter`, newest first, created before the
@@ -244,8 +247,9 @@ pub fn list_for_webhook(
     let end = before.unwrap_or(u64::MAX);
     let mark = meta_get(&rtx.open_table(META)?, DELIVERY_FILTER_FROM)?.min(end);
     let by_filter = rtx.open_table(DELIVERY_FILTER)?;
-    let indexed =
-        indexed_newest_first(&by_filter, webhook, filter, mark..end)?.map(|e| e.map(|(_, id)| id));
+    let by_seq = rtx.open_table(DELIVERIES_BY_SEQ)?;
+    let indexed = indexed_newest_first(&by_filter, &by_seq, webhook, filter, mark..end)?
+        .map(|e| e.map(|(_, id)| id));
     let scanned = index
         .range((webhook.0, 0u64)..(webhook.0, mark))?
         .rev()

@@ -83,6 +83,10 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
                 meta.insert(mark, next)?;
             }
         }
+        let moved = move_filter_keys(&txn)?;
+        if moved > 0 {
+            tracing::info!(moved, "delivery filter index moved to its key-only form");
+        }
         if meta.get(QUEUE_ORDER_BUILT)?.is_none() {
             // A store from before queue order: its pending deliveries line up by seq.
             let placed = order::place_unordered(&txn)?;
@@ -116,6 +120,30 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(ATTEMPT_TOTALS)?;
     txn.commit()?;
     Ok(())
+}
+
+/// Moves the keys of the delivery filter's first form ([`DELIVERY_FILTER_V1`]) into
+/// [`DELIVERY_FILTER`] and deletes it, in the open's transaction, so a store has one form
+/// or the other and never half of each. Answers how many entries moved (0 once done).
+/// One pass in key order, which fills the new table's pages: a million entries take a
+/// second or two, once.
+fn move_filter_keys(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
+    use redb::TableHandle;
+    let old_name = DELIVERY_FILTER_V1.name();
+    if !txn.list_tables()?.any(|t| t.name() == old_name) {
+        return Ok(0);
+    }
+    let mut moved = 0;
+    {
+        let old = txn.open_table(DELIVERY_FILTER_V1)?;
+        let mut new = txn.open_table(DELIVERY_FILTER)?;
+        for entry in old.iter()? {
+            new.insert(entry?.0.value(), ())?;
+            moved += 1;
+        }
+    }
+    txn.delete_table(DELIVERY_FILTER_V1)?;
+    Ok(moved)
 }
 
 /// Loads and decodes one record by key.
@@ -225,7 +253,7 @@ pub(crate) fn count_webhook(
 }
 
 /// The `delivery_filter` table as writes use it.
-pub(crate) type FilterIndex<'t> = Table<'t, (u128, u8, u8, u64), u128>;
+pub(crate) type FilterIndex<'t> = Table<'t, (u128, u8, u8, u64), ()>;
 
 fn filter_key(
     d: &super::records::DeliveryRecord,
@@ -244,7 +272,7 @@ pub(crate) fn filter_insert(
     index: &mut FilterIndex<'_>,
     d: &super::records::DeliveryRecord,
 ) -> Result<(), StoreError> {
-    index.insert(filter_key(d, d.status), d.id.0)?;
+    index.insert(filter_key(d, d.status), ())?;
     Ok(())
 }
 
@@ -256,7 +284,7 @@ pub(crate) fn filter_move(
     was: crate::model::DeliveryStatus,
 ) -> Result<(), StoreError> {
     if was != d.status && index.remove(filter_key(d, was))?.is_some() {
-        index.insert(filter_key(d, d.status), d.id.0)?;
+        index.insert(filter_key(d, d.status), ())?;
     }
     Ok(())
 }

@@ -130,10 +130,13 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
                     )
                 })
                 .collect();
+            // Each entry is a key alone; `deliveries_by_seq` names its delivery.
+            let by_seq = r.open_table(DELIVERIES_BY_SEQ)?;
             let mut actual = BTreeMap::new();
             for entry in r.open_table(DELIVERY_FILTER)?.iter()? {
-                let (k, v) = entry?;
-                actual.insert(k.value(), v.value());
+                let key = entry?.0.value();
+                let named = by_seq.get(key.3)?.map_or(0, |id| id.value());
+                actual.insert(key, named);
             }
             assert_eq!(actual, expected, "delivery_filter after {step}");
 
@@ -439,6 +442,28 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
     Store::open(path).unwrap()
 }
 
+/// Puts the delivery filter back in its first form, as a hookd before the key-only index
+/// left it (every entry in `delivery_filter` with its delivery's id as the value, no
+/// `delivery_filter2`), and opens the store again, which moves it.
+fn filter_v1_and_reopen(store: Store, path: &std::path::Path) -> Store {
+    store
+        .write_blocking(|tx| {
+            let by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
+            let mut old = tx.txn.open_table(DELIVERY_FILTER_V1)?;
+            for entry in tx.txn.open_table(DELIVERY_FILTER)?.iter()? {
+                let key = entry?.0.value();
+                let id = by_seq.get(key.3)?.map_or(0, |id| id.value());
+                old.insert(key, id)?;
+            }
+            drop((old, by_seq));
+            tx.txn.delete_table(DELIVERY_FILTER)?;
+            Ok(())
+        })
+        .unwrap();
+    store.close(Duration::ZERO);
+    Store::open(path).unwrap()
+}
+
 /// Runs `steps` random writes from `seed`, checking after each; answers the store file
 /// (closed) and the temp dir that holds it (`store::copy` copies such stores).
 pub(crate) fn run(seed: u64, steps: usize) -> (tempfile::TempDir, std::path::PathBuf) {
@@ -460,6 +485,18 @@ pub(crate) fn run(seed: u64, steps: usize) -> (tempfile::TempDir, std::path::Pat
     for step in 0..steps {
         clock += 1;
         let now = Millis(clock);
+        if step == steps * 2 / 3 {
+            store = filter_v1_and_reopen(store, &path);
+            let names: Vec<String> = store
+                .read(|r| {
+                    use redb::TableHandle;
+                    Ok(r.list_tables()?.map(|t| t.name().to_owned()).collect())
+                })
+                .unwrap();
+            assert!(!names.iter().any(|n| n == "delivery_filter"), "{names:?}");
+            check_counters_and_indexes(&store, &format!("step {step} (filter moved), seed {seed}"));
+            continue;
+        }
         let op = rng.below(14);
         let hook = rng.pick(&hooks.iter().map(|h| h.1).collect::<Vec<_>>());
         let owner = |id: WebhookId| hooks.iter().find(|h| h.1 == id).unwrap().0.clone();

@@ -214,9 +214,9 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
         .range((id.0, 0u8, 0u8, 0u64)..=(id.0, u8::MAX, u8::MAX, u64::MAX))?
         .take(CLEANUP_CHUNK)
     {
-        let (key, delivery) = entry?;
-        let (_, status, event_type, seq) = key.value();
-        found.push((seq, delivery.value(), Some((status, event_type))));
+        let (_, status, event_type, seq) = entry?.0.value();
+        let delivery = tables.by_seq.get(seq)?.map(|id| id.value());
+        found.push((seq, delivery, Some((status, event_type))));
     }
     for entry in tables
         .per_webhook
@@ -224,14 +224,18 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
         .take(CLEANUP_CHUNK - found.len())
     {
         let (key, delivery) = entry?;
-        found.push((key.value().1, delivery.value(), None));
+        found.push((key.value().1, Some(delivery.value()), None));
     }
     let full = found.len() == CLEANUP_CHUNK;
     for (seq, delivery_id, filter_key) in found {
         if !chunk.room() {
             return Ok(false);
         }
-        match load::<u128, DeliveryRecord>(&tables.records, delivery_id)? {
+        let record = match delivery_id {
+            Some(id) => load::<u128, DeliveryRecord>(&tables.records, id)?,
+            None => None,
+        };
+        match record {
             Some(d) => tables.remove(&d)?,
             // Already removed through another entry (a delivery written by an older hookd
             // may be in both indexes), or an entry without its record: the entry goes.
