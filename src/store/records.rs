@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::codec::{CodecError, Record, decode_body};
+use super::codec::{CodecError, Record, decode, decode_body, encode_view};
 use crate::model::{
     DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, NotificationId,
     NotificationKind, Ordering, WebhookId, WebhookStatus,
@@ -143,9 +143,13 @@ pub enum EventRef {
 
 /// One event on its way to one webhook. Its attempts are rows of `attempts`, keyed by
 /// its seq and their number, so that recording one writes only that row and this record
-/// (see [`super::tables`]).
+/// (see [`super::tables`]). Stored under its id, and (from version 3 on) without it:
+/// [`DeliveryRecord::encode`] and [`DeliveryRecord::decode`] are the only way in and
+/// out, and the second takes the id from the key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
+    /// The key it is stored under, not part of the stored bytes.
+    #[serde(skip, default = "unset_id")]
     pub id: DeliveryId,
     /// Creation order, daemon-wide; the listing cursor.
     pub seq: u64,
@@ -168,15 +172,49 @@ pub struct DeliveryRecord {
     pub inline_attempts: Vec<(u32, Attempt)>,
 }
 
-impl Record for DeliveryRecord {
+/// What a decoded body holds in place of the id until [`DeliveryRecord::decode`] sets it
+/// (nothing outside this module sees it).
+fn unset_id() -> DeliveryId {
+    DeliveryId(0)
+}
+
+/// A delivery record as the codec sees it: the same fields, the id left out. Private, so
+/// that every read goes through [`DeliveryRecord::decode`], which has the id.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+struct StoredDelivery(DeliveryRecord);
+
+impl Record for StoredDelivery {
     const NAME: &'static str = "delivery";
-    const VERSION: u8 = 2;
+    const VERSION: u8 = DeliveryRecord::VERSION;
 
     fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
-        match version {
-            1 => decode_body::<v1::DeliveryRecordV1>(Self::NAME, body).map(DeliveryRecord::from),
-            _ => Err(CodecError::unknown_version::<Self>(version)),
-        }
+        let record = match version {
+            1 => decode_body::<v1::DeliveryRecordV1>(Self::NAME, body)?.into(),
+            2 => decode_body::<v2::DeliveryRecordV2>(Self::NAME, body)?.into(),
+            _ => return Err(CodecError::unknown_version::<Self>(version)),
+        };
+        Ok(StoredDelivery(record))
+    }
+}
+
+impl DeliveryRecord {
+    /// The schema version it is written at. 3: no id (the key is the id), 17 bytes less a
+    /// delivery. 2: attempts in their own table, the event by seq. 1: attempts inline,
+    /// the event by id.
+    pub const VERSION: u8 = 3;
+
+    /// The bytes stored under its id.
+    pub fn encode(&self) -> Vec<u8> {
+        encode_view::<StoredDelivery>(self)
+    }
+
+    /// The record stored under `id`. (A record of version 1 or 2 holds its id as well;
+    /// the key is the same id, and the key is what counts.)
+    pub fn decode(id: DeliveryId, bytes: &[u8]) -> Result<DeliveryRecord, CodecError> {
+        let StoredDelivery(mut record) = decode::<StoredDelivery>(bytes)?;
+        record.id = id;
+        Ok(record)
     }
 }
 
@@ -301,151 +339,8 @@ impl Record for NotifyMarks {
     const VERSION: u8 = 1;
 }
 
-/// Frozen layouts of version 1, read by `decode_older` and never changed again.
-pub mod v1 {
-    use serde::{Deserialize, Serialize};
-
-    use super::{Attempt, DeliveryRecord, EventRecord, EventRef, WebhookRecord};
-    use crate::model::{
-        DeliveryId, DeliveryStatus, EventId, EventPattern, EventType, Millis, Ordering, WebhookId,
-        WebhookStatus,
-    };
-
-    /// `WebhookRecord` at version 1: no `headers`, no `ordering`.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub struct WebhookRecordV1 {
-        pub id: WebhookId,
-        pub user: String,
-        pub name: String,
-        pub url: String,
-        pub event_types: Vec<EventPattern>,
-        pub enabled: bool,
-        pub status: WebhookStatus,
-        pub secret: Option<String>,
-        pub previous_secret: Option<(String, Millis)>,
-        pub created_at: Millis,
-        pub updated_at: Millis,
-        pub failing_since: Option<Millis>,
-        pub last_success_at: Option<Millis>,
-        pub paused_until: Option<Millis>,
-    }
-
-    /// A webhook from before custom headers and ordering: none, and no ordering.
-    impl From<WebhookRecordV1> for WebhookRecord {
-        fn from(old: WebhookRecordV1) -> Self {
-            WebhookRecord {
-                id: old.id,
-                user: old.user,
-                name: old.name,
-                url: old.url,
-                event_types: old.event_types,
-                enabled: old.enabled,
-                status: old.status,
-                secret: old.secret,
-                previous_secret: old.previous_secret,
-                created_at: old.created_at,
-                updated_at: old.updated_at,
-                failing_since: old.failing_since,
-                last_success_at: old.last_success_at,
-                paused_until: old.paused_until,
-                headers: Vec::new(),
-                ordering: Ordering::None,
-            }
-        }
-    }
-
-    /// `EventRecord` at version 1: no `first_delivery`, no `trace`.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub struct EventRecordV1 {
-        pub id: EventId,
-        pub seq: u64,
-        pub user: String,
-        pub event_type: EventType,
-        pub source: String,
-        pub timestamp: String,
-        pub payload: String,
-        pub received_at: Millis,
-        pub deliveries: u32,
-    }
-
-    impl From<EventRecordV1> for EventRecord {
-        fn from(old: EventRecordV1) -> Self {
-            EventRecord {
-                id: old.id,
-                seq: old.seq,
-                user: old.user,
-                event_type: old.event_type,
-                source: old.source,
-                timestamp: old.timestamp,
-                payload: old.payload,
-                received_at: old.received_at,
-                deliveries: old.deliveries,
-                first_delivery: None,
-                trace: None,
-            }
-        }
-    }
-
-    /// `DeliveryRecord` at version 1: the event by id, every attempt inline.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub struct DeliveryRecordV1 {
-        pub id: DeliveryId,
-        pub seq: u64,
-        pub webhook_id: WebhookId,
-        pub event_id: EventId,
-        pub event_type: EventType,
-        pub status: DeliveryStatus,
-        pub attempts: Vec<AttemptV1>,
-        pub next_attempt_at: Option<Millis>,
-        pub created_at: Millis,
-        pub schedule_base: u32,
-    }
-
-    /// An attempt inside a version 1 delivery record.
-    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-    pub struct AttemptV1 {
-        pub number: u32,
-        pub at: Millis,
-        pub status_code: Option<u16>,
-        pub duration_ms: u64,
-        pub error: Option<String>,
-        pub response_body: Option<String>,
-    }
-
-    impl From<DeliveryRecordV1> for DeliveryRecord {
-        fn from(old: DeliveryRecordV1) -> Self {
-            // Numbers went 1, 2, 3…; the highest is the count, so the next attempt can
-            // never take a number already used.
-            let attempts = old.attempts.iter().map(|a| a.number).max().unwrap_or(0);
-            DeliveryRecord {
-                id: old.id,
-                seq: old.seq,
-                webhook_id: old.webhook_id,
-                event: EventRef::Id(old.event_id),
-                event_type: old.event_type,
-                status: old.status,
-                attempts,
-                next_attempt_at: old.next_attempt_at,
-                created_at: old.created_at,
-                schedule_base: old.schedule_base,
-                inline_attempts: old
-                    .attempts
-                    .into_iter()
-                    .map(|a| {
-                        let attempt = Attempt {
-                            at: a.at,
-                            status_code: a.status_code,
-                            duration_ms: a.duration_ms,
-                            error: a.error,
-                            response_body: a.response_body,
-                        };
-                        (a.number, attempt)
-                    })
-                    .collect(),
-            }
-        }
-    }
-}
+pub mod v1;
+pub mod v2;
 
 #[cfg(test)]
 mod tests {
@@ -475,7 +370,7 @@ mod tests {
             created_at: Millis(5),
             schedule_base: 0,
         };
-        let read: DeliveryRecord = decode(&encode_at(1, &old)).unwrap();
+        let read = DeliveryRecord::decode(old.id, &encode_at(1, &old)).unwrap();
         assert_eq!(read.event, EventRef::Id(old.event_id.clone()));
         assert_eq!(
             (read.id, read.seq, read.status),
@@ -488,13 +383,51 @@ mod tests {
             .map(|(n, a)| (*n, a.status_code))
             .collect();
         assert_eq!(numbers, [(1, Some(500)), (2, Some(503))]);
-        // Written again at version 2, without them: `ops::deliveries::save` moves them
-        // into `attempts` first.
-        let bytes = encode(&read);
-        assert_eq!(bytes[0], 2);
-        let again: DeliveryRecord = decode(&bytes).unwrap();
+        // Written again at the current version, without them: `ops::deliveries::save`
+        // moves them into `attempts` first.
+        let bytes = read.encode();
+        assert_eq!(bytes[0], 3);
+        let again = DeliveryRecord::decode(old.id, &bytes).unwrap();
         assert!(again.inline_attempts.is_empty());
         assert_eq!(again.attempts, 2);
+    }
+
+    #[test]
+    fn a_version_2_delivery_reads_the_same_and_is_written_without_its_id() {
+        let old = v2::DeliveryRecordV2 {
+            id: DeliveryId::generate(),
+            seq: 9,
+            webhook_id: WebhookId::generate(),
+            event: EventRef::Seq(4),
+            event_type: EventType::MessageSent,
+            status: DeliveryStatus::Pending,
+            attempts: 1,
+            next_attempt_at: Some(Millis(1_700_000_000_000)),
+            created_at: Millis(1_699_999_999_000),
+            schedule_base: 0,
+        };
+        let v2_bytes = encode_at(2, &old);
+        let read = DeliveryRecord::decode(old.id, &v2_bytes).unwrap();
+        assert_eq!(read, DeliveryRecord::from(old.clone()));
+        let bytes = read.encode();
+        assert_eq!(bytes[0], 3);
+        // bincode's varint writes a u128 above 2^64 (a UUID's) as a tag byte and 16 bytes.
+        assert_eq!(
+            bytes.len() + 17,
+            v2_bytes.len(),
+            "the id is not stored again"
+        );
+        // The key names the record: the same bytes under another id read as that one.
+        let other = DeliveryId::generate();
+        let moved = DeliveryRecord::decode(other, &bytes).unwrap();
+        assert_eq!((moved.id, moved.seq), (other, 9));
+        assert_eq!(
+            DeliveryRecord {
+                id: old.id,
+                ..moved
+            },
+            read
+        );
     }
 
     #[test]

@@ -39,8 +39,11 @@ fn rewrite_as_version_1(path: &std::path::Path) {
             let events_by_seq = tx.txn.open_table(EVENTS_BY_SEQ)?;
             let mut deliveries = Vec::new();
             for entry in records.iter()? {
-                let d: DeliveryRecord = decode(entry?.1.value())?;
-                deliveries.push(d);
+                let (id, bytes) = entry?;
+                deliveries.push(DeliveryRecord::decode(
+                    DeliveryId(id.value()),
+                    bytes.value(),
+                )?);
             }
             for d in deliveries {
                 let old_attempts = attempts_of(&attempts, &d)?;
@@ -110,7 +113,7 @@ fn stored(path: &std::path::Path, delivery: &str) -> (u8, Vec<u32>) {
         .read(|r| {
             let records = r.open_table(DELIVERIES)?;
             let bytes = records.get(id.0)?.unwrap().value().to_vec();
-            let d: DeliveryRecord = decode(&bytes).unwrap();
+            let d = DeliveryRecord::decode(id, &bytes).unwrap();
             let rows = r
                 .open_table(ATTEMPTS)?
                 .range((d.seq, 0u32)..=(d.seq, u32::MAX))?
@@ -199,5 +202,5 @@ fn deliveries_stored_at_version_1_keep_their_attempts_and_go_on_counting() {
 
     // Stored at the new version now, every attempt a row of its own.
     assert!(hookd.terminate().success());
-    assert_eq!(stored(&path, &delivery), (2, vec![1, 2, 3]));
+    assert_eq!(stored(&path, &delivery), (3, vec![1, 2, 3]));
 }

@@ -31,7 +31,7 @@ use anyhow::Context;
 
 use super::backend::{describe, pg_settings};
 use crate::config::Config;
-use crate::model::{DeliveryStatus, Millis};
+use crate::model::{DeliveryId, DeliveryStatus, Millis};
 use crate::store::codec;
 use crate::store::records::{DeliveryRecord, EventRecord, NotificationRecord, WebhookRecord};
 
@@ -157,18 +157,20 @@ impl DeliveryRow {
     /// A stored delivery record as the copy carries it: a version 1 record's inline
     /// attempts taken out as rows and the record re-encoded at the current version (as
     /// `ops::deliveries::save` would); any other record's bytes unchanged.
-    /// `place` answers its event's seq and its position in line (used while pending).
+    /// `id` is the key it is stored under; `place` answers its event's seq and its
+    /// position in line (used while pending).
     pub fn of(
+        id: DeliveryId,
         bytes: &[u8],
         place: impl FnOnce(&DeliveryRecord) -> anyhow::Result<(u64, u64)>,
     ) -> anyhow::Result<DeliveryRow> {
-        let mut record: DeliveryRecord = codec::decode(bytes)?;
+        let mut record = DeliveryRecord::decode(id, bytes)?;
         let (event_seq, position) = place(&record)?;
         let inline = std::mem::take(&mut record.inline_attempts);
         let bytes = if inline.is_empty() {
             bytes.to_vec()
         } else {
-            codec::encode(&record)
+            record.encode()
         };
         let position = if record.status == DeliveryStatus::Pending {
             position

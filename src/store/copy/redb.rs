@@ -18,6 +18,7 @@ use super::{
     AttemptRow, BATCH, BATCH_BYTES, Batch, Counts, DeliveryRow, EventRow, NotificationRow, Refused,
     Seqs, WebhookRow,
 };
+use crate::model::DeliveryId;
 use crate::store::StoreError;
 use crate::store::codec::decode;
 use crate::store::embedded::apply_redo_log;
@@ -182,8 +183,8 @@ impl Source {
                     let events = table(&self.rtx, EVENTS)?;
                     let requeued = table(&self.rtx, QUEUE_REQUEUED)?;
                     let mut inline = 0;
-                    let rows = take(r, |_, bytes| {
-                        let row = delivery_row(bytes, events.as_ref(), requeued.as_ref())?;
+                    let rows = take(r, |id, bytes| {
+                        let row = delivery_row(id, bytes, events.as_ref(), requeued.as_ref())?;
                         inline += row.attempts.len() as u64;
                         Ok(row)
                     })?;
@@ -300,11 +301,12 @@ fn counts(rtx: &ReadTransaction) -> Result<Counts, StoreError> {
 
 /// A delivery as the copy carries it, with its event's seq and its place in line.
 fn delivery_row(
+    id: u128,
     bytes: &[u8],
     events: Option<&ReadOnlyTable<&'static str, &'static [u8]>>,
     requeued: Option<&ReadOnlyTable<u128, u64>>,
 ) -> anyhow::Result<DeliveryRow> {
-    DeliveryRow::of(bytes, |d| {
+    DeliveryRow::of(DeliveryId(id), bytes, |d| {
         let event_seq = match &d.event {
             EventRef::Seq(seq) => *seq,
             EventRef::Id(id) => match events.map(|t| t.get(id.as_str())).transpose()?.flatten() {

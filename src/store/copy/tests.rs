@@ -62,7 +62,8 @@ fn deliveries(r: &ReadTransaction) -> Result<BTreeMap<u128, String>, StoreError>
     let attempts = r.open_table(ATTEMPTS)?;
     let mut out = BTreeMap::new();
     for entry in r.open_table(DELIVERIES)?.iter()? {
-        let mut d: DeliveryRecord = decode(entry?.1.value())?;
+        let (id, bytes) = entry?;
+        let mut d = DeliveryRecord::decode(crate::model::DeliveryId(id.value()), bytes.value())?;
         let all = attempts_of(&attempts, &d)?;
         d.inline_attempts.clear();
         out.insert(d.id.0, format!("{d:?} {all:?}"));

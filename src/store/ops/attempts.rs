@@ -14,7 +14,7 @@ use std::time::Duration;
 use redb::{ReadTransaction, ReadableTable, Table};
 
 use super::deliveries::{
-    DeliveryFilter, add_attempt, event_of, indexed_newest_first, last_attempt, save,
+    DeliveryFilter, add_attempt, event_of, indexed_newest_first, last_attempt, load_delivery, save,
 };
 use super::notifications::{self, Enqueued};
 use super::order::Order;
@@ -68,8 +68,7 @@ pub fn load_for_attempt(
     rtx: &ReadTransaction,
     delivery: DeliveryId,
 ) -> Result<Option<AttemptInputs>, StoreError> {
-    let Some(delivery) = load::<u128, DeliveryRecord>(&rtx.open_table(DELIVERIES)?, delivery.0)?
-    else {
+    let Some(delivery) = load_delivery(&rtx.open_table(DELIVERIES)?, delivery.0)? else {
         return Ok(None);
     };
     if delivery.status != DeliveryStatus::Pending {
@@ -104,7 +103,7 @@ pub fn load_for_attempt(
 /// whether anything changed.
 pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, StoreError> {
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
-    let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
+    let Some(mut d) = load_delivery(&deliveries, id.0)? else {
         return Ok(false);
     };
     if d.status != DeliveryStatus::Pending {
@@ -294,7 +293,7 @@ pub fn record(
 ) -> Result<Option<Recorded>, StoreError> {
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut attempts = tx.txn.open_table(ATTEMPTS)?;
-    let Some(mut delivery) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
+    let Some(mut delivery) = load_delivery(&deliveries, id.0)? else {
         return Ok(None);
     };
     if recording == Recording::Again
@@ -376,7 +375,7 @@ pub fn reschedule(
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut moved = 0;
     for &(id, due) in moves {
-        let Some(mut d) = load::<u128, DeliveryRecord>(&deliveries, id.0)? else {
+        let Some(mut d) = load_delivery(&deliveries, id.0)? else {
             continue;
         };
         if d.status != DeliveryStatus::Pending || d.webhook_id != webhook {
@@ -482,9 +481,7 @@ pub fn retry(
         return Ok(Requeue::NotFound);
     };
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
-    let Some(mut d) =
-        load::<u128, DeliveryRecord>(&deliveries, id.0)?.filter(|d| d.webhook_id == webhook)
-    else {
+    let Some(mut d) = load_delivery(&deliveries, id.0)?.filter(|d| d.webhook_id == webhook) else {
         return Ok(Requeue::NotFound);
     };
     if let Some(refusal) = retry_refusal(&d, &hook) {
@@ -554,7 +551,7 @@ pub fn recover(
             break;
         }
         chunk.did();
-        let Some(d) = load::<u128, DeliveryRecord>(&deliveries, id)? else {
+        let Some(d) = load_delivery(&deliveries, id)? else {
             continue;
         };
         match recover_pick(&d, window) {

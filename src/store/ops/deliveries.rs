@@ -18,7 +18,18 @@ pub(crate) type Records<'t> = Table<'t, u128, &'static [u8]>;
 pub(crate) type Attempts<'t> = Table<'t, (u64, u32), &'static [u8]>;
 
 pub fn get(rtx: &ReadTransaction, id: DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
-    load(&rtx.open_table(DELIVERIES)?, id.0)
+    load_delivery(&rtx.open_table(DELIVERIES)?, id.0)
+}
+
+/// The delivery stored under `id` (its key: the record does not hold it).
+pub(crate) fn load_delivery(
+    records: &impl ReadableTable<u128, &'static [u8]>,
+    id: u128,
+) -> Result<Option<DeliveryRecord>, StoreError> {
+    match records.get(id)? {
+        Some(bytes) => Ok(Some(DeliveryRecord::decode(DeliveryId(id), bytes.value())?)),
+        None => Ok(None),
+    }
 }
 
 /// Writes the delivery's record. A record read at version 1 carried its attempts inline;
@@ -32,7 +43,7 @@ pub(crate) fn save(
     for (number, attempt) in std::mem::take(&mut d.inline_attempts) {
         attempts.insert((d.seq, number), encode(&attempt).as_slice())?;
     }
-    records.insert(d.id.0, encode(d).as_slice())?;
+    records.insert(d.id.0, d.encode().as_slice())?;
     Ok(())
 }
 
@@ -258,7 +269,7 @@ pub fn list_for_webhook(
     let mut next = None;
     for id in indexed.chain(scanned) {
         let id: u128 = id?;
-        let Some(delivery) = load::<u128, DeliveryRecord>(&deliveries, id)? else {
+        let Some(delivery) = load_delivery(&deliveries, id)? else {
             continue;
         };
         if !filter.matches(&delivery) {

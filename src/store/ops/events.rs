@@ -154,7 +154,7 @@ fn store_event(
     for (webhook_id, seq) in targets.into_iter().zip(seqs) {
         let id = DeliveryId(tx.fresh_id());
         let delivery = new_delivery(id, &event, webhook_id, seq, first_attempt_due);
-        deliveries.insert(delivery.id.0, encode(&delivery).as_slice())?;
+        deliveries.insert(delivery.id.0, delivery.encode().as_slice())?;
         filter_insert(&mut filter, &delivery)?;
         by_seq.insert(delivery.seq, delivery.id.0)?;
         queue.insert(

@@ -58,6 +58,19 @@ where
     Ok(out)
 }
 
+/// Every delivery record, each with the id it is stored under.
+fn all_deliveries(r: &ReadTransaction) -> Result<Vec<DeliveryRecord>, StoreError> {
+    let mut out = Vec::new();
+    for entry in r.open_table(DELIVERIES)?.iter()? {
+        let (id, bytes) = entry?;
+        out.push(DeliveryRecord::decode(
+            DeliveryId(id.value()),
+            bytes.value(),
+        )?);
+    }
+    Ok(out)
+}
+
 /// Every kept counter and index entry equals what a full scan finds.
 pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
     store
@@ -76,7 +89,7 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
                 ),
                 "gauges after {step}"
             );
-            let pending = all::<DeliveryRecord>(r, DELIVERIES)?
+            let pending = all_deliveries(r)?
                 .iter()
                 .filter(|d| d.status == DeliveryStatus::Pending)
                 .count() as u64;
@@ -89,7 +102,7 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
                 let (k, v) = entry?;
                 requeued.insert(k.value(), v.value());
             }
-            let pending: Vec<DeliveryRecord> = all::<DeliveryRecord>(r, DELIVERIES)?
+            let pending: Vec<DeliveryRecord> = all_deliveries(r)?
                 .into_iter()
                 .filter(|d| d.status == DeliveryStatus::Pending)
                 .collect();
@@ -115,7 +128,7 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
 
             let meta = r.open_table(META)?;
             let mark = meta_get(&meta, DELIVERY_FILTER_FROM)?;
-            let expected: BTreeMap<_, _> = all::<DeliveryRecord>(r, DELIVERIES)?
+            let expected: BTreeMap<_, _> = all_deliveries(r)?
                 .into_iter()
                 .filter(|d| d.seq >= mark)
                 .map(|d| {
@@ -143,7 +156,7 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
             // Attempts: the rows of each delivery are numbered 1..=attempts (none while
             // a record read at version 1 still holds them inline); no row outlives its
             // delivery; a delivery that names its event by seq finds it.
-            let ds: Vec<DeliveryRecord> = all(r, DELIVERIES)?;
+            let ds = all_deliveries(r)?;
             let mut rows: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
             for entry in r.open_table(ATTEMPTS)?.iter()? {
                 let (seq, number) = entry?.0.value();
@@ -347,8 +360,9 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
                 .open_table(DELIVERIES)?
                 .iter()?
                 .map(|e| {
-                    e.map_err(StoreError::from)
-                        .and_then(|(_, v)| Ok(decode(v.value())?))
+                    e.map_err(StoreError::from).and_then(|(k, v)| {
+                        Ok(DeliveryRecord::decode(DeliveryId(k.value()), v.value())?)
+                    })
                 })
                 .collect::<Result<_, _>>()?;
             let mut attempts = tx.txn.open_table(ATTEMPTS)?;
@@ -502,7 +516,7 @@ pub(crate) fn run(seed: u64, steps: usize) -> (tempfile::TempDir, std::path::Pat
         let owner = |id: WebhookId| hooks.iter().find(|h| h.1 == id).unwrap().0.clone();
         let (queued, failed, any): (Vec<DeliveryId>, Vec<DeliveryRecord>, Vec<DeliveryId>) = store
             .read(|r| {
-                let ds: Vec<DeliveryRecord> = all(r, DELIVERIES)?;
+                let ds = all_deliveries(r)?;
                 Ok((
                     ds.iter()
                         .filter(|d| d.status == DeliveryStatus::Pending)

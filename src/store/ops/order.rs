@@ -16,7 +16,8 @@
 
 use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
 
-use super::{StoreError, load};
+use super::StoreError;
+use super::deliveries::load_delivery;
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId};
 use crate::store::records::DeliveryRecord;
 use crate::store::tables::*;
@@ -89,7 +90,7 @@ pub fn head(
         .take(MAX_STALE)
     {
         let (_, id) = entry?;
-        let Some(d) = load::<u128, DeliveryRecord>(&deliveries, id.value())? else {
+        let Some(d) = load_delivery(&deliveries, id.value())? else {
             continue;
         };
         if let (DeliveryStatus::Pending, Some(due)) = (d.status, d.next_attempt_at) {
@@ -110,7 +111,7 @@ pub(crate) fn place_unordered(txn: &WriteTransaction) -> Result<u64, StoreError>
     for entry in queue.iter()? {
         let (key, _) = entry?;
         let (webhook, _, id) = key.value();
-        if let Some(d) = load::<u128, DeliveryRecord>(&deliveries, id)?
+        if let Some(d) = load_delivery(&deliveries, id)?
             && line.get((webhook, d.seq))?.is_none()
         {
             line.insert((webhook, d.seq), id)?;
@@ -156,7 +157,7 @@ mod tests {
                     .open_table(QUEUE_ORDER)?
                     .range((webhook.0, 0u64)..=(webhook.0, u64::MAX))?
                 {
-                    let d: DeliveryRecord = load(&deliveries, entry?.1.value())?.unwrap();
+                    let d = load_delivery(&deliveries, entry?.1.value())?.unwrap();
                     out.push(event_name(r, &d)?);
                 }
                 Ok(out)
@@ -188,7 +189,8 @@ mod tests {
         store
             .read(|r| {
                 for entry in r.open_table(DELIVERIES)?.iter()? {
-                    let d: DeliveryRecord = crate::store::codec::decode(entry?.1.value())?;
+                    let (id, bytes) = entry?;
+                    let d = DeliveryRecord::decode(DeliveryId(id.value()), bytes.value())?;
                     if event_name(r, &d)? == event {
                         return Ok(d.id);
                     }

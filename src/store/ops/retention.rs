@@ -10,11 +10,11 @@
 
 use redb::ReadableTable;
 
-use super::deliveries::DeliveryTables;
+use super::deliveries::{DeliveryTables, load_delivery};
 use super::{CHUNK_MIN, CHUNK_TIME, StoreError, load};
 use crate::model::{DeliveryStatus, Millis};
 use crate::store::Tx;
-use crate::store::records::{DeliveryRecord, EventRecord};
+use crate::store::records::EventRecord;
 use crate::store::tables::*;
 
 /// How many index entries one batch reads at most (old pending deliveries are read and
@@ -55,7 +55,7 @@ pub fn prune(tx: &mut Tx<'_>, cutoff: Millis, batch: usize) -> Result<Pruned, St
             pruned.more = true;
             break;
         }
-        let Some(d) = load::<u128, DeliveryRecord>(&tables.records, id.value())? else {
+        let Some(d) = load_delivery(&tables.records, id.value())? else {
             doomed.push((seq.value(), None));
             continue;
         };
@@ -155,7 +155,7 @@ fn still_needed(
         let Some(id) = delivery_ids.get(key.value().1)? else {
             continue;
         };
-        if load::<u128, DeliveryRecord>(deliveries, id.value())?
+        if load_delivery(deliveries, id.value())?
             .is_some_and(|d| d.status == DeliveryStatus::Pending)
         {
             return Ok(true);

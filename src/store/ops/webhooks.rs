@@ -11,12 +11,12 @@
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::deliveries::{Attempts, DeliveryTables, Records, save};
+use super::deliveries::{Attempts, DeliveryTables, Records, load_delivery, save};
 use super::order::Order;
 use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
 use crate::model::{DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::codec::encode;
-use crate::store::records::{DeliveryRecord, WebhookRecord};
+use crate::store::records::WebhookRecord;
 use crate::store::tables::*;
 use crate::store::{RedbStore, Tx};
 
@@ -232,7 +232,7 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
             return Ok(false);
         }
         let record = match delivery_id {
-            Some(id) => load::<u128, DeliveryRecord>(&tables.records, id)?,
+            Some(id) => load_delivery(&tables.records, id)?,
             None => None,
         };
         match record {
@@ -307,7 +307,7 @@ fn cancel_delivery(
     order: &mut Order<'_>,
     id: u128,
 ) -> Result<(), StoreError> {
-    if let Some(mut delivery) = load::<u128, DeliveryRecord>(deliveries, id)? {
+    if let Some(mut delivery) = load_delivery(deliveries, id)? {
         let was = delivery.status;
         order.left(&delivery)?;
         delivery.status = DeliveryStatus::Cancelled;

@@ -15,8 +15,6 @@ use deadpool_postgres::{ClientWrapper, GenericClient, Transaction};
 use super::rows::{self, hook_uuid, sql_seq};
 use crate::model::{DeliveryStatus, WebhookId};
 use crate::store::StoreError;
-use crate::store::codec::encode;
-use crate::store::records::DeliveryRecord;
 use crate::store::tables::{CLEANUP_CANCEL, CLEANUP_CHUNK};
 
 /// The longest pause between two chunks of a cleanup (as on redb).
@@ -68,7 +66,7 @@ pub(super) async fn cancel_chunk(tx: &Transaction<'_>, id: WebhookId) -> Result<
         .collect::<Result<_, _>>()?;
     let lock = tx
         .prepare_cached(
-            "SELECT seq, record FROM deliveries WHERE seq = ANY($1) AND due IS NOT NULL
+            "SELECT seq, record, id FROM deliveries WHERE seq = ANY($1) AND due IS NOT NULL
              ORDER BY id FOR UPDATE",
         )
         .await?;
@@ -76,12 +74,12 @@ pub(super) async fn cancel_chunk(tx: &Transaction<'_>, id: WebhookId) -> Result<
     let mut seqs = Vec::with_capacity(found.len());
     let mut records = Vec::with_capacity(found.len());
     for row in &found {
-        let mut d: DeliveryRecord = rows::record(row, 1)?;
+        let mut d = rows::delivery(row, 2, 1)?;
         d.status = DeliveryStatus::Cancelled;
         d.next_attempt_at = None;
         super::log::move_inline_attempts(tx, &mut d).await?;
         seqs.push(sql_seq(d.seq));
-        records.push(encode(&d));
+        records.push(d.encode());
     }
     if !seqs.is_empty() {
         let st = tx

@@ -413,7 +413,7 @@ async fn insert_deliveries(
         .iter()
         .map(|d| d.next_attempt_at.map(|m| m.0))
         .collect();
-    let records: Vec<Vec<u8>> = deliveries.iter().map(encode).collect();
+    let records: Vec<Vec<u8>> = deliveries.iter().map(DeliveryRecord::encode).collect();
     let st = tx
         .prepare_cached(
             "INSERT INTO deliveries (seq, id, webhook_id, event_seq, status, type, created_at, due,

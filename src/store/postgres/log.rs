@@ -16,7 +16,8 @@ use crate::store::records::{Attempt, DeliveryRecord, EventRef};
 /// gone), and its attempts' numbers and records in order.
 const DETAIL: &str = "d.record, e.id,
     ARRAY(SELECT a.number FROM attempts a WHERE a.delivery_seq = d.seq ORDER BY a.number),
-    ARRAY(SELECT a.record FROM attempts a WHERE a.delivery_seq = d.seq ORDER BY a.number)";
+    ARRAY(SELECT a.record FROM attempts a WHERE a.delivery_seq = d.seq ORDER BY a.number),
+    d.id";
 
 /// A page of `webhook`'s log, newest first, below the cursor `before`, and the cursor
 /// of the next page. Each (status, type) pair the filter allows is one range of
@@ -88,7 +89,7 @@ pub(super) async fn one(
 
 /// A [`DETAIL`] row (starting at column `at`) as the API shows it.
 fn detail(row: &Row, at: usize) -> Result<DeliveryDetail, StoreError> {
-    let record: DeliveryRecord = rows::record(row, at)?;
+    let record = rows::delivery(row, at + 4, at)?;
     let event_id = match &record.event {
         EventRef::Id(id) => id.clone(),
         // Retention keeps an event while any of its deliveries exists.

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use tokio_postgres::Row;
 
-use crate::model::{DeliveryStatus, EventType, WebhookId, WebhookStatus};
+use crate::model::{DeliveryId, DeliveryStatus, EventType, WebhookId, WebhookStatus};
 use crate::store::StoreError;
 use crate::store::codec::{self, Record};
+use crate::store::records::DeliveryRecord;
 use crate::store::tables;
 
 impl From<tokio_postgres::Error> for StoreError {
@@ -43,6 +44,14 @@ pub(super) fn decode<R: Record>(bytes: &[u8]) -> Result<R, StoreError> {
 pub(super) fn record<R: Record>(row: &Row, col: usize) -> Result<R, StoreError> {
     let bytes: &[u8] = row.try_get(col)?;
     decode(bytes)
+}
+
+/// Decodes the delivery record in column `col` of `row`, stored under the id in column
+/// `id_col` (the record does not hold its id: `DeliveryRecord::decode`).
+pub(super) fn delivery(row: &Row, id_col: usize, col: usize) -> Result<DeliveryRecord, StoreError> {
+    let id: uuid::Uuid = row.try_get(id_col)?;
+    let bytes: &[u8] = row.try_get(col)?;
+    Ok(DeliveryRecord::decode(DeliveryId(id.as_u128()), bytes)?)
 }
 
 pub(super) fn uuid(id: u128) -> uuid::Uuid {

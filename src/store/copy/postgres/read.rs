@@ -12,6 +12,7 @@ use super::super::{
     Seqs, WebhookRow,
 };
 use super::{connect, counts, pg, refuse_live_nodes, schema_version, uint};
+use crate::model::DeliveryId;
 use crate::store::StoreError;
 use crate::store::codec::{decode, encode};
 use crate::store::ops::stats::MinuteStats;
@@ -139,7 +140,7 @@ impl Source {
                 Cursor::Deliveries(after) => {
                     let rows = c
                         .query(
-                            "SELECT seq, record, event_seq, position FROM deliveries \
+                            "SELECT seq, record, event_seq, position, id FROM deliveries \
                              WHERE seq > $1 ORDER BY seq LIMIT $2",
                             &[&after, &limit],
                         )
@@ -155,7 +156,8 @@ impl Source {
                         let bytes: Vec<u8> = row.get(1);
                         let event_seq = uint(row.get(2), "a delivery's event_seq")?;
                         let position: Option<i64> = row.get(3);
-                        let d = DeliveryRow::of(&bytes, |d| {
+                        let id: Uuid = row.get(4);
+                        let d = DeliveryRow::of(DeliveryId(id.as_u128()), &bytes, |d| {
                             let position = match position {
                                 Some(p) => uint(p, "a delivery's position")?,
                                 None => d.seq,

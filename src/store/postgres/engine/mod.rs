@@ -86,7 +86,7 @@ pub(super) async fn save_deliveries(
         Some(p) => p.iter().copied().map(Some).collect(),
         None => vec![None; ds.len()],
     };
-    let records: Vec<Vec<u8>> = ds.iter().map(encode).collect();
+    let records: Vec<Vec<u8>> = ds.iter().map(DeliveryRecord::encode).collect();
     let st = tx.prepare_cached(SAVE_DELIVERIES).await?;
     tx.execute(&st, &[&ids, &statuses, &dues, &positions, &records])
         .await?;

@@ -376,7 +376,7 @@ impl Batch {
         }
         match self.stored.remove(&id) {
             None => Ok(None),
-            Some((webhook, bytes)) => match decode::<DeliveryRecord>(&bytes) {
+            Some((webhook, bytes)) => match DeliveryRecord::decode(id, &bytes) {
                 Ok(d) => Ok(Some(d)),
                 Err(e) => {
                     self.stored.insert(id, (webhook, bytes));

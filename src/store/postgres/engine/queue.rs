@@ -167,7 +167,7 @@ impl PgStore {
             let Some(row) = client.query_opt(&st, &[&uuid(id.0)]).await? else {
                 return Ok(None);
             };
-            let delivery: DeliveryRecord = decode(row.get(0))?;
+            let delivery = DeliveryRecord::decode(id, row.get(0))?;
             if delivery.status != DeliveryStatus::Pending {
                 return Ok(None);
             }
@@ -213,7 +213,7 @@ impl PgStore {
         else {
             return Ok(false);
         };
-        let mut d: DeliveryRecord = decode(row.get(0))?;
+        let mut d = DeliveryRecord::decode(id, row.get(0))?;
         if d.status != DeliveryStatus::Pending {
             return Ok(false);
         }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::super::rows::notify;
+use super::super::rows::{self, notify};
 use super::super::{PgStore, QUEUED_CHANNEL};
 use super::{TRIES, retryable, save_deliveries, sql_seq, status_code, uuid};
 use crate::model::{DeliveryId, DeliveryStatus, EventType, Millis, WebhookId};
@@ -39,13 +39,13 @@ impl PgStore {
         let ids: Vec<Uuid> = moves.iter().map(|(d, _)| uuid(d.0)).collect();
         let st = tx
             .prepare_cached(
-                "SELECT record FROM deliveries WHERE id = ANY($1) AND webhook_id = $2 \
+                "SELECT record, id FROM deliveries WHERE id = ANY($1) AND webhook_id = $2 \
                  ORDER BY id FOR UPDATE",
             )
             .await?;
         let mut found: HashMap<DeliveryId, DeliveryRecord> = HashMap::new();
         for row in tx.query(&st, &[&ids, &uuid(webhook.0)]).await? {
-            let d: DeliveryRecord = decode(row.get(0))?;
+            let d = rows::delivery(&row, 1, 0)?;
             found.insert(d.id, d);
         }
         let mut moved = 0;
@@ -94,14 +94,14 @@ impl PgStore {
         };
         let Some(row) = tx
             .query_opt(
-                "SELECT record FROM deliveries WHERE id = $1 AND webhook_id = $2 FOR UPDATE",
+                "SELECT record, id FROM deliveries WHERE id = $1 AND webhook_id = $2 FOR UPDATE",
                 &[&uuid(id.0), &uuid(webhook.0)],
             )
             .await?
         else {
             return Ok(Requeue::NotFound);
         };
-        let mut d: DeliveryRecord = decode(row.get(0))?;
+        let mut d = rows::delivery(&row, 1, 0)?;
         if d.webhook_id != webhook {
             return Ok(Requeue::NotFound);
         }
@@ -171,7 +171,7 @@ impl PgStore {
             )
             .await?
         {
-            records.insert(row.get(0), decode(row.get(1))?);
+            records.insert(row.get(0), rows::delivery(&row, 0, 1)?);
         }
         let mut next = None;
         let mut found = Vec::new();

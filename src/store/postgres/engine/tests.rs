@@ -56,7 +56,8 @@ fn view_redb(redb: &RedbStore) -> View {
         let attempts = r.open_table(ATTEMPTS)?;
         let mut ds = Vec::new();
         for entry in r.open_table(DELIVERIES)?.iter()? {
-            let d: DeliveryRecord = decode(entry?.1.value())?;
+            let (id, bytes) = entry?;
+            let d = DeliveryRecord::decode(DeliveryId(id.value()), bytes.value())?;
             let position = match d.status {
                 DeliveryStatus::Pending => Some(requeued.get(d.id.0)?.map_or(d.seq, |p| p.value())),
                 _ => None,
@@ -80,13 +81,14 @@ async fn view_pg(pg: &PgStore) -> View {
     let mut ds = Vec::new();
     for row in client
         .query(
-            "SELECT record, position, seq FROM deliveries ORDER BY seq",
+            "SELECT record, position, seq, id FROM deliveries ORDER BY seq",
             &[],
         )
         .await
         .unwrap()
     {
-        let d: DeliveryRecord = decode(row.get(0)).unwrap();
+        let id: uuid::Uuid = row.get(3);
+        let d = DeliveryRecord::decode(DeliveryId(id.as_u128()), row.get(0)).unwrap();
         let attempts = client
             .query(
                 "SELECT record FROM attempts WHERE delivery_seq = $1 ORDER BY number",
@@ -189,7 +191,7 @@ async fn copy(redb: &RedbStore, pg: &PgStore) {
                     &d.created_at.0,
                     &super::due_col(d.next_attempt_at),
                     &position.map(|p| p as i64),
-                    &encode(d),
+                    &d.encode(),
                 ],
             )
             .await
