@@ -30,7 +30,11 @@
 //! Invariants, kept by every write in `store::ops`:
 //! - `user_webhooks` has an entry exactly for each webhook, under its owner.
 //! - `events` doubles as the ingest idempotency table: an event id is stored once, ever
-//!   (until retention prunes it), and `user_events` indexes each event exactly once.
+//!   (until retention prunes it).
+//! - `user_events` indexes each event with `seq < meta[`[`EVENT_FILTER_FROM`]`]` (stored
+//!   by a hookd before the type index) exactly once, under its user; later events are in
+//!   `user_type_events` only (an older hookd's event at or above the mark may be in both,
+//!   and retention removes both entries).
 //! - `webhook_deliveries` indexes each delivery written by an older hookd exactly once,
 //!   under its webhook, and no other: from [`DELIVERY_FILTER_FROM`] on, `delivery_filter`
 //!   lists every delivery under its webhook, so that one index serves the whole log
@@ -104,8 +108,9 @@
 //! - `user_type_events` likewise indexes each event with `seq >= meta[`[`EVENT_FILTER_FROM`]`]`
 //!   exactly once under its user and type (events never change type); the entry goes with
 //!   its event (retention). It serves the event log's `type=` filter: an exact type is one
-//!   range, a group (`message:*`) merges the ranges of its types, `*` uses `user_events`.
-//!   Older events are reached by a scan, as for deliveries.
+//!   range, a group (`message:*`) merges the ranges of its types, and the whole log
+//!   (`*`) merges all of them, newest first. Older events are reached through
+//!   `user_events`, as older deliveries through `webhook_deliveries`.
 //!
 //!   The marks and counters are kept only by this version and later: a file written by an
 //!   older hookd after this one must not be opened by this one again (go back to an older

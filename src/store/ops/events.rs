@@ -171,11 +171,11 @@ fn store_event(
     Ok((event.deliveries, queued))
 }
 
-/// The tables that find an event by something other than its id (`store::tables`):
-/// its user's log, its seq, its user's log of its type. Every stored event has one
-/// entry in each; new events and store copy write them through here.
+/// The tables that find a new event by something other than its id (`store::tables`):
+/// its seq, and its user's log of its type, which is its user's log too. New events and
+/// store copy write them through here. (`user_events` lists only events stored before
+/// the type index existed.)
 pub(crate) struct EventIndexes<'t> {
-    per_user: Table<'t, (&'static str, u64), &'static str>,
     by_seq: Table<'t, u64, &'static str>,
     per_type: Table<'t, (&'static str, u8, u64), &'static str>,
 }
@@ -183,7 +183,6 @@ pub(crate) struct EventIndexes<'t> {
 impl<'t> EventIndexes<'t> {
     pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
         Ok(EventIndexes {
-            per_user: txn.open_table(USER_EVENTS)?,
             by_seq: txn.open_table(EVENTS_BY_SEQ)?,
             per_type: txn.open_table(USER_TYPE_EVENTS)?,
         })
@@ -191,7 +190,6 @@ impl<'t> EventIndexes<'t> {
 
     pub(crate) fn insert(&mut self, event: &EventRecord) -> Result<(), StoreError> {
         let (user, id) = (event.user.as_str(), event.id.as_str());
-        self.per_user.insert((user, event.seq), id)?;
         self.by_seq.insert(event.seq, id)?;
         self.per_type
             .insert((user, type_code(event.event_type), event.seq), id)?;
@@ -255,10 +253,10 @@ pub(crate) fn new_delivery(
     }
 }
 
-/// The event types an event log filter reads (empty: every type, no filter).
+/// The event types an event log filter reads (all of them for no filter).
 pub(crate) fn filter_types(filter: Option<EventPattern>) -> Vec<EventType> {
     match filter {
-        None | Some(EventPattern::All) => Vec::new(),
+        None | Some(EventPattern::All) => EventType::ALL.to_vec(),
         Some(EventPattern::Exact(t)) => vec![t],
         Some(EventPattern::Group(g)) => group_types(g),
     }
@@ -269,9 +267,10 @@ pub fn get(rtx: &ReadTransaction, id: &str) -> Result<Option<EventRecord>, Store
 }
 
 /// The user's events, newest first, optionally of matching types, older than `before`.
-/// A filter reads `user_type_events` (an exact type: one range; a group: its types'
-/// ranges merged), so a page costs what it shows; events older than the index's mark
-/// (written by an older hookd) are then looked for through `user_events`.
+/// From the index's mark on, the log is `user_type_events` (an exact type: one range; a
+/// group: its types' ranges merged; no filter: all of them), so a page costs what it
+/// shows; events older than the mark (written by an older hookd) are then looked for
+/// through `user_events`.
 pub fn list_for_user(
     rtx: &ReadTransaction,
     user: &str,
@@ -283,11 +282,7 @@ pub fn list_for_user(
     let events = rtx.open_table(EVENTS)?;
     let end = before.unwrap_or(u64::MAX);
     let types = filter_types(filter);
-    let scan_below = if types.is_empty() {
-        end
-    } else {
-        meta_get(&rtx.open_table(META)?, EVENT_FILTER_FROM)?.min(end)
-    };
+    let scan_below = meta_get(&rtx.open_table(META)?, EVENT_FILTER_FROM)?.min(end);
     let by_type = rtx.open_table(USER_TYPE_EVENTS)?;
     let mut ranges = Vec::with_capacity(types.len());
     if scan_below < end {

@@ -200,8 +200,10 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
 
             let mark = meta_get(&meta, EVENT_FILTER_FROM)?;
             let mut expected = BTreeMap::new();
+            let mut stored = BTreeMap::new();
             for entry in r.open_table(EVENTS)?.iter()? {
                 let e: EventRecord = decode(entry?.1.value())?;
+                stored.insert((e.user.clone(), e.seq), e.id.to_string());
                 if e.seq >= mark {
                     expected.insert(
                         (e.user.clone(), type_code(e.event_type), e.seq),
@@ -216,6 +218,28 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
                 actual.insert((user.to_owned(), t, seq), v.value().to_owned());
             }
             assert_eq!(actual, expected, "user_type_events after {step}");
+            // `user_events`: every event below the mark, and no event that is gone (events
+            // from the mark on are there only if an older hookd wrote them).
+            let mut per_user = BTreeMap::new();
+            for entry in r.open_table(USER_EVENTS)?.iter()? {
+                let (k, v) = entry?;
+                let (user, seq) = k.value();
+                per_user.insert((user.to_owned(), seq), v.value().to_owned());
+            }
+            for (key, id) in &per_user {
+                assert_eq!(
+                    stored.get(key),
+                    Some(id),
+                    "user_events {key:?} after {step}"
+                );
+            }
+            for (key, id) in stored.iter().filter(|(k, _)| k.1 < mark) {
+                assert_eq!(
+                    per_user.get(key),
+                    Some(id),
+                    "user_events {key:?} after {step}"
+                );
+            }
 
             let expected: Vec<(u8, u128)> = {
                 let mut keys: Vec<_> = hooks
@@ -415,6 +439,12 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
                         .and_then(|(_, v)| Ok(decode(v.value())?))
                 })
                 .collect::<Result<_, _>>()?;
+            // An older hookd listed every event in `user_events`.
+            let mut per_user = tx.txn.open_table(USER_EVENTS)?;
+            for e in &es {
+                per_user.insert((e.user.as_str(), e.seq), e.id.as_str())?;
+            }
+            drop(per_user);
             for e in es {
                 let old = EventRecordV1 {
                     id: e.id.clone(),

@@ -513,11 +513,7 @@ pub(super) async fn of_user(
     limit: usize,
     before: Option<u64>,
 ) -> Result<Page<EventRecord>, StoreError> {
-    let mut types = filter_types(filter);
-    if types.is_empty() {
-        types = crate::model::EventType::ALL.to_vec();
-    }
-    let codes = rows::type_codes(types);
+    let codes = rows::type_codes(filter_types(filter));
     let end = before.map_or(i64::MAX, sql_seq);
     let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
     let st = c
