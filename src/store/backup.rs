@@ -56,6 +56,7 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, EVENT_DELIVERIES)?;
         copy(&snapshot, &txn, WEBHOOK_CLEANUP)?;
         copy(&snapshot, &txn, DELIVERY_FILTER)?;
+        copy(&snapshot, &txn, WEBHOOK_NUMBERS)?;
         copy(&snapshot, &txn, USER_TYPE_EVENTS)?;
         copy(&snapshot, &txn, ATTEMPTS)?;
         copy(&snapshot, &txn, QUEUE_ORDER)?;
@@ -105,6 +106,7 @@ mod tests {
             "event_deliveries",
             "webhook_cleanup",
             "delivery_filter2",
+            "webhook_numbers",
             "user_type_events",
             "attempts",
             "queue_order",

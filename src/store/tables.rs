@@ -16,7 +16,8 @@
 //! | `attempt_stats`      | (webhook id, unix minute)         | `MinuteStats`    |
 //! | `event_deliveries`   | (event seq, delivery seq)         | ()               |
 //! | `webhook_cleanup`    | webhook id                        | cleanup kind     |
-//! | `delivery_filter`    | (webhook id, status, type, seq)   | ()               |
+//! | `delivery_filter`    | (webhook number, status, type, seq) | ()             |
+//! | `webhook_numbers`    | webhook id                        | webhook number   |
 //! | `user_type_events`   | (user, event type, event seq)     | event id         |
 //! | `queue_order`        | (webhook id, position)            | delivery id      |
 //! | `queue_requeued`     | delivery id                       | position         |
@@ -103,8 +104,14 @@
 //!   entry and never get one (a status change moves an entry only if there was one);
 //!   listings reach them through `webhook_deliveries`, until retention prunes them.
 //!   An entry is a key alone, stored in redb as `delivery_filter2`: the delivery's id is
-//!   its `deliveries_by_seq` entry. (The first form, `delivery_filter`, held the id again
-//!   as its value; [`DELIVERY_FILTER_V1`] says how it goes.)
+//!   its `deliveries_by_seq` entry, and the webhook is named by its number (below). (The
+//!   first form, `delivery_filter`, was keyed by webhook id and held the delivery id as
+//!   its value; [`DELIVERY_FILTER_V1`] says how it goes.)
+//! - `webhook_numbers` gives every webhook, and every deleted webhook whose deliveries
+//!   are still being removed (a [`CLEANUP_REMOVE`] entry), one number, and no other
+//!   webhook has one: it is given when the webhook is created (for an older store, at the
+//!   first open) from `meta[`[`WEBHOOK_NUMBER`]`]`, which only grows, so no two webhooks
+//!   ever share a number, and it goes with the webhook's last delivery (`ops::filter`).
 //! - `user_type_events` likewise indexes each event with `seq >= meta[`[`EVENT_FILTER_FROM`]`]`
 //!   exactly once under its user and type (events never change type); the entry goes with
 //!   its event (retention). It serves the event log's `type=` filter: an exact type is one
@@ -196,17 +203,20 @@ pub const CLEANUP_CANCEL: u8 = 2;
 /// At most this many deliveries are removed, cancelled or queued again per write job.
 pub const CLEANUP_CHUNK: usize = 1000;
 
-/// (webhook id, [`status_code`], [`type_code`], delivery seq) → (): the delivery log's
-/// filters (see the invariants above). The key is the whole entry: `deliveries_by_seq`
-/// names the delivery, so the index does not hold its id a second time.
-pub const DELIVERY_FILTER: TableDefinition<(u128, u8, u8, u64), ()> =
+/// ([`WEBHOOK_NUMBERS`] of the webhook, [`status_code`], [`type_code`], delivery seq) →
+/// (): the delivery log's filters (see the invariants above). The key is the whole entry:
+/// `deliveries_by_seq` names the delivery (`ops::filter`).
+pub const DELIVERY_FILTER: TableDefinition<(u32, u8, u8, u64), ()> =
     TableDefinition::new("delivery_filter2");
-/// The first form of [`DELIVERY_FILTER`], which held the delivery id as its value (16
-/// bytes a delivery, in half-full pages: about 300 bytes an event at fan-out 10). The
-/// first open by a hookd that knows the second form moves its keys there and deletes it
-/// (`ops::ensure_tables`).
+/// The first form of [`DELIVERY_FILTER`]: keyed by the webhook's id, with the delivery id
+/// as its value (42 bytes an entry instead of 14). The first open by a hookd that knows
+/// the second form moves its keys there and deletes it (`ops::filter::upgrade`).
 pub const DELIVERY_FILTER_V1: TableDefinition<(u128, u8, u8, u64), u128> =
     TableDefinition::new("delivery_filter");
+/// webhook id → its number, which [`DELIVERY_FILTER`]'s keys name it by (`ops::filter`).
+pub const WEBHOOK_NUMBERS: TableDefinition<u128, u32> = TableDefinition::new("webhook_numbers");
+/// `meta`: the last webhook number given (only grows).
+pub const WEBHOOK_NUMBER: &str = "webhook_number";
 /// (user, [`type_code`], event seq) → event id: the event log's `type=` filter.
 pub const USER_TYPE_EVENTS: TableDefinition<(&str, u8, u64), &str> =
     TableDefinition::new("user_type_events");

@@ -23,8 +23,9 @@ use crate::store::StoreError;
 use crate::store::codec::decode;
 use crate::store::embedded::apply_redo_log;
 use crate::store::ops::events::EventIndexes;
+use crate::store::ops::filter::{FilterIndex, assign_number};
 use crate::store::ops::order::Order;
-use crate::store::ops::{ensure_tables, filter_insert, meta_get, notifications::due_key};
+use crate::store::ops::{ensure_tables, meta_get, notifications::due_key};
 use crate::store::records::{EventRecord, EventRef};
 use crate::store::tables::*;
 
@@ -457,6 +458,7 @@ fn write(
             for WebhookRow { bytes, record } in rows {
                 records.insert(record.id.0, bytes.as_slice())?;
                 per_user.insert((record.user.as_str(), record.id.0), ())?;
+                assign_number(txn, record.id)?;
             }
         }
         Batch::Events(rows) => {
@@ -519,10 +521,15 @@ fn write(
 }
 
 fn write_deliveries(txn: &WriteTransaction, rows: Vec<DeliveryRow>) -> Result<(), StoreError> {
+    // A deleted webhook whose deliveries are still being removed has no record to copy,
+    // but its deliveries' index entries need its number.
+    for row in &rows {
+        assign_number(txn, row.record.webhook_id)?;
+    }
     let mut records = txn.open_table(DELIVERIES)?;
     let mut attempts = txn.open_table(ATTEMPTS)?;
     let mut by_seq = txn.open_table(DELIVERIES_BY_SEQ)?;
-    let mut filter = txn.open_table(DELIVERY_FILTER)?;
+    let mut filter = FilterIndex::open(txn)?;
     let mut queue = txn.open_table(QUEUE)?;
     let mut order = Order::open(txn)?;
     let events = txn.open_table(EVENTS)?;
@@ -531,7 +538,7 @@ fn write_deliveries(txn: &WriteTransaction, rows: Vec<DeliveryRow>) -> Result<()
         let d = &row.record;
         records.insert(d.id.0, row.bytes.as_slice())?;
         by_seq.insert(d.seq, d.id.0)?;
-        filter_insert(&mut filter, d)?;
+        filter.insert(d)?;
         for (number, bytes) in &row.attempts {
             attempts.insert((d.seq, *number), bytes.as_slice())?;
         }

@@ -16,11 +16,12 @@ use redb::{ReadTransaction, ReadableTable, Table};
 use super::deliveries::{
     DeliveryFilter, add_attempt, event_of, indexed_newest_first, last_attempt, load_delivery, save,
 };
+use super::filter::{FilterIndex, number_of};
 use super::notifications::{self, Enqueued};
 use super::order::Order;
 use super::stats;
 use super::webhooks::start_cancel;
-use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
+use super::{Chunk, StoreError, count_webhook, load};
 use crate::delivery::retry::RetryPolicy;
 use crate::model::{
     DeliveryId, DeliveryStatus, Millis, NotificationKind, WebhookId, WebhookStatus,
@@ -125,11 +126,7 @@ pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, Sto
     d.status = DeliveryStatus::Cancelled;
     d.next_attempt_at = None;
     save(&mut deliveries, &mut tx.txn.open_table(ATTEMPTS)?, &mut d)?;
-    filter_move(
-        &mut tx.txn.open_table(DELIVERY_FILTER)?,
-        &d,
-        DeliveryStatus::Pending,
-    )?;
+    FilterIndex::open(tx.txn)?.moved(&d, DeliveryStatus::Pending)?;
     Ok(true)
 }
 
@@ -318,11 +315,7 @@ pub fn record(
     let mut recorded = decision.recorded;
     if decision.was != DeliveryStatus::Pending {
         save(&mut deliveries, &mut attempts, &mut delivery)?;
-        filter_move(
-            &mut tx.txn.open_table(DELIVERY_FILTER)?,
-            &delivery,
-            decision.was,
-        )?;
+        FilterIndex::open(tx.txn)?.moved(&delivery, decision.was)?;
         return Ok(Some(recorded));
     }
     let mut queue = tx.txn.open_table(QUEUE)?;
@@ -337,11 +330,7 @@ pub fn record(
         Order::open(tx.txn)?.left(&delivery)?;
     }
     save(&mut deliveries, &mut attempts, &mut delivery)?;
-    filter_move(
-        &mut tx.txn.open_table(DELIVERY_FILTER)?,
-        &delivery,
-        DeliveryStatus::Pending,
-    )?;
+    FilterIndex::open(tx.txn)?.moved(&delivery, DeliveryStatus::Pending)?;
     if decision.write_webhook {
         hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
         count_webhook(
@@ -454,7 +443,7 @@ fn restart_schedule(
     let was = restart(d, due);
     queue.insert((d.webhook_id.0, due.as_key(), d.id.0), ())?;
     order.requeued(d, position)?;
-    filter_move(filter, d, was)?;
+    filter.moved(d, was)?;
     Ok(())
 }
 
@@ -491,7 +480,7 @@ pub fn retry(
     restart_schedule(
         &mut d,
         &mut tx.txn.open_table(QUEUE)?,
-        &mut tx.txn.open_table(DELIVERY_FILTER)?,
+        &mut FilterIndex::open(tx.txn)?,
         &mut Order::open(tx.txn)?,
         (due, position),
     )?;
@@ -541,7 +530,7 @@ pub fn recover(
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut attempts = tx.txn.open_table(ATTEMPTS)?;
     let mut queue = tx.txn.open_table(QUEUE)?;
-    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut filter = FilterIndex::open(tx.txn)?;
     let mut order = Order::open(tx.txn)?;
     // Newest first: stop once creation times fall before the window.
     let mut found = Vec::new();
@@ -593,7 +582,8 @@ fn failed_newest_first(
             let (key, id) = e?;
             Ok((key.value().1, id.value()))
         });
-    indexed_newest_first(&filter, &by_seq, webhook, failed, mark..before)?
+    let number = number_of(&tx.txn.open_table(WEBHOOK_NUMBERS)?, webhook)?;
+    indexed_newest_first(&filter, &by_seq, number, failed, mark..before)?
         .chain(older)
         .take(CLEANUP_CHUNK + 1)
         .collect()

@@ -4,8 +4,9 @@
 
 use redb::{ReadTransaction, ReadableTable, Table};
 
+use super::filter::{FilterIndex, number_of};
 use super::order::Order;
-use super::{FilterIndex, MergeDesc, Page, StoreError, filter_remove, load, meta_get};
+use super::{MergeDesc, Page, StoreError, load, meta_get};
 use crate::model::{DeliveryId, DeliveryStatus, EventId, EventType, WebhookId};
 use crate::store::Tx;
 use crate::store::codec::{decode, encode};
@@ -110,7 +111,7 @@ impl<'t> DeliveryTables<'t> {
             attempts: tx.txn.open_table(ATTEMPTS)?,
             by_seq: tx.txn.open_table(DELIVERIES_BY_SEQ)?,
             per_webhook: tx.txn.open_table(WEBHOOK_DELIVERIES)?,
-            filter: tx.txn.open_table(DELIVERY_FILTER)?,
+            filter: FilterIndex::open(tx.txn)?,
             queue: tx.txn.open_table(QUEUE)?,
             order: Order::open(tx.txn)?,
         })
@@ -122,7 +123,7 @@ impl<'t> DeliveryTables<'t> {
             self.queue.remove((d.webhook_id.0, due.as_key(), d.id.0))?;
             self.order.left(d)?;
         }
-        filter_remove(&mut self.filter, d)?;
+        self.filter.remove(d)?;
         self.per_webhook.remove((d.webhook_id.0, d.seq))?;
         self.by_seq.remove(d.seq)?;
         self.attempts
@@ -206,15 +207,16 @@ impl DeliveryFilter {
     }
 }
 
-/// The `delivery_filter` ranges of `webhook` for the statuses and types `filter` allows,
-/// for seqs in `seqs`, merged newest first into (seq, delivery id): one range when the
-/// filter names both, at most 48 (every status and type) when it names neither. Each
-/// entry's id is its `deliveries_by_seq` entry; an entry without one (a delivery gone
-/// without its entry, which no write leaves) is passed over, as a missing record is.
+/// The `delivery_filter` ranges of the webhook numbered `number` (none if it has no
+/// number) for the statuses and types `filter` allows, for seqs in `seqs`, merged newest
+/// first into (seq, delivery id): one range when the filter names both, at most 48 (every
+/// status and type) when it names neither. Each entry's id is its `deliveries_by_seq`
+/// entry; an entry without one (a delivery gone without its entry, which no write
+/// leaves) is passed over, as a missing record is.
 pub(crate) fn indexed_newest_first<'a>(
-    index: &'a impl ReadableTable<(u128, u8, u8, u64), ()>,
+    index: &'a impl ReadableTable<(u32, u8, u8, u64), ()>,
     by_seq: &'a impl ReadableTable<u64, u128>,
-    webhook: WebhookId,
+    number: Option<u32>,
     filter: DeliveryFilter,
     seqs: std::ops::Range<u64>,
 ) -> Result<impl Iterator<Item = Result<(u64, u128), StoreError>> + 'a, StoreError> {
@@ -225,12 +227,13 @@ pub(crate) fn indexed_newest_first<'a>(
         .event_type
         .map_or(EventType::ALL.to_vec(), |t| vec![t]);
     let mut ranges = Vec::with_capacity(statuses.len() * types.len());
-    if seqs.start < seqs.end {
+    if let Some(n) = number
+        && seqs.start < seqs.end
+    {
         for s in &statuses {
             for t in &types {
                 let (s, t) = (status_code(*s), type_code(*t));
-                let range =
-                    index.range((webhook.0, s, t, seqs.start)..(webhook.0, s, t, seqs.end))?;
+                let range = index.range((n, s, t, seqs.start)..(n, s, t, seqs.end))?;
                 ranges.push(range.rev().map(|e| Ok((e?.0.value().3, ()))));
             }
         }
@@ -259,7 +262,8 @@ pub fn list_for_webhook(
     let mark = meta_get(&rtx.open_table(META)?, DELIVERY_FILTER_FROM)?.min(end);
     let by_filter = rtx.open_table(DELIVERY_FILTER)?;
     let by_seq = rtx.open_table(DELIVERIES_BY_SEQ)?;
-    let indexed = indexed_newest_first(&by_filter, &by_seq, webhook, filter, mark..end)?
+    let number = number_of(&rtx.open_table(WEBHOOK_NUMBERS)?, webhook)?;
+    let indexed = indexed_newest_first(&by_filter, &by_seq, number, filter, mark..end)?
         .map(|e| e.map(|(_, id)| id));
     let scanned = index
         .range((webhook.0, 0u64)..(webhook.0, mark))?

@@ -5,6 +5,7 @@
 pub mod attempts;
 pub mod deliveries;
 pub mod events;
+pub(crate) mod filter;
 pub mod logged;
 pub mod notifications;
 pub mod order;
@@ -43,7 +44,7 @@ pub(crate) fn test_store_with_webhook() -> (
     (dir, store, id)
 }
 
-use redb::{Database, ReadableTable, Table};
+use redb::{Database, ReadableTable};
 
 use super::codec::{self, Record};
 use super::records::WebhookRecord;
@@ -83,10 +84,6 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
                 meta.insert(mark, next)?;
             }
         }
-        let moved = move_filter_keys(&txn)?;
-        if moved > 0 {
-            tracing::info!(moved, "delivery filter index moved to its key-only form");
-        }
         if meta.get(QUEUE_ORDER_BUILT)?.is_none() {
             // A store from before queue order: its pending deliveries line up by seq.
             let placed = order::place_unordered(&txn)?;
@@ -95,6 +92,10 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
             }
             meta.insert(QUEUE_ORDER_BUILT, 1)?;
         }
+    }
+    let moved = filter::upgrade(&txn)?;
+    if moved > 0 {
+        tracing::info!(moved, "delivery filter index moved to its compact form");
     }
     txn.open_table(WEBHOOKS)?;
     txn.open_table(USER_WEBHOOKS)?;
@@ -109,6 +110,7 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(EVENT_DELIVERIES)?;
     txn.open_table(WEBHOOK_CLEANUP)?;
     txn.open_table(DELIVERY_FILTER)?;
+    txn.open_table(WEBHOOK_NUMBERS)?;
     txn.open_table(USER_TYPE_EVENTS)?;
     txn.open_table(ATTEMPTS)?;
     txn.open_table(QUEUE_ORDER)?;
@@ -120,30 +122,6 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(ATTEMPT_TOTALS)?;
     txn.commit()?;
     Ok(())
-}
-
-/// Moves the keys of the delivery filter's first form ([`DELIVERY_FILTER_V1`]) into
-/// [`DELIVERY_FILTER`] and deletes it, in the open's transaction, so a store has one form
-/// or the other and never half of each. Answers how many entries moved (0 once done).
-/// One pass in key order, which fills the new table's pages: a million entries take a
-/// second or two, once.
-fn move_filter_keys(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
-    use redb::TableHandle;
-    let old_name = DELIVERY_FILTER_V1.name();
-    if !txn.list_tables()?.any(|t| t.name() == old_name) {
-        return Ok(0);
-    }
-    let mut moved = 0;
-    {
-        let old = txn.open_table(DELIVERY_FILTER_V1)?;
-        let mut new = txn.open_table(DELIVERY_FILTER)?;
-        for entry in old.iter()? {
-            new.insert(entry?.0.value(), ())?;
-            moved += 1;
-        }
-    }
-    txn.delete_table(DELIVERY_FILTER_V1)?;
-    Ok(moved)
 }
 
 /// Loads and decodes one record by key.
@@ -249,52 +227,6 @@ pub(crate) fn count_webhook(
         let n = meta_get(&meta, name)?;
         meta.insert(name, n + 1)?;
     }
-    Ok(())
-}
-
-/// The `delivery_filter` table as writes use it.
-pub(crate) type FilterIndex<'t> = Table<'t, (u128, u8, u8, u64), ()>;
-
-fn filter_key(
-    d: &super::records::DeliveryRecord,
-    status: crate::model::DeliveryStatus,
-) -> (u128, u8, u8, u64) {
-    (
-        d.webhook_id.0,
-        status_code(status),
-        type_code(d.event_type),
-        d.seq,
-    )
-}
-
-/// A new delivery's `delivery_filter` entry.
-pub(crate) fn filter_insert(
-    index: &mut FilterIndex<'_>,
-    d: &super::records::DeliveryRecord,
-) -> Result<(), StoreError> {
-    index.insert(filter_key(d, d.status), ())?;
-    Ok(())
-}
-
-/// Moves the delivery's `delivery_filter` entry from status `was` to its current one.
-/// A delivery written before the index existed has none and gets none.
-pub(crate) fn filter_move(
-    index: &mut FilterIndex<'_>,
-    d: &super::records::DeliveryRecord,
-    was: crate::model::DeliveryStatus,
-) -> Result<(), StoreError> {
-    if was != d.status && index.remove(filter_key(d, was))?.is_some() {
-        index.insert(filter_key(d, d.status), ())?;
-    }
-    Ok(())
-}
-
-/// Removes the delivery's `delivery_filter` entry along with the delivery.
-pub(crate) fn filter_remove(
-    index: &mut FilterIndex<'_>,
-    d: &super::records::DeliveryRecord,
-) -> Result<(), StoreError> {
-    index.remove(filter_key(d, d.status))?;
     Ok(())
 }
 

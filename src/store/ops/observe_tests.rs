@@ -127,6 +127,48 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
             );
 
             let meta = r.open_table(META)?;
+            // Webhook numbers: every webhook, and every deleted one whose deliveries are
+            // still being removed, has one; no two share one; none is above the counter.
+            let numbers: BTreeMap<u128, u32> = r
+                .open_table(WEBHOOK_NUMBERS)?
+                .iter()?
+                .map(|e| e.map(|(k, v)| (k.value(), v.value())))
+                .collect::<Result<_, _>>()?;
+            for h in &hooks {
+                assert!(
+                    numbers.contains_key(&h.id.0),
+                    "{} has a number after {step}",
+                    h.id
+                );
+            }
+            let mut cleanups = Vec::new();
+            for entry in r.open_table(WEBHOOK_CLEANUP)?.iter()? {
+                let webhook = entry?.0.value();
+                assert!(
+                    numbers.contains_key(&webhook),
+                    "cleanup has a number after {step}"
+                );
+                cleanups.push(webhook);
+            }
+            // … and a removed webhook's number goes with its last delivery.
+            for webhook in numbers.keys() {
+                assert!(
+                    hooks.iter().any(|h| h.id.0 == *webhook) || cleanups.contains(webhook),
+                    "a number outlives its webhook after {step}"
+                );
+            }
+            let distinct: std::collections::BTreeSet<u32> = numbers.values().copied().collect();
+            assert_eq!(
+                distinct.len(),
+                numbers.len(),
+                "numbers are unique after {step}"
+            );
+            let counter = meta_get(&meta, WEBHOOK_NUMBER)?;
+            assert!(
+                distinct.iter().all(|n| u64::from(*n) <= counter),
+                "after {step}"
+            );
+
             let mark = meta_get(&meta, DELIVERY_FILTER_FROM)?;
             let expected: BTreeMap<_, _> = all_deliveries(r)?
                 .into_iter()
@@ -134,7 +176,7 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
                 .map(|d| {
                     (
                         (
-                            d.webhook_id.0,
+                            numbers.get(&d.webhook_id.0).copied().unwrap_or(u32::MAX),
                             status_code(d.status),
                             type_code(d.event_type),
                             d.seq,
@@ -464,6 +506,7 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
             }
             drop(events);
             tx.txn.open_table(DELIVERY_FILTER)?.retain(|_, _| false)?;
+            forget_numbers(tx)?;
             tx.txn.open_table(USER_TYPE_EVENTS)?.retain(|_, _| false)?;
             tx.txn.open_table(QUEUE_ORDER)?.retain(|_, _| false)?;
             tx.txn.open_table(QUEUE_REQUEUED)?.retain(|_, _| false)?;
@@ -486,26 +529,42 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
     Store::open(path).unwrap()
 }
 
-/// Puts the delivery filter back in its first form, as a hookd before the key-only index
-/// left it (every entry in `delivery_filter` with its delivery's id as the value, no
-/// `delivery_filter2`), and opens the store again, which moves it.
+/// Puts the delivery filter back in its first form, as a hookd before the compact index
+/// left it (every entry in `delivery_filter`, keyed by webhook id, with its delivery's id
+/// as the value; no `delivery_filter2`, no webhook numbers), and opens the store again,
+/// which numbers the webhooks and moves the index.
 fn filter_v1_and_reopen(store: Store, path: &std::path::Path) -> Store {
     store
         .write_blocking(|tx| {
-            let by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
-            let mut old = tx.txn.open_table(DELIVERY_FILTER_V1)?;
-            for entry in tx.txn.open_table(DELIVERY_FILTER)?.iter()? {
-                let key = entry?.0.value();
-                let id = by_seq.get(key.3)?.map_or(0, |id| id.value());
-                old.insert(key, id)?;
-            }
-            drop((old, by_seq));
-            tx.txn.delete_table(DELIVERY_FILTER)?;
+            forget_numbers(tx)?;
             Ok(())
         })
         .unwrap();
     store.close(Duration::ZERO);
     Store::open(path).unwrap()
+}
+
+/// Rewrites the delivery filter in its first form and drops the webhook numbers.
+fn forget_numbers(tx: &mut crate::store::Tx<'_>) -> Result<(), StoreError> {
+    let webhooks: BTreeMap<u32, u128> = tx
+        .txn
+        .open_table(WEBHOOK_NUMBERS)?
+        .iter()?
+        .map(|e| e.map(|(k, v)| (v.value(), k.value())))
+        .collect::<Result<_, _>>()?;
+    let by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
+    let mut old = tx.txn.open_table(DELIVERY_FILTER_V1)?;
+    for entry in tx.txn.open_table(DELIVERY_FILTER)?.iter()? {
+        let (number, status, event_type, seq) = entry?.0.value();
+        let id = by_seq.get(seq)?.map_or(0, |id| id.value());
+        let webhook = webhooks.get(&number).copied().unwrap_or(0);
+        old.insert((webhook, status, event_type, seq), id)?;
+    }
+    drop((old, by_seq));
+    tx.txn.delete_table(DELIVERY_FILTER)?;
+    tx.txn.delete_table(WEBHOOK_NUMBERS)?;
+    tx.txn.open_table(META)?.remove(WEBHOOK_NUMBER)?;
+    Ok(())
 }
 
 /// Runs `steps` random writes from `seed`, checking after each; answers the store file

@@ -12,8 +12,9 @@
 use redb::{ReadTransaction, ReadableTable};
 
 use super::deliveries::{Attempts, DeliveryTables, Records, load_delivery, save};
+use super::filter::{FilterIndex, assign_number, forget_number};
 use super::order::Order;
-use super::{Chunk, FilterIndex, StoreError, count_webhook, filter_move, load};
+use super::{Chunk, StoreError, count_webhook, load};
 use crate::model::{DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::codec::encode;
 use crate::store::records::WebhookRecord;
@@ -78,6 +79,7 @@ pub fn create(
     hooks.insert(hook.id.0, encode(&hook).as_slice())?;
     index.insert((hook.user.as_str(), hook.id.0), ())?;
     count_webhook(tx, hook.id, None, Some(hook.status))?;
+    assign_number(tx.txn, hook.id)?;
     Ok(Created::Created(Box::new(hook)))
 }
 
@@ -172,6 +174,7 @@ pub fn delete(tx: &mut Tx<'_>, user: &str, id: WebhookId) -> Result<Deleted, Sto
         cleanup.insert(id.0, CLEANUP_REMOVE)?;
     } else {
         cleanup.remove(id.0)?;
+        forget_number(tx.txn, id)?;
     }
     Ok(Deleted::Deleted { more })
 }
@@ -209,14 +212,9 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
     let mut chunk = Chunk::start();
     let mut tables = DeliveryTables::open(tx)?;
     let mut found = Vec::with_capacity(CLEANUP_CHUNK);
-    for entry in tables
-        .filter
-        .range((id.0, 0u8, 0u8, 0u64)..=(id.0, u8::MAX, u8::MAX, u64::MAX))?
-        .take(CLEANUP_CHUNK)
-    {
-        let (_, status, event_type, seq) = entry?.0.value();
-        let delivery = tables.by_seq.get(seq)?.map(|id| id.value());
-        found.push((seq, delivery, Some((status, event_type))));
+    for key in tables.filter.first_of(id, CLEANUP_CHUNK)? {
+        let delivery = tables.by_seq.get(key.3)?.map(|id| id.value());
+        found.push((key.3, delivery, Some(key)));
     }
     for entry in tables
         .per_webhook
@@ -240,8 +238,8 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
             // Already removed through another entry (a delivery written by an older hookd
             // may be in both indexes), or an entry without its record: the entry goes.
             None => {
-                if let Some((status, event_type)) = filter_key {
-                    tables.filter.remove((id.0, status, event_type, seq))?;
+                if let Some(key) = filter_key {
+                    tables.filter.remove_key(key)?;
                 }
                 tables.per_webhook.remove((id.0, seq))?;
                 tables.by_seq.remove(seq)?;
@@ -275,7 +273,7 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId, mut chunk: Chunk) -> Result<bool
     let mut queue = tx.txn.open_table(QUEUE)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut attempts = tx.txn.open_table(ATTEMPTS)?;
-    let mut filter = tx.txn.open_table(DELIVERY_FILTER)?;
+    let mut filter = FilterIndex::open(tx.txn)?;
     let mut order = Order::open(tx.txn)?;
     let mut entries = queue
         .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
@@ -313,7 +311,7 @@ fn cancel_delivery(
         delivery.status = DeliveryStatus::Cancelled;
         delivery.next_attempt_at = None;
         save(deliveries, attempts, &mut delivery)?;
-        filter_move(filter, &delivery, was)?;
+        filter.moved(&delivery, was)?;
     }
     Ok(())
 }
@@ -344,6 +342,7 @@ pub fn cleanup_step(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> 
         return Ok(false);
     };
     let hook = load::<u128, WebhookRecord>(&tx.txn.open_table(WEBHOOKS)?, id.0)?;
+    let removed = hook.is_none();
     let done = match (kind, hook) {
         // Enabled again since: what is still queued goes out after all.
         (CLEANUP_CANCEL, Some(h)) if h.enabled => true,
@@ -353,6 +352,9 @@ pub fn cleanup_step(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> 
     };
     if done {
         tx.txn.open_table(WEBHOOK_CLEANUP)?.remove(id.0)?;
+        if removed {
+            forget_number(tx.txn, id)?;
+        }
     }
     Ok(!done)
 }
@@ -402,10 +404,16 @@ mod tests {
     fn count_for(store: &RedbStore, id: WebhookId) -> (usize, usize, u64, u64, u64) {
         store
             .read(|r| {
-                let index = r
-                    .open_table(DELIVERY_FILTER)?
-                    .range((id.0, 0u8, 0u8, 0u64)..=(id.0, u8::MAX, u8::MAX, u64::MAX))?
-                    .count();
+                // A removed webhook's number goes with its last delivery.
+                let index = match r.open_table(WEBHOOK_NUMBERS)?.get(id.0)? {
+                    Some(n) => {
+                        let n = n.value();
+                        r.open_table(DELIVERY_FILTER)?
+                            .range((n, 0u8, 0u8, 0u64)..=(n, u8::MAX, u8::MAX, u64::MAX))?
+                            .count()
+                    }
+                    None => 0,
+                };
                 let queued = r
                     .open_table(QUEUE)?
                     .range((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX))?
