@@ -1,8 +1,10 @@
-//! A data file written by the previous hookd goes on working: its delivery and event
-//! records are at schema version 1 (a delivery holds its attempts inline and names its
-//! event by id; `webhook_deliveries` and `event_deliveries` list them), and this hookd
-//! serves those attempts, numbers the next one after them, and moves them into the
-//! `attempts` table the first time it writes the record again.
+//! A data file written by an older hookd goes on working. Two generations: one whose
+//! delivery records held their id and whose delivery filter index was keyed by webhook id
+//! (the release before the compact store), which the first open moves; and, before that,
+//! one whose delivery and event records are at schema version 1 (a delivery holds its
+//! attempts inline and names its event by id; `webhook_deliveries` and
+//! `event_deliveries` list them), whose attempts this hookd serves, numbers the next one
+//! after, and moves into the `attempts` table the first time it writes the record again.
 
 use std::time::Duration;
 
@@ -203,4 +205,155 @@ fn deliveries_stored_at_version_1_keep_their_attempts_and_go_on_counting() {
     // Stored at the new version now, every attempt a row of its own.
     assert!(hookd.terminate().success());
     assert_eq!(stored(&path, &delivery), (3, vec![1, 2, 3]));
+}
+
+/// Rewrites the stopped daemon's store the way the release before the compact store
+/// left it: delivery records at version 2 (their id inside), the delivery filter in its
+/// first form (keyed by webhook id, the delivery id as its value), no webhook numbers,
+/// and a `user_events` entry for every event.
+fn rewrite_as_previous_release(path: &std::path::Path) {
+    use hookd::store::records::v2::DeliveryRecordV2;
+    let store = Store::open(path).unwrap();
+    store
+        .write_blocking(|tx| {
+            let mut records = tx.txn.open_table(DELIVERIES)?;
+            let mut deliveries = Vec::new();
+            for entry in records.iter()? {
+                let (id, bytes) = entry?;
+                deliveries.push(DeliveryRecord::decode(
+                    DeliveryId(id.value()),
+                    bytes.value(),
+                )?);
+            }
+            for d in &deliveries {
+                let old = DeliveryRecordV2 {
+                    id: d.id,
+                    seq: d.seq,
+                    webhook_id: d.webhook_id,
+                    event: d.event.clone(),
+                    event_type: d.event_type,
+                    status: d.status,
+                    attempts: d.attempts,
+                    next_attempt_at: d.next_attempt_at,
+                    created_at: d.created_at,
+                    schedule_base: d.schedule_base,
+                };
+                records.insert(d.id.0, encode_at(2, &old).as_slice())?;
+            }
+            let numbers: std::collections::HashMap<u32, u128> = tx
+                .txn
+                .open_table(WEBHOOK_NUMBERS)?
+                .iter()?
+                .map(|e| e.map(|(k, v)| (v.value(), k.value())))
+                .collect::<Result<_, _>>()?;
+            let mut old = tx.txn.open_table(DELIVERY_FILTER_V1)?;
+            for entry in tx.txn.open_table(DELIVERY_FILTER)?.iter()? {
+                let (number, status, event_type, seq) = entry?.0.value();
+                let d = deliveries.iter().find(|d| d.seq == seq).unwrap();
+                old.insert((numbers[&number], status, event_type, seq), d.id.0)?;
+            }
+            drop((old, records));
+            tx.txn.delete_table(DELIVERY_FILTER)?;
+            tx.txn.delete_table(WEBHOOK_NUMBERS)?;
+            tx.txn.open_table(META)?.remove(WEBHOOK_NUMBER)?;
+            let mut per_user = tx.txn.open_table(USER_EVENTS)?;
+            for entry in tx.txn.open_table(EVENTS)?.iter()? {
+                let e: EventRecord = decode(entry?.1.value())?;
+                per_user.insert((e.user.as_str(), e.seq), e.id.as_str())?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    store.close(Duration::from_secs(5));
+}
+
+/// The delivery log of `webhook` as the API lists it, whole and by status.
+fn logs(hookd: &Hookd, webhook: &str) -> Vec<serde_json::Value> {
+    [
+        "",
+        "&status=succeeded",
+        "&status=failed",
+        "&eventType=app:connected",
+    ]
+    .iter()
+    .map(|filter| {
+        let r = hookd.get(
+            &format!("/api/hooks/webhooks/{webhook}/deliveries?limit=100{filter}"),
+            USER,
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["deliveries"].clone()
+    })
+    .collect()
+}
+
+#[test]
+fn a_store_of_the_previous_release_lists_the_same_logs_after_the_upgrade() {
+    if crate::common::redb_only("a redb store of the previous release") {
+        return;
+    }
+    let receiver = Receiver::start(|got, _| {
+        Reply::Status(if got.path.starts_with("/ok") {
+            200
+        } else {
+            500
+        })
+    });
+    let mut hookd = Hookd::start_with(Settings {
+        delivery: r#"retry_schedule = ["0s"]"#.into(),
+        ..Settings::default()
+    });
+    let good = hookd.create_webhook(USER, &receiver.url("/ok"), &["*"], None);
+    let bad = hookd.create_webhook(USER, &receiver.url("/down"), &["*"], None);
+    for (i, event_type) in ["app:connected", "message:sent", "app:connected"]
+        .iter()
+        .enumerate()
+    {
+        hookd.publish(event_type, "user-123", &format!(r#"{{"n":{i}}}"#), None);
+    }
+    for (hook, status) in [(&good, "succeeded"), (&bad, "failed")] {
+        hookd.wait_deliveries(USER, hook, WAIT, |ds| {
+            ds.len() == 3 && ds.iter().all(|d| d["status"] == status)
+        });
+    }
+    let before = [logs(&hookd, &good), logs(&hookd, &bad)];
+    assert_eq!(
+        before[0][1].as_array().unwrap().len(),
+        3,
+        "{:#?}",
+        before[0]
+    );
+    assert_eq!(
+        before[1][2].as_array().unwrap().len(),
+        3,
+        "{:#?}",
+        before[1]
+    );
+    assert_eq!(
+        before[0][3].as_array().unwrap().len(),
+        2,
+        "{:#?}",
+        before[0]
+    );
+    assert!(hookd.terminate().success());
+    let path = hookd.dir.path().join("data").join("hookd.redb");
+    rewrite_as_previous_release(&path);
+
+    hookd.restart();
+    assert!(
+        hookd.wait_for_log(
+            "delivery filter index moved to its compact form moved=6",
+            WAIT
+        ),
+        "{}",
+        hookd.log()
+    );
+    assert_eq!([logs(&hookd, &good), logs(&hookd, &bad)], before);
+    // New deliveries join the moved index under the numbers the open gave.
+    let newest = hookd.publish("app:connected", "user-123", r#"{"n":3}"#, None);
+    let list = hookd.wait_deliveries(USER, &good, WAIT, |ds| {
+        ds.len() == 4 && ds[0]["status"] == "succeeded"
+    });
+    assert_eq!(list[0]["eventId"].as_str(), Some(newest.as_str()));
+    assert!(hookd.terminate().success());
 }
