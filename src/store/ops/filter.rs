@@ -69,19 +69,19 @@ impl<'t> FilterIndex<'t> {
         })
     }
 
-    fn key(&self, d: &DeliveryRecord, status: DeliveryStatus) -> Result<FilterKey, StoreError> {
-        let number = number_of(&self.numbers, d.webhook_id)?.ok_or_else(|| {
+    /// The number of the delivery's webhook, which every one of its entries begins with.
+    fn number(&self, d: &DeliveryRecord) -> Result<u32, StoreError> {
+        number_of(&self.numbers, d.webhook_id)?.ok_or_else(|| {
             StoreError::Inconsistent(format!(
                 "delivery {} is of webhook {}, which has no number",
                 d.id, d.webhook_id
             ))
-        })?;
-        Ok((number, status_code(status), type_code(d.event_type), d.seq))
+        })
     }
 
     /// A new delivery's entry.
     pub(crate) fn insert(&mut self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        let key = self.key(d, d.status)?;
+        let key = key(self.number(d)?, d, d.status);
         self.keys.insert(key, ())?;
         Ok(())
     }
@@ -93,16 +93,20 @@ impl<'t> FilterIndex<'t> {
         d: &DeliveryRecord,
         was: DeliveryStatus,
     ) -> Result<(), StoreError> {
-        if was != d.status && self.keys.remove(self.key(d, was)?)?.is_some() {
-            let key = self.key(d, d.status)?;
-            self.keys.insert(key, ())?;
+        if was == d.status {
+            return Ok(());
+        }
+        let number = self.number(d)?;
+        if self.keys.remove(key(number, d, was))?.is_some() {
+            self.keys.insert(key(number, d, d.status), ())?;
         }
         Ok(())
     }
 
     /// Removes the delivery's entry along with the delivery.
     pub(crate) fn remove(&mut self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        self.keys.remove(self.key(d, d.status)?)?;
+        let key = key(self.number(d)?, d, d.status);
+        self.keys.remove(key)?;
         Ok(())
     }
 
@@ -129,22 +133,36 @@ impl<'t> FilterIndex<'t> {
     }
 }
 
-/// Run by every open: gives a number to every webhook, and to every deleted webhook whose
-/// deliveries are still being removed, that has none (a store written before numbers),
-/// then moves the index's first form ([`DELIVERY_FILTER_V1`]: keyed by webhook id, the
-/// delivery id as its value) into [`DELIVERY_FILTER`] and deletes it, so a store has one
-/// form or the other and never half of each. Answers how many entries moved (0 once
-/// done). One pass in key order: a million entries take about a second, once.
+/// The entry of the delivery, of the webhook numbered `number`, under `status`.
+fn key(number: u32, d: &DeliveryRecord, status: DeliveryStatus) -> FilterKey {
+    (number, status_code(status), type_code(d.event_type), d.seq)
+}
+
+/// Run by every open. On a store written before webhook numbers (no [`WEBHOOK_NUMBER`]
+/// counter in `meta`), gives one to every webhook and to every deleted webhook whose
+/// deliveries are still being removed, and sets the counter; from then on creation gives
+/// them, so later opens skip this. Then moves the index's first form
+/// ([`DELIVERY_FILTER_V1`]: keyed by webhook id, the delivery id as its value) into
+/// [`DELIVERY_FILTER`] and deletes it, so a store has one form or the other and never
+/// half of each. Answers how many entries moved (0 once done). One pass in key order: a
+/// million entries take about a second, once.
 pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    let mut known: Vec<WebhookId> = Vec::new();
-    for entry in txn.open_table(WEBHOOKS)?.iter()? {
-        known.push(WebhookId(entry?.0.value()));
-    }
-    for entry in txn.open_table(WEBHOOK_CLEANUP)?.iter()? {
-        known.push(WebhookId(entry?.0.value()));
-    }
-    for webhook in known {
-        assign_number(txn, webhook)?;
+    if txn.open_table(META)?.get(WEBHOOK_NUMBER)?.is_none() {
+        let mut known: Vec<WebhookId> = Vec::new();
+        for entry in txn.open_table(WEBHOOKS)?.iter()? {
+            known.push(WebhookId(entry?.0.value()));
+        }
+        for entry in txn.open_table(WEBHOOK_CLEANUP)?.iter()? {
+            known.push(WebhookId(entry?.0.value()));
+        }
+        for webhook in known {
+            assign_number(txn, webhook)?;
+        }
+        // A store with no webhook at all is numbered too: its counter starts at 0.
+        let mut meta = txn.open_table(META)?;
+        if meta.get(WEBHOOK_NUMBER)?.is_none() {
+            meta.insert(WEBHOOK_NUMBER, 0)?;
+        }
     }
     let old_name = DELIVERY_FILTER_V1.name();
     if !txn.list_tables()?.any(|t| t.name() == old_name) {
@@ -153,8 +171,8 @@ pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<u64, StoreError> {
     let mut moved = 0;
     {
         let old = txn.open_table(DELIVERY_FILTER_V1)?;
+        let mut new = txn.open_table(DELIVERY_FILTER)?;
         let mut last: Option<(u128, u32)> = None;
-        let mut keys = Vec::new();
         for entry in old.iter()? {
             let (webhook, status, event_type, seq) = entry?.0.value();
             let number = match last {
@@ -164,23 +182,10 @@ pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<u64, StoreError> {
                 _ => assign_number(txn, WebhookId(webhook))?,
             };
             last = Some((webhook, number));
-            keys.push((number, status, event_type, seq));
-            if keys.len() == 64 * 1024 {
-                moved += insert_keys(txn, &mut keys)?;
-            }
+            new.insert((number, status, event_type, seq), ())?;
+            moved += 1;
         }
-        moved += insert_keys(txn, &mut keys)?;
     }
     txn.delete_table(DELIVERY_FILTER_V1)?;
     Ok(moved)
-}
-
-/// Inserts `keys` into the index and empties the list; answers how many there were.
-fn insert_keys(txn: &WriteTransaction, keys: &mut Vec<FilterKey>) -> Result<u64, StoreError> {
-    let mut index = txn.open_table(DELIVERY_FILTER)?;
-    let count = keys.len() as u64;
-    for key in keys.drain(..) {
-        index.insert(key, ())?;
-    }
-    Ok(count)
 }
