@@ -28,6 +28,21 @@ fn encode_at(version: u8, record: &impl serde::Serialize) -> Vec<u8> {
     out
 }
 
+/// Every delivery record in `records`, each read under the id it is stored under.
+fn every_delivery(
+    records: &impl ReadableTable<u128, &'static [u8]>,
+) -> Result<Vec<DeliveryRecord>, hookd::store::StoreError> {
+    let mut out = Vec::new();
+    for entry in records.iter()? {
+        let (id, bytes) = entry?;
+        out.push(DeliveryRecord::decode(
+            DeliveryId(id.value()),
+            bytes.value(),
+        )?);
+    }
+    Ok(out)
+}
+
 /// Rewrites every delivery and event of the stopped daemon's store the way the previous
 /// hookd stored them: version 1 records, attempts inline, their index entries.
 fn rewrite_as_version_1(path: &std::path::Path) {
@@ -39,14 +54,7 @@ fn rewrite_as_version_1(path: &std::path::Path) {
             let mut per_webhook = tx.txn.open_table(WEBHOOK_DELIVERIES)?;
             let mut per_event = tx.txn.open_table(EVENT_DELIVERIES)?;
             let events_by_seq = tx.txn.open_table(EVENTS_BY_SEQ)?;
-            let mut deliveries = Vec::new();
-            for entry in records.iter()? {
-                let (id, bytes) = entry?;
-                deliveries.push(DeliveryRecord::decode(
-                    DeliveryId(id.value()),
-                    bytes.value(),
-                )?);
-            }
+            let deliveries = every_delivery(&records)?;
             for d in deliveries {
                 let old_attempts = attempts_of(&attempts, &d)?;
                 attempts.retain_in((d.seq, 0u32)..=(d.seq, u32::MAX), |_, _| false)?;
@@ -217,14 +225,7 @@ fn rewrite_as_previous_release(path: &std::path::Path) {
     store
         .write_blocking(|tx| {
             let mut records = tx.txn.open_table(DELIVERIES)?;
-            let mut deliveries = Vec::new();
-            for entry in records.iter()? {
-                let (id, bytes) = entry?;
-                deliveries.push(DeliveryRecord::decode(
-                    DeliveryId(id.value()),
-                    bytes.value(),
-                )?);
-            }
+            let deliveries = every_delivery(&records)?;
             for d in &deliveries {
                 let old = DeliveryRecordV2 {
                     id: d.id,

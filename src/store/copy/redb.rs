@@ -523,8 +523,10 @@ fn write(
 fn write_deliveries(txn: &WriteTransaction, rows: Vec<DeliveryRow>) -> Result<(), StoreError> {
     // A deleted webhook whose deliveries are still being removed has no record to copy,
     // but its deliveries' index entries need its number.
-    for row in &rows {
-        assign_number(txn, row.record.webhook_id)?;
+    let webhooks: std::collections::BTreeSet<_> =
+        rows.iter().map(|row| row.record.webhook_id).collect();
+    for webhook in webhooks {
+        assign_number(txn, webhook)?;
     }
     let mut records = txn.open_table(DELIVERIES)?;
     let mut attempts = txn.open_table(ATTEMPTS)?;

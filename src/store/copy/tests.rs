@@ -121,8 +121,8 @@ fn assert_same_store(source: &Path, target: &Path, seed: u64) {
         );
     }
     // Everything copied is in the filter indexes (so none in the older indexes kept for
-    // what an older hookd wrote); `event_deliveries` lists the deliveries
-    // still stored of every event stored at version 1.
+    // what an older hookd wrote); `event_deliveries` lists the deliveries still stored of
+    // every event stored at version 1.
     assert_eq!(meta_get(&mb, DELIVERY_FILTER_FROM).unwrap(), 0);
     assert_eq!(meta_get(&mb, EVENT_FILTER_FROM).unwrap(), 0);
     assert_eq!(b.open_table(WEBHOOK_DELIVERIES).unwrap().len().unwrap(), 0);
