@@ -39,6 +39,7 @@ use super::ratelimit::RateLimiter;
 use super::turns::Turns;
 use super::worker::{Done, Failed, Job, Outcome, WorkerContext, submit_outcome};
 use crate::model::{DeliveryId, Millis, WebhookId};
+use crate::store::ops::queue::LookFor;
 
 /// How many rate-limited deliveries one look moves to their future slots.
 const RESCHEDULE_BATCH: usize = 512;
@@ -431,8 +432,10 @@ impl Scheduler {
         // the fence after its commit, so a job planned from a stale read cannot send.
         let epoch = self.ctx.fences.epoch(webhook);
         let claimed = &state.claimed;
-        let peek = self.ctx.store.peek(webhook, now, claimed, room).await?;
-        let Some(record) = peek.webhook.filter(|w| w.enabled) else {
+        let mut peek = (self.ctx.store)
+            .peek(webhook, now, claimed, room, LookFor::Sending)
+            .await?;
+        let Some(record) = peek.webhook.take().filter(|w| w.enabled) else {
             if state.claimed.is_empty() {
                 self.webhooks.remove(&webhook);
             }
@@ -446,7 +449,7 @@ impl Scheduler {
             return Ok(());
         }
         let mut rate_limited = false;
-        for delivery in peek.due {
+        for delivery in std::mem::take(&mut peek.due) {
             if !state.limiter.try_acquire(now) {
                 rate_limited = true;
                 break;
@@ -457,6 +460,7 @@ impl Scheduler {
                     delivery,
                     webhook,
                     epoch,
+                    loaded: peek.take_loaded(delivery),
                 })
                 .is_err()
             {
@@ -501,7 +505,7 @@ impl Scheduler {
         let peek = self
             .ctx
             .store
-            .peek(webhook, now, claimed, RESCHEDULE_BATCH)
+            .peek(webhook, now, claimed, RESCHEDULE_BATCH, LookFor::Planning)
             .await?;
         let slots = state.limiter.reserve_slots(now, peek.due.len());
         let moves: Vec<(DeliveryId, Millis)> =
@@ -521,7 +525,9 @@ impl Scheduler {
             .get(&webhook)
             .map(|s| s.claimed.clone())
             .unwrap_or_default();
-        let head = self.ctx.store.peek(webhook, now, &claimed, 0).await?;
+        let head = (self.ctx.store)
+            .peek(webhook, now, &claimed, 0, LookFor::Planning)
+            .await?;
         if let Some(at) = head.next {
             self.look_at(webhook, at);
         }

@@ -30,7 +30,7 @@ use super::retry::RetryPolicy;
 use super::signing::{hook_signature, standard_signature};
 use crate::model::{DeliveryId, Millis, WebhookId};
 use crate::store::Store;
-use crate::store::ops::attempts::{self, Recorded};
+use crate::store::ops::attempts::{self, AttemptInputs, Recorded};
 use crate::store::records::Attempt;
 
 /// One attempt to make, as dispatched by the scheduler.
@@ -40,6 +40,10 @@ pub struct Job {
     pub webhook: WebhookId,
     /// The webhook's cancellation epoch at dispatch; a change means "do not send".
     pub epoch: u64,
+    /// What the attempt needs, when the scheduler's look read it (`Peek::loaded`); the
+    /// worker reads it itself otherwise. Either read comes after `epoch` was taken, so
+    /// the fence stops a send that a delete or disable committed since.
+    pub loaded: Option<Box<AttemptInputs>>,
 }
 
 /// The end of a job, sent once its outcome is committed (by the writer thread) or when
@@ -101,7 +105,7 @@ pub fn spawn(
                             Err(_) => return,
                         };
                         let Ok(job) = job else { return };
-                        if !run_job(&ctx, &job, &inbox) {
+                        if !run_job(&ctx, job, &inbox) {
                             return; // the scheduler is gone
                         }
                     }
@@ -114,7 +118,8 @@ pub fn spawn(
 
 /// Makes one attempt and reports it (see the module docs). `false` when the scheduler
 /// has gone away.
-fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> bool {
+fn run_job(ctx: &WorkerContext, mut job: Job, inbox: &UnboundedSender<Message>) -> bool {
+    let loaded = job.loaded.take();
     let done = |result| {
         Message::Done(Done {
             webhook: job.webhook,
@@ -123,7 +128,7 @@ fn run_job(ctx: &WorkerContext, job: &Job, inbox: &UnboundedSender<Message>) -> 
         })
     };
     let sent = || inbox.send(Message::Sent(job.webhook)).is_ok();
-    let outcome = match attempt(ctx, job) {
+    let outcome = match attempt(ctx, &job, loaded) {
         Ok(Some(outcome)) => outcome,
         Ok(None) => return sent() && inbox.send(done(Ok(None))).is_ok(),
         Err(error) => {
@@ -210,9 +215,17 @@ pub fn submit_outcome(
         .record_attempt(id, verdict, attempt, recording, policy, on_commit);
 }
 
-/// Makes the attempt; `None` when nothing was to be sent (cancelled, no longer pending).
-fn attempt(ctx: &WorkerContext, job: &Job) -> Result<Option<Outcome>, crate::store::StoreError> {
-    let inputs = ctx.store.load_for_attempt(job.delivery)?;
+/// Makes the attempt, with what the look read for it if anything (`loaded`); `None` when
+/// nothing was to be sent (cancelled, no longer pending).
+fn attempt(
+    ctx: &WorkerContext,
+    job: &Job,
+    loaded: Option<Box<AttemptInputs>>,
+) -> Result<Option<Outcome>, crate::store::StoreError> {
+    let inputs = match loaded {
+        Some(inputs) => Some(*inputs),
+        None => ctx.store.load_for_attempt(job.delivery)?,
+    };
     let Some(inputs) = inputs else {
         let id = job.delivery;
         let cancelled = ctx.store.cancel_if_unsendable(id)?;

@@ -28,7 +28,7 @@ use super::ops::events::{self, Ingested, NewEvent, TestEvent};
 use super::ops::logged;
 use super::ops::notifications::{self, Attempted};
 use super::ops::overview::{self, WebhookCursor};
-use super::ops::queue::{self, Peek, QueueGauges};
+use super::ops::queue::{self, LookFor, Peek, QueueGauges};
 use super::ops::retention::{self, Pruned};
 use super::ops::stats::{self, MinuteStats};
 use super::ops::webhooks::{self, Created, Deleted};
@@ -469,17 +469,18 @@ impl Store {
     }
 
     /// The head of `webhook`'s queue: up to `max` deliveries due at `now` and not in
-    /// `skip`, and when the next one is due.
+    /// `skip`, and when the next one is due; `purpose` says whether they are to be sent.
     pub async fn peek(
         &self,
         webhook: WebhookId,
         now: Millis,
         skip: &HashSet<DeliveryId>,
         max: usize,
+        purpose: LookFor,
     ) -> Result<Peek, StoreError> {
         match self {
             Store::Redb(s) => s.read(|r| queue::peek(r, webhook, now, skip, max)),
-            Store::Postgres(p) => p.peek(webhook, now, skip, max).await,
+            Store::Postgres(p) => p.peek(webhook, now, skip, max, purpose).await,
         }
     }
 

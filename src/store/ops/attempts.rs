@@ -57,6 +57,7 @@ pub struct Recorded {
 }
 
 /// Everything one attempt needs, read in one snapshot.
+#[derive(Debug)]
 pub struct AttemptInputs {
     pub delivery: DeliveryRecord,
     pub webhook: WebhookRecord,

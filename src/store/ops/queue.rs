@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use redb::{ReadTransaction, ReadableTable};
 
+use super::attempts::AttemptInputs;
 use super::{StoreError, load, meta_get};
 use crate::model::{DeliveryId, Millis, Ordering, WebhookId};
 use crate::store::records::WebhookRecord;
@@ -24,6 +25,17 @@ pub fn enabled_webhooks(rtx: &ReadTransaction) -> Result<Vec<WebhookId>, StoreEr
     Ok(ids)
 }
 
+/// What a look at a queue is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LookFor {
+    /// Sending what is due: a store far from hookd (PostgreSQL) reads what the attempts
+    /// need in the same statement ([`Peek::loaded`]), so that a delivery does not cost a
+    /// round trip of its own. redb reads it in the worker, as cheaply.
+    Sending,
+    /// Planning only (moving entries, finding the next due time).
+    Planning,
+}
+
 /// A look at the head of one webhook's queue.
 pub struct Peek {
     /// `None` when the webhook no longer exists.
@@ -33,6 +45,17 @@ pub struct Peek {
     /// The due time of the first entry after those: in the future, or `now` when `max`
     /// cut the list short.
     pub next: Option<Millis>,
+    /// What the attempts of some of `due` need, read with the look ([`LookFor::Sending`]
+    /// on PostgreSQL); a worker reads the others itself (`attempts::load_for_attempt`).
+    pub loaded: Vec<AttemptInputs>,
+}
+
+impl Peek {
+    /// Takes what was read with the look for `delivery`'s attempt, if anything.
+    pub fn take_loaded(&mut self, delivery: DeliveryId) -> Option<Box<AttemptInputs>> {
+        let at = self.loaded.iter().position(|l| l.delivery.id == delivery)?;
+        Some(Box::new(self.loaded.swap_remove(at)))
+    }
 }
 
 /// What the scheduler may send of `webhook` now. `skip`: its claimed deliveries (under
@@ -68,6 +91,7 @@ pub fn peek(
             webhook: record,
             due,
             next,
+            loaded: Vec::new(),
         });
     }
     let queue = rtx.open_table(QUEUE)?;
@@ -82,6 +106,7 @@ pub fn peek(
         webhook: record,
         due,
         next,
+        loaded: Vec::new(),
     })
 }
 

@@ -13,7 +13,7 @@ use crate::model::{DeliveryId, DeliveryStatus, Millis, Ordering, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::decode;
 use crate::store::ops::attempts::AttemptInputs;
-use crate::store::ops::queue::{Peek, due_among};
+use crate::store::ops::queue::{LookFor, Peek, due_among};
 use crate::store::records::{DeliveryRecord, EventRecord, EventRef, WebhookRecord};
 
 /// The webhook and whether this node's lease on it is live in the database.
@@ -26,6 +26,16 @@ const PEEK_WEBHOOK: &str = "SELECT w.record, EXISTS (SELECT 1 FROM leases l \
 /// hundreds, at the head of the queue (pg_stat_statements: 6.5 ms a look at ~1,000).
 const PEEK_DUE: &str = "SELECT id, due FROM deliveries \
      WHERE webhook_id = $1 AND due IS NOT NULL ORDER BY due, id LIMIT $2";
+/// [`PEEK_DUE`] for sending: the records of the entries due at $3 that are not claimed
+/// ($4) come along, with their events, so that an attempt needs no read of its own (a
+/// statement per delivery was the one that batched nothing). The limit lets at most
+/// `max` + 1 of them through, one more than is sent.
+const PEEK_DUE_LOADED: &str = "SELECT q.id, q.due, q.record, e.record FROM (\
+       SELECT id, due, event_seq, \
+         CASE WHEN due <= $3 AND id <> ALL($4) THEN record END AS record \
+       FROM deliveries WHERE webhook_id = $1 AND due IS NOT NULL ORDER BY due, id LIMIT $2\
+     ) q LEFT JOIN events e ON q.record IS NOT NULL AND e.seq = q.event_seq \
+     ORDER BY q.due, q.id";
 /// The head of the webhook's line (the `deliveries_line` index).
 const PEEK_HEAD: &str = "SELECT id, due FROM deliveries \
      WHERE webhook_id = $1 AND due IS NOT NULL ORDER BY position LIMIT 1";
@@ -68,12 +78,14 @@ impl PgStore {
         now: Millis,
         skip: &HashSet<DeliveryId>,
         max: usize,
+        purpose: LookFor,
     ) -> Result<Peek, StoreError> {
         let r = async {
             let nothing = Peek {
                 webhook: None,
                 due: Vec::new(),
                 next: None,
+                loaded: Vec::new(),
             };
             let cluster = &self.inner.cluster;
             if !cluster.holds(webhook) {
@@ -115,20 +127,36 @@ impl PgStore {
                     webhook: Some(record),
                     due,
                     next,
+                    loaded: Vec::new(),
                 });
             }
             // Enough entries for `max` + 1 unclaimed ones even if every claim comes first.
             let limit = i64::try_from(max.saturating_add(skip.len()))
                 .unwrap_or(i64::MAX)
                 .saturating_add(1);
-            let st = client.prepare_cached(PEEK_DUE).await?;
-            let rows = client.query(&st, &[&id, &limit]).await?;
+            let rows = if purpose == LookFor::Sending && max > 0 {
+                let claimed: Vec<Uuid> = skip.iter().map(|d| uuid(d.0)).collect();
+                let st = client.prepare_cached(PEEK_DUE_LOADED).await?;
+                client.query(&st, &[&id, &limit, &now.0, &claimed]).await?
+            } else {
+                let st = client.prepare_cached(PEEK_DUE).await?;
+                client.query(&st, &[&id, &limit]).await?
+            };
             let entries = rows.iter().map(|row| Ok::<_, StoreError>(entry(row)));
             let (due, next) = due_among(entries, now, skip, max)?;
+            let loaded = if purpose == LookFor::Sending {
+                let sent: HashSet<DeliveryId> = due.iter().copied().collect();
+                rows.iter()
+                    .filter_map(|row| loaded_with_look(row, &record, &sent))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             Ok(Peek {
                 webhook: Some(record),
                 due,
                 next,
+                loaded,
             })
         };
         self.seen(r.await)
@@ -242,6 +270,32 @@ fn entry(row: &tokio_postgres::Row) -> (DeliveryId, Millis) {
         DeliveryId(row.get::<_, Uuid>(0).as_u128()),
         Millis(row.get::<_, i64>(1)),
     )
+}
+
+/// What the attempt of a [`PEEK_DUE_LOADED`] row needs, when the row is one of `sent`
+/// and is as [`PgStore::load_for_attempt`] would find it: pending, its webhook enabled,
+/// the joined event the one it carries. Anything else (a record that does not decode
+/// included) is left for the worker's own read, which decides and reports it.
+fn loaded_with_look(
+    row: &tokio_postgres::Row,
+    webhook: &WebhookRecord,
+    sent: &HashSet<DeliveryId>,
+) -> Option<AttemptInputs> {
+    let (id, _) = entry(row);
+    if !sent.contains(&id) || !webhook.enabled {
+        return None;
+    }
+    let delivery = DeliveryRecord::decode(id, row.get::<_, Option<&[u8]>>(2)?).ok()?;
+    let event = decode::<EventRecord>(row.get::<_, Option<&[u8]>>(3)?).ok()?;
+    let carried = match &delivery.event {
+        EventRef::Seq(seq) => event.seq == *seq,
+        EventRef::Id(name) => event.id == *name,
+    };
+    (delivery.status == DeliveryStatus::Pending && carried).then(|| AttemptInputs {
+        delivery,
+        webhook: webhook.clone(),
+        event,
+    })
 }
 
 /// The event a delivery carries, if it is still stored.

@@ -16,6 +16,7 @@ use crate::model::{DeliveryId, EventId, EventPattern, EventType, Millis, Orderin
 use crate::model::{DeliveryStatus, WebhookId};
 use crate::store::codec::{decode, encode};
 use crate::store::ops::attempts::{self, Recorded, Recording, Requeue, Verdict};
+use crate::store::ops::queue::LookFor;
 use crate::store::ops::{deliveries, events, webhooks};
 use crate::store::records::{Attempt, DeliveryRecord, EventRecord, WebhookRecord};
 use crate::store::tables::*;
@@ -276,10 +277,36 @@ impl Both {
         let skip: HashSet<DeliveryId> = skip.iter().copied().collect();
         let mut answers = Vec::new();
         for store in &self.stores {
-            let p = store.peek(w, Millis(now), &skip, max).await.unwrap();
-            answers.push((p.webhook.map(|w| w.id), p.due, p.next));
+            for purpose in [LookFor::Planning, LookFor::Sending] {
+                let p = store.peek(w, Millis(now), &skip, max, purpose).await;
+                let p = p.unwrap();
+                let loaded: Vec<DeliveryId> = p.loaded.iter().map(|l| l.delivery.id).collect();
+                // Read with the look: every delivery to send of a webhook that is not
+                // FIFO, the worker's own read exactly.
+                let fifo = p
+                    .webhook
+                    .as_ref()
+                    .is_some_and(|w| w.ordering == Ordering::Fifo);
+                let expected = match (store, purpose) {
+                    (Store::Postgres(_), LookFor::Sending) if !fifo => p.due.clone(),
+                    _ => Vec::new(),
+                };
+                assert_eq!(loaded, expected, "{purpose:?} look of {w} at {now}");
+                for l in p.loaded {
+                    let store = store.clone();
+                    let own = tokio::task::spawn_blocking(move || {
+                        let own = store.load_for_attempt(l.delivery.id).unwrap().unwrap();
+                        (own.delivery, own.webhook, own.event)
+                    });
+                    assert_eq!(own.await.unwrap(), (l.delivery, l.webhook, l.event));
+                }
+                answers.push((p.webhook.map(|w| w.id), p.due, p.next));
+            }
         }
-        assert_eq!(answers[0], answers[1], "peek of {w} at {now}");
+        assert!(
+            answers.windows(2).all(|a| a[0] == a[1]),
+            "peek of {w} at {now}: {answers:?}"
+        );
         answers.pop().unwrap().1
     }
 }
@@ -350,7 +377,7 @@ async fn the_engine_operations_do_on_postgres_what_they_do_on_redb() {
     // Another node, without the lease, sees nothing to send.
     let other = Store::Postgres(store_on(&url, "n2", Duration::from_secs(30)).await);
     let p = other
-        .peek(a, Millis(t + 10), &HashSet::new(), 5)
+        .peek(a, Millis(t + 10), &HashSet::new(), 5, LookFor::Sending)
         .await
         .unwrap();
     assert!(p.webhook.is_none() && p.due.is_empty() && p.next.is_none());
