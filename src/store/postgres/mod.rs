@@ -135,6 +135,9 @@ struct Inner {
     runtime: tokio::runtime::Handle,
     /// Gathers concurrent ingests into shared transactions (`events`).
     ingester: events::Ingester,
+    /// The webhooks that were FIFO at their last look (`engine::queue`): a look reads
+    /// their line's head after their record, the others' queue beside it.
+    fifo: std::sync::Mutex<std::collections::HashSet<crate::model::WebhookId>>,
 }
 
 // What `hookd store copy` shares with the backend, so one place owns each rule: the
@@ -186,6 +189,7 @@ impl PgStore {
                 pool,
                 runtime: tokio::runtime::Handle::current(),
                 ingester,
+                fifo: Default::default(),
             }),
         })
     }

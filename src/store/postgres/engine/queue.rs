@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::super::PgStore;
@@ -92,19 +93,44 @@ impl PgStore {
                 return Ok(nothing);
             }
             let client = self.client().await?;
-            let st = client.prepare_cached(PEEK_WEBHOOK).await?;
             let name = super::super::lease::lease_name(webhook);
             let id = uuid(webhook.0);
-            let Some(row) = client
-                .query_opt(&st, &[&id, &name, &cluster.node()])
-                .await?
-            else {
+            // Enough entries for `max` + 1 unclaimed ones even if every claim comes first.
+            let limit = i64::try_from(max.saturating_add(skip.len()))
+                .unwrap_or(i64::MAX)
+                .saturating_add(1);
+            let claimed: Vec<Uuid> = skip.iter().map(|d| uuid(d.0)).collect();
+            let loading = purpose == LookFor::Sending && max > 0;
+            let (queue_sql, queue_params): (&str, Vec<&(dyn ToSql + Sync)>) = if loading {
+                (PEEK_DUE_LOADED, vec![&id, &limit, &now.0, &claimed])
+            } else {
+                (PEEK_DUE, vec![&id, &limit])
+            };
+            let (hook_st, queue_st) = tokio::try_join!(
+                client.prepare_cached(PEEK_WEBHOOK),
+                client.prepare_cached(queue_sql)
+            )?;
+            let hook_params: [&(dyn ToSql + Sync); 3] = [&id, &name, &cluster.node()];
+            // One round trip: the queue is read beside the webhook (pipelined), unless
+            // the webhook was FIFO at its last look, whose line is read differently.
+            let (hook_row, queue_rows) = if self.was_fifo(webhook) {
+                (client.query_opt(&hook_st, &hook_params).await?, None)
+            } else {
+                let (hook, queue) = tokio::try_join!(
+                    client.query_opt(&hook_st, &hook_params),
+                    client.query(&queue_st, &queue_params)
+                )?;
+                (hook, Some(queue))
+            };
+            let Some(row) = hook_row else {
+                self.note_fifo(webhook, false);
                 return Ok(nothing);
             };
             if !row.get::<_, bool>(1) {
                 return Ok(nothing);
             }
             let record: WebhookRecord = decode(row.get(0))?;
+            self.note_fifo(webhook, record.ordering == Ordering::Fifo);
             if record.ordering == Ordering::Fifo {
                 let (due, next) = if !skip.is_empty() {
                     // The claimed one's recorded outcome asks for the next look.
@@ -130,21 +156,13 @@ impl PgStore {
                     loaded: Vec::new(),
                 });
             }
-            // Enough entries for `max` + 1 unclaimed ones even if every claim comes first.
-            let limit = i64::try_from(max.saturating_add(skip.len()))
-                .unwrap_or(i64::MAX)
-                .saturating_add(1);
-            let rows = if purpose == LookFor::Sending && max > 0 {
-                let claimed: Vec<Uuid> = skip.iter().map(|d| uuid(d.0)).collect();
-                let st = client.prepare_cached(PEEK_DUE_LOADED).await?;
-                client.query(&st, &[&id, &limit, &now.0, &claimed]).await?
-            } else {
-                let st = client.prepare_cached(PEEK_DUE).await?;
-                client.query(&st, &[&id, &limit]).await?
+            let rows = match queue_rows {
+                Some(rows) => rows,
+                None => client.query(&queue_st, &queue_params).await?,
             };
             let entries = rows.iter().map(|row| Ok::<_, StoreError>(entry(row)));
             let (due, next) = due_among(entries, now, skip, max)?;
-            let loaded = if purpose == LookFor::Sending {
+            let loaded = if loading {
                 let sent: HashSet<DeliveryId> = due.iter().copied().collect();
                 rows.iter()
                     .filter_map(|row| loaded_with_look(row, &record, &sent))
@@ -160,6 +178,22 @@ impl PgStore {
             })
         };
         self.seen(r.await)
+    }
+
+    /// Whether `webhook` was FIFO at its last look.
+    fn was_fifo(&self, webhook: WebhookId) -> bool {
+        (self.inner.fifo.lock()).is_ok_and(|fifo| fifo.contains(&webhook))
+    }
+
+    /// Notes whether `webhook` is FIFO (a gone webhook is not).
+    fn note_fifo(&self, webhook: WebhookId, fifo: bool) {
+        if let Ok(mut set) = self.inner.fifo.lock() {
+            if fifo {
+                set.insert(webhook);
+            } else {
+                set.remove(&webhook);
+            }
+        }
     }
 
     /// The number of queued deliveries due at `now`, all webhooks (`hookd_queue_due`).
