@@ -47,6 +47,16 @@ pub(super) fn retryable(e: &StoreError) -> bool {
 /// Transactions that hit [`retryable`] errors are run this many times at most.
 pub(super) const TRIES: usize = 4;
 
+/// Sent first in a transaction whose statements find deliveries by a batch of ids
+/// (`id = ANY($1)`): each is planned for the ids it is given, not once for all. A cached
+/// generic plan is made after a statement's fifth run on a connection, from the table's
+/// size then; on a young table (autovacuum has not analysed it yet) that plan is a
+/// sequential scan, and it stays while the table grows: the outcome batches of a
+/// minute-old database each scanned every delivery three times, the recorder fell
+/// behind, and the claims every look skips piled up (BENCHMARKS.md, "Fewer round
+/// trips"). Planning a batch's few statements costs far less.
+pub(super) const CUSTOM_PLANS: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
+
 /// A due time as the `due` column holds it.
 pub(super) fn due_col(due: Option<Millis>) -> Option<i64> {
     due.map(|d| d.0)

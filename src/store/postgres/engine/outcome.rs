@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::super::stats;
 use super::super::{FENCE_CHANNEL, Inner, PgStore, QUEUED_CHANNEL};
-use super::{TRIES, retryable, save_deliveries, sql_seq, uuid};
+use super::{CUSTOM_PLANS, TRIES, retryable, save_deliveries, sql_seq, uuid};
 use crate::delivery::retry::RetryPolicy;
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId};
 use crate::store::StoreError;
@@ -169,11 +169,15 @@ impl PgStore {
             tx.prepare_cached(LOCK_DELIVERIES)
         )
         .map_err(all)?;
-        // One round trip: the webhooks are locked before the deliveries (see `engine`).
+        // One round trip: plans for this batch's ids (`CUSTOM_PLANS`), then the webhooks
+        // locked before the deliveries (see `engine`).
         let params: [&(dyn ToSql + Sync); 1] = [&ids];
-        let (hook_rows, delivery_rows) =
-            tokio::try_join!(tx.query(&hooks_st, &params), tx.query(&rows_st, &params))
-                .map_err(all)?;
+        let ((), hook_rows, delivery_rows) = tokio::try_join!(
+            tx.batch_execute(CUSTOM_PLANS),
+            tx.query(&hooks_st, &params),
+            tx.query(&rows_st, &params)
+        )
+        .map_err(all)?;
         let mut batch = Batch::default();
         for row in hook_rows {
             let id = WebhookId(row.get::<_, Uuid>(0).as_u128());
