@@ -38,7 +38,7 @@ const MAX_BATCH: usize = 256;
 /// Transactions of batches in flight at once on this node. One: PostgreSQL's cost is
 /// per transaction and statement far more than per row, so the fewer and larger the
 /// batches, the less it spends per event. Against four (BENCHMARKS.md, "Fewer round
-/// trips"), full load went from ~5 to ~10 events a batch and PostgreSQL's CPU per event
+/// trips"), full load went from ~5 to ~16 events a batch and PostgreSQL's CPU per event
 /// fell by a quarter, while a 400 events/s stream's ingest p99 rose by about 1–2 ms.
 const BATCH_TASKS: usize = 1;
 /// `delivery_seq`'s step (migrations/0001_init.sql): one `nextval` reserves this many
