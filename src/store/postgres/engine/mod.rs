@@ -48,7 +48,8 @@ pub(super) fn retryable(e: &StoreError) -> bool {
 pub(super) const TRIES: usize = 4;
 
 /// Sent first in a transaction whose statements find deliveries by a batch of ids
-/// (`id = ANY($1)`): each is planned for the ids it is given, not once for all. A cached
+/// (`id = ANY($1)`) and that runs often: an outcome batch, a rate limit's reschedule.
+/// Each statement is planned for the ids it is given, not once for all. A cached
 /// generic plan is made after a statement's fifth run on a connection, from the table's
 /// size then; on a young table (autovacuum has not analysed it yet) that plan is a
 /// sequential scan, and it stays while the table grows: the outcome batches of a

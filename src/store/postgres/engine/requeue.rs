@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::super::rows::{self, notify};
 use super::super::{PgStore, QUEUED_CHANNEL};
-use super::{TRIES, retryable, save_deliveries, sql_seq, status_code, uuid};
+use super::{CUSTOM_PLANS, TRIES, retryable, save_deliveries, sql_seq, status_code, uuid};
 use crate::model::{DeliveryId, DeliveryStatus, EventType, Millis, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::decode;
@@ -44,7 +45,11 @@ impl PgStore {
             )
             .await?;
         let mut found: HashMap<DeliveryId, DeliveryRecord> = HashMap::new();
-        for row in tx.query(&st, &[&ids, &uuid(webhook.0)]).await? {
+        // One round trip: plans for these ids (`CUSTOM_PLANS`), then the locked read.
+        let params: [&(dyn ToSql + Sync); 2] = [&ids, &uuid(webhook.0)];
+        let ((), locked) =
+            tokio::try_join!(tx.batch_execute(CUSTOM_PLANS), tx.query(&st, &params))?;
+        for row in locked {
             let d = rows::delivery(&row, 1, 0)?;
             found.insert(d.id, d);
         }
