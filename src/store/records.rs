@@ -141,6 +141,16 @@ pub enum EventRef {
     Id(EventId),
 }
 
+impl EventRef {
+    /// Whether `event` is the one this names (a read joined by another column, say).
+    pub fn names(&self, event: &EventRecord) -> bool {
+        match self {
+            EventRef::Seq(seq) => event.seq == *seq,
+            EventRef::Id(id) => event.id == *id,
+        }
+    }
+}
+
 /// One event on its way to one webhook. Its attempts are rows of `attempts`, keyed by
 /// its seq and their number, so that recording one writes only that row and this record
 /// (see [`super::tables`]). Stored under its id, and (from version 3 on) without it:

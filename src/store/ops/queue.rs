@@ -30,7 +30,7 @@ pub fn enabled_webhooks(rtx: &ReadTransaction) -> Result<Vec<WebhookId>, StoreEr
 pub enum LookFor {
     /// Sending what is due: a store far from hookd (PostgreSQL) reads what the attempts
     /// need in the same statement ([`Peek::loaded`]), so that a delivery does not cost a
-    /// round trip of its own. redb reads it in the worker, as cheaply.
+    /// round trip of its own. redb's worker reads it from the file, as before.
     Sending,
     /// Planning only (moving entries, finding the next due time).
     Planning,
@@ -81,11 +81,7 @@ pub fn peek(
             // The claimed one's recorded outcome asks for the next look.
             (Vec::new(), None)
         } else {
-            match super::order::head(rtx, webhook)? {
-                None => (Vec::new(), None),
-                Some((head, at)) if at <= now && max > 0 => (vec![head], None),
-                Some((_, at)) => (Vec::new(), Some(at.max(now))),
-            }
+            head_due(super::order::head(rtx, webhook)?, now, max)
         };
         return Ok(Peek {
             webhook: record,
@@ -108,6 +104,21 @@ pub fn peek(
         next,
         loaded: Vec::new(),
     })
+}
+
+/// The rule of a look at a FIFO queue with nothing claimed, on either store: its `head`
+/// (the first of its line and when it is due) goes if it is due at `now` and `max`
+/// allows; otherwise the next look is when it is due (`now` at the earliest).
+pub fn head_due(
+    head: Option<(DeliveryId, Millis)>,
+    now: Millis,
+    max: usize,
+) -> (Vec<DeliveryId>, Option<Millis>) {
+    match head {
+        None => (Vec::new(), None),
+        Some((head, at)) if at <= now && max > 0 => (vec![head], None),
+        Some((_, at)) => (Vec::new(), Some(at.max(now))),
+    }
 }
 
 /// The rule of a look at a queue that is not FIFO, on either store: of `entries` (the

@@ -14,7 +14,7 @@ use crate::model::{DeliveryId, DeliveryStatus, Millis, Ordering, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::decode;
 use crate::store::ops::attempts::AttemptInputs;
-use crate::store::ops::queue::{LookFor, Peek, due_among};
+use crate::store::ops::queue::{LookFor, Peek, due_among, head_due};
 use crate::store::records::{DeliveryRecord, EventRecord, EventRef, WebhookRecord};
 
 /// The webhook and whether this node's lease on it is live in the database.
@@ -40,9 +40,10 @@ const PEEK_DUE_LOADED: &str = "SELECT q.id, q.due, q.record, e.record FROM (\
      ) q LEFT JOIN events e ON q.record IS NOT NULL AND e.seq = q.event_seq \
      ORDER BY q.due, q.id";
 /// A look reads its deliveries' records only while the webhook has at most this many
-/// claims: ~128 × 128 comparisons (well under a millisecond), where the ~1,000 claims of
-/// a recorder far behind would cost several milliseconds a look. A full-load run of the
-/// benchmark has ~35 claims per look.
+/// claims. The cost grows with rows read × claims: ~1,000 × ~1,000 took 6.5 ms a look
+/// (`PEEK_DUE`'s note), so ~140 × 128 should take about a tenth of a millisecond (an
+/// estimate, not measured). A full-load run of the benchmark reads ~42 rows a look, most
+/// of them claimed: the runs measured did not reach the bound.
 pub(super) const LOAD_WITH_CLAIMS_AT_MOST: usize = 128;
 /// The head of the webhook's line (the `deliveries_line` index).
 const PEEK_HEAD: &str = "SELECT id, due FROM deliveries \
@@ -149,17 +150,8 @@ impl PgStore {
                     (Vec::new(), None)
                 } else {
                     let st = client.prepare_cached(PEEK_HEAD).await?;
-                    match client.query_opt(&st, &[&id]).await? {
-                        None => (Vec::new(), None),
-                        Some(head) => {
-                            let (head, at) = entry(&head);
-                            if at <= now && max > 0 {
-                                (vec![head], None)
-                            } else {
-                                (Vec::new(), Some(at.max(now)))
-                            }
-                        }
-                    }
+                    let head = client.query_opt(&st, &[&id]).await?;
+                    head_due(head.as_ref().map(entry), now, max)
                 };
                 return Ok(Peek {
                     webhook: Some(record),
@@ -254,10 +246,9 @@ impl PgStore {
                 Some(bytes) => Some(decode::<EventRecord>(bytes)?),
                 None => None,
             };
-            let event = match (joined, &delivery.event) {
-                (Some(e), EventRef::Seq(seq)) if e.seq == *seq => Some(e),
-                (Some(e), EventRef::Id(name)) if e.id == *name => Some(e),
-                (_, event) => event_by_ref(&client, event).await?,
+            let event = match joined {
+                Some(e) if delivery.event.names(&e) => Some(e),
+                _ => event_by_ref(&client, &delivery.event).await?,
             };
             Ok(event.map(|event| AttemptInputs {
                 delivery,
@@ -333,10 +324,7 @@ fn loaded_with_look(
     }
     let delivery = DeliveryRecord::decode(id, row.get::<_, Option<&[u8]>>(2)?).ok()?;
     let event = decode::<EventRecord>(row.get::<_, Option<&[u8]>>(3)?).ok()?;
-    let carried = match &delivery.event {
-        EventRef::Seq(seq) => event.seq == *seq,
-        EventRef::Id(name) => event.id == *name,
-    };
+    let carried = delivery.event.names(&event);
     (delivery.status == DeliveryStatus::Pending && carried).then(|| AttemptInputs {
         delivery,
         webhook: webhook.clone(),
