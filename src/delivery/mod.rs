@@ -8,6 +8,7 @@
 //! again when the outcome is durable. [`destination`] guards where requests may go and
 //! [`ratelimit`] how often they may start.
 
+pub mod ahead;
 pub mod destination;
 pub mod fence;
 pub mod http;
@@ -40,13 +41,24 @@ pub enum Message {
     Queued(WebhookId, Millis),
     /// A worker is through with a job's HTTP exchange (or found nothing to send): its
     /// worker and webhook slot are free. The delivery stays claimed until `Done`.
-    Sent(WebhookId),
+    Sent(WebhookId, Freed),
     /// A job's outcome is durably recorded (or failed to be): its claim ends.
     Done(worker::Done),
     /// This node took over the webhook's queue (a PostgreSQL cluster lease): look at it
     /// now, with its rate limit counting these recent attempt starts made by whichever
     /// node drove it before.
     Taken(WebhookId, Vec<Millis>),
+}
+
+/// How a job's slot came to be free ([`Message::Sent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freed {
+    /// Right after a successful exchange: nothing it did changed the webhook, so what
+    /// the scheduler read ahead may go ([`ahead`]).
+    BySuccess,
+    /// After any other end: a failure once its record (which may pause or disable the
+    /// webhook) is committed, a job that found nothing to send or could not be prepared.
+    Otherwise,
 }
 
 /// What a store shared by several nodes tells this node's engine (the PostgreSQL

@@ -21,12 +21,16 @@
 //! - While the store cannot commit, nothing is dispatched; an outcome that could not be
 //!   recorded is kept here with its claim and recorded once the store is back, so a
 //!   delivery that reached its receiver is not sent again.
+//! - Where a look is a round trip (PostgreSQL), it reads up to `max_in_flight_per_webhook`
+//!   deliveries more than it has slots for, kept claimed ([`ReadAhead`]): a success's
+//!   freed slot takes the next of them at once, and a look comes when they run out, or
+//!   for anything else.
 //! - When workers are short, webhooks with due work take [`Turns`]: round-robin across
 //!   users, then across each user's webhooks, one attempt per turn while others wait. A
 //!   look that finds the pool full, or others already waiting, joins the line rather
 //!   than taking a freed worker ahead of them.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
@@ -34,10 +38,11 @@ use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot;
 
-use super::Message;
+use super::ahead::ReadAhead;
 use super::ratelimit::RateLimiter;
 use super::turns::Turns;
 use super::worker::{Done, Failed, Job, Outcome, WorkerContext, submit_outcome};
+use super::{Freed, Message};
 use crate::model::{DeliveryId, Millis, WebhookId};
 use crate::store::ops::queue::LookFor;
 
@@ -63,6 +68,8 @@ pub struct Limits {
 struct WebhookState {
     in_flight: usize,
     claimed: HashSet<DeliveryId>,
+    /// Jobs the last look read beyond the free slots (claimed, not in flight).
+    ahead: ReadAhead,
     /// Deliveries whose outcome could not be recorded: still claimed (so not sent again
     /// at once, the receiver is spared a tight loop while the disk fails) until this time.
     cooling: Vec<(Millis, DeliveryId)>,
@@ -77,6 +84,7 @@ impl WebhookState {
         WebhookState {
             in_flight: 0,
             claimed: HashSet::new(),
+            ahead: ReadAhead::default(),
             cooling: Vec::new(),
             limiter: RateLimiter::new(per_minute),
             user: None,
@@ -195,6 +203,9 @@ impl Scheduler {
                 _ = &mut stop => break,
             }
         }
+        // Nothing more goes out: what was read ahead stays in the queue, unsent.
+        let hooks: Vec<WebhookId> = self.webhooks.keys().copied().collect();
+        hooks.into_iter().for_each(|w| self.give_back_ahead(w));
         let deadline = tokio::time::Instant::now() + drain;
         while self.claims > 0 {
             // Outcomes kept through a store outage are handed over again each second
@@ -206,7 +217,7 @@ impl Scheduler {
             let wake = deadline.min(tokio::time::Instant::now() + STORE_RETRY);
             match tokio::time::timeout_at(wake, self.inbox.recv()).await {
                 Ok(Some(Message::Done(done))) => self.recorded(done),
-                Ok(Some(Message::Sent(webhook))) => self.sent(webhook),
+                Ok(Some(Message::Sent(webhook, _))) => self.sent(webhook, Freed::Otherwise),
                 Ok(Some(Message::Queued(..) | Message::Taken(..))) => {}
                 Ok(None) => break,
                 Err(_) if tokio::time::Instant::now() < deadline => {}
@@ -223,8 +234,8 @@ impl Scheduler {
 
     fn handle(&mut self, message: Message) {
         match message {
-            Message::Queued(webhook, due) => self.look_at(webhook, due),
-            Message::Sent(webhook) => self.sent(webhook),
+            Message::Queued(webhook, due) => self.queued(webhook, due),
+            Message::Sent(webhook, freed) => self.sent(webhook, freed),
             Message::Done(done) => self.recorded(done),
             Message::Taken(webhook, starts) => self.taken(webhook, &starts),
         }
@@ -248,13 +259,80 @@ impl Scheduler {
         self.look_at(webhook, now);
     }
 
-    /// A worker and a slot of `webhook` are free again.
-    fn sent(&mut self, webhook: WebhookId) {
+    /// Deliveries of `webhook` are due at `due`. While jobs read ahead wait, the look
+    /// that follows them reads these too: the webhook's slots are all taken until then.
+    fn queued(&mut self, webhook: WebhookId, due: Millis) {
+        if !self.reads_ahead(webhook) {
+            self.look_at(webhook, due);
+        }
+    }
+
+    /// A worker and a slot of `webhook` are free again: after a success, the next job
+    /// read ahead takes the slot if it may; otherwise the webhook gets a look.
+    fn sent(&mut self, webhook: WebhookId, freed: Freed) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(state) = self.webhooks.get_mut(&webhook) {
             state.in_flight = state.in_flight.saturating_sub(1);
         }
-        self.look_at(webhook, Millis::now());
+        let now = Millis::now();
+        if freed == Freed::BySuccess && self.send_ahead(webhook, now) {
+            return;
+        }
+        self.give_back_ahead(webhook);
+        self.look_at(webhook, now);
+    }
+
+    /// Whether jobs read ahead wait for `webhook`'s slots.
+    fn reads_ahead(&self, webhook: WebhookId) -> bool {
+        self.webhooks
+            .get(&webhook)
+            .is_some_and(|state| !state.ahead.is_empty())
+    }
+
+    /// Sends `webhook`'s next job read ahead if it is fresh and may go now (a slot and a
+    /// worker free, nobody else waiting for one, the store committing, the rate limit
+    /// allowing). `true` if one went and more wait; `false` means a look is due.
+    fn send_ahead(&mut self, webhook: WebhookId, now: Millis) -> bool {
+        let may_go = self.pool_room() > 0
+            && self.turns.is_empty()
+            && self.ctx.store.health().commit_fault().is_none();
+        let per_webhook = self.limits.per_webhook;
+        let Some(state) = self.webhooks.get_mut(&webhook) else {
+            return false;
+        };
+        if !may_go || state.in_flight >= per_webhook {
+            return false;
+        }
+        let Some(job) = state.ahead.next_fresh(now) else {
+            return false;
+        };
+        if !state.limiter.try_acquire(now) {
+            state.claimed.remove(&job.delivery);
+            return false;
+        }
+        if let Err(e) = self.jobs.try_send(job) {
+            let job = match e {
+                std::sync::mpsc::TrySendError::Full(job)
+                | std::sync::mpsc::TrySendError::Disconnected(job) => job,
+            };
+            state.claimed.remove(&job.delivery);
+            return false;
+        }
+        state.in_flight += 1;
+        self.in_flight += 1;
+        self.claims += 1;
+        !state.ahead.is_empty()
+    }
+
+    /// Ends the claims of `webhook`'s jobs read ahead, unsent: the next look reads them
+    /// again.
+    fn give_back_ahead(&mut self, webhook: WebhookId) {
+        if let Some(state) = self.webhooks.get_mut(&webhook) {
+            let WebhookState { ahead, claimed, .. } = state;
+            ahead.give_back().for_each(|delivery| {
+                claimed.remove(&delivery);
+            });
+        }
     }
 
     /// An attempt's outcome is in the store (its retry, if any, is queued): the claim ends.
@@ -267,7 +345,10 @@ impl Scheduler {
                 if let Some(state) = self.webhooks.get_mut(&done.webhook) {
                     state.claimed.remove(&done.delivery);
                 }
-                self.look_at(done.webhook, now);
+                // While jobs read ahead wait, the look that follows them will do.
+                if !self.reads_ahead(done.webhook) {
+                    self.look_at(done.webhook, now);
+                }
             }
             // Kept only for a storage fault, which passes: any other error (a record
             // that cannot be decoded, say) would fail the same way every time, and each
@@ -425,6 +506,18 @@ impl Scheduler {
         } else {
             webhook_room.min(pool_room)
         };
+        // Read ahead where a look is a round trip, and only while workers are plenty:
+        // when they are short, a freed one goes to whoever waits in line, not to this
+        // webhook's next job.
+        let ahead = if others_waiting
+            || pool_room <= webhook_room
+            || !self.ctx.store.looks_are_round_trips()
+        {
+            0
+        } else {
+            self.limits.per_webhook
+        };
+        self.give_back_ahead(webhook);
         let Some(state) = self.webhooks.get_mut(&webhook) else {
             return Ok(());
         };
@@ -433,7 +526,7 @@ impl Scheduler {
         let epoch = self.ctx.fences.epoch(webhook);
         let claimed = &state.claimed;
         let mut peek = (self.ctx.store)
-            .peek(webhook, now, claimed, room, LookFor::Sending)
+            .peek(webhook, now, claimed, room + ahead, LookFor::Sending)
             .await?;
         let Some(record) = peek.webhook.take().filter(|w| w.enabled) else {
             if state.claimed.is_empty() {
@@ -449,7 +542,19 @@ impl Scheduler {
             return Ok(());
         }
         let mut rate_limited = false;
+        let (mut sent, mut read_ahead) = (0, VecDeque::new());
         for delivery in std::mem::take(&mut peek.due) {
+            if sent == room {
+                let loaded = peek.take_loaded(delivery);
+                read_ahead.push_back(Job {
+                    delivery,
+                    webhook,
+                    epoch,
+                    loaded,
+                });
+                state.claimed.insert(delivery);
+                continue;
+            }
             if !state.limiter.try_acquire(now) {
                 rate_limited = true;
                 break;
@@ -470,7 +575,9 @@ impl Scheduler {
             state.in_flight += 1;
             self.in_flight += 1;
             self.claims += 1;
+            sent += 1;
         }
+        state.ahead.keep(read_ahead, now);
         if rate_limited {
             return self.hold_back(webhook, now).await;
         }

@@ -21,13 +21,13 @@ use std::thread::JoinHandle;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::Message;
 use super::destination::{Policy, UrlProblem, check_url};
 use super::fence::Fences;
 use super::http::HttpSender;
 use super::payload::delivery_body;
 use super::retry::RetryPolicy;
 use super::signing::{hook_signature, standard_signature};
+use super::{Freed, Message};
 use crate::model::{DeliveryId, Millis, WebhookId};
 use crate::store::Store;
 use crate::store::ops::attempts::{self, AttemptInputs, Recorded};
@@ -127,16 +127,16 @@ fn run_job(ctx: &WorkerContext, mut job: Job, inbox: &UnboundedSender<Message>) 
             result,
         })
     };
-    let sent = || inbox.send(Message::Sent(job.webhook)).is_ok();
+    let sent = |freed| inbox.send(Message::Sent(job.webhook, freed)).is_ok();
     let outcome = match attempt(ctx, &job, loaded) {
         Ok(Some(outcome)) => outcome,
-        Ok(None) => return sent() && inbox.send(done(Ok(None))).is_ok(),
+        Ok(None) => return sent(Freed::Otherwise) && inbox.send(done(Ok(None))).is_ok(),
         Err(error) => {
             let failed = Failed {
                 error,
                 outcome: None,
             };
-            return sent() && inbox.send(done(Err(failed))).is_ok();
+            return sent(Freed::Otherwise) && inbox.send(done(Err(failed))).is_ok();
         }
     };
     // A success frees the slot at once. Any other answer may change the webhook (410
@@ -144,7 +144,7 @@ fn run_job(ctx: &WorkerContext, mut job: Job, inbox: &UnboundedSender<Message>) 
     // taken until that is recorded, so no attempt starts against the old state.
     let frees_early = outcome.verdict == attempts::Verdict::Success;
     // Even with the scheduler gone (shutdown), the outcome is still recorded.
-    let scheduler_alive = !frees_early || sent();
+    let scheduler_alive = !frees_early || sent(Freed::BySuccess);
     let first = attempts::Recording::First;
     submit_outcome(
         ctx,
@@ -196,7 +196,7 @@ pub fn submit_outcome(
             }
         }
         if frees_slot {
-            let _ = reply.send(Message::Sent(webhook));
+            let _ = reply.send(Message::Sent(webhook, Freed::Otherwise));
         }
         let result = result.map_err(|error| Failed {
             error,

@@ -484,6 +484,14 @@ impl Store {
         }
     }
 
+    /// Whether a look at a queue ([`Store::peek`]) is a round trip to a server, so that
+    /// the scheduler reads ahead to make fewer (`delivery::ahead`): on PostgreSQL. On redb
+    /// a look reads the file in place, and reading ahead measured no gain there
+    /// (BENCHMARKS.md, "Read-ahead").
+    pub fn looks_are_round_trips(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
     /// Moves queued deliveries to new due times (the rate limit's slots).
     pub async fn reschedule(
         &self,
