@@ -9,12 +9,16 @@
 //!
 //! Invariants (the scheduler keeps them, `scheduler.rs`):
 //! - A job read ahead is claimed (no look returns it again) but neither in flight nor
-//!   counted among the claims whose outcome waits for its commit.
-//! - It goes out only when one of the webhook's own slots was freed by a success, while
-//!   nothing else waits for a worker, the store commits and the rate limit allows; and
-//!   only within [`FRESH_FOR`] of its read. Anything else (a failure, whose record may
-//!   pause or disable the webhook; a look; a stop) gives the jobs back unsent: their
-//!   queue entries were never touched, so the next look reads them again.
+//!   counted among the claims whose outcome waits for its commit. All webhooks' jobs read
+//!   ahead are at most `delivery.workers`, so what they hold in memory is bounded like
+//!   the jobs under way.
+//! - It goes out only within [`FRESH_FOR`] of its read, with a slot of its webhook and a
+//!   worker free, the store committing and the rate limit allowing; and either when a
+//!   success freed the webhook's slot while nobody waits for a worker, or as the
+//!   webhook's turn when workers are short (one attempt a turn, as a look would give).
+//! - A failure (whose record may pause or disable the webhook), a look, or a stop gives
+//!   the jobs back unsent: their queue entries were never touched, so the next look
+//!   reads them again.
 //! - The fences still apply: a job keeps the epoch taken before its read, so a delete or
 //!   disable committed since stops its send, as for any job.
 

@@ -23,8 +23,8 @@
 //!   delivery that reached its receiver is not sent again.
 //! - Where a look is a round trip (PostgreSQL), it reads up to `max_in_flight_per_webhook`
 //!   deliveries more than it has slots for, kept claimed ([`ReadAhead`]): a success's
-//!   freed slot takes the next of them at once, and a look comes when they run out, or
-//!   for anything else.
+//!   freed slot, or the webhook's turn for a worker, takes the next of them without a
+//!   look; a look comes when they run out, or for anything else.
 //! - When workers are short, webhooks with due work take [`Turns`]: round-robin across
 //!   users, then across each user's webhooks, one attempt per turn while others wait. A
 //!   look that finds the pool full, or others already waiting, joins the line rather
@@ -127,6 +127,9 @@ pub struct Scheduler {
     in_flight: usize,
     /// Claimed deliveries: under way, or over and waiting for their outcome's commit.
     claims: usize,
+    /// Jobs read ahead, all webhooks together (at most `workers`: what they hold in
+    /// memory is bounded like the jobs under way).
+    read_ahead: usize,
 }
 
 impl Scheduler {
@@ -155,6 +158,7 @@ impl Scheduler {
             turns: Turns::default(),
             in_flight: 0,
             claims: 0,
+            read_ahead: 0,
         }
     }
 
@@ -268,17 +272,23 @@ impl Scheduler {
     }
 
     /// A worker and a slot of `webhook` are free again: after a success, the next job
-    /// read ahead takes the slot if it may; otherwise the webhook gets a look.
+    /// read ahead takes the slot if it may (while nobody waits for a worker: then the
+    /// worker goes to the line, and the jobs wait for the webhook's turn); otherwise the
+    /// webhook gets a look.
     fn sent(&mut self, webhook: WebhookId, freed: Freed) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(state) = self.webhooks.get_mut(&webhook) {
             state.in_flight = state.in_flight.saturating_sub(1);
         }
         let now = Millis::now();
-        if freed == Freed::BySuccess && self.send_ahead(webhook, now) {
+        if freed == Freed::Otherwise {
+            self.give_back_ahead(webhook);
+        } else if self.turns.is_empty()
+            && self.send_ahead(webhook, now)
+            && self.reads_ahead(webhook)
+        {
             return;
         }
-        self.give_back_ahead(webhook);
         self.look_at(webhook, now);
     }
 
@@ -290,12 +300,11 @@ impl Scheduler {
     }
 
     /// Sends `webhook`'s next job read ahead if it is fresh and may go now (a slot and a
-    /// worker free, nobody else waiting for one, the store committing, the rate limit
-    /// allowing). `true` if one went and more wait; `false` means a look is due.
+    /// worker free, the store committing, the rate limit allowing); whether one went.
+    /// The caller has seen to the turns. A job that is not fresh stays until a look
+    /// gives it back.
     fn send_ahead(&mut self, webhook: WebhookId, now: Millis) -> bool {
-        let may_go = self.pool_room() > 0
-            && self.turns.is_empty()
-            && self.ctx.store.health().commit_fault().is_none();
+        let may_go = self.pool_room() > 0 && self.ctx.store.health().commit_fault().is_none();
         let per_webhook = self.limits.per_webhook;
         let Some(state) = self.webhooks.get_mut(&webhook) else {
             return false;
@@ -306,6 +315,7 @@ impl Scheduler {
         let Some(job) = state.ahead.next_fresh(now) else {
             return false;
         };
+        self.read_ahead = self.read_ahead.saturating_sub(1);
         if !state.limiter.try_acquire(now) {
             state.claimed.remove(&job.delivery);
             return false;
@@ -321,7 +331,7 @@ impl Scheduler {
         state.in_flight += 1;
         self.in_flight += 1;
         self.claims += 1;
-        !state.ahead.is_empty()
+        true
     }
 
     /// Ends the claims of `webhook`'s jobs read ahead, unsent: the next look reads them
@@ -331,6 +341,7 @@ impl Scheduler {
             let WebhookState { ahead, claimed, .. } = state;
             ahead.give_back().for_each(|delivery| {
                 claimed.remove(&delivery);
+                self.read_ahead = self.read_ahead.saturating_sub(1);
             });
         }
     }
@@ -421,6 +432,16 @@ impl Scheduler {
             let Some(webhook) = self.turns.take_turn() else {
                 break;
             };
+            // Its turn is one attempt: one read ahead if there is one, and then to the
+            // back of the line while more are read.
+            if self.send_ahead(webhook, now) {
+                let user = self.webhooks.get(&webhook).and_then(|s| s.user.clone());
+                match user {
+                    Some(user) if self.reads_ahead(webhook) => self.turns.wait(&user, webhook),
+                    _ => self.look_at(webhook, now),
+                }
+                continue;
+            }
             if let Err(e) = self.look(webhook, now, Turn::Served).await {
                 tracing::error!(webhook = %webhook, error = %e, "scheduler cannot read the queue");
                 self.look_at(webhook, now.saturating_add(STORE_RETRY));
@@ -506,18 +527,15 @@ impl Scheduler {
         } else {
             webhook_room.min(pool_room)
         };
-        // Read ahead where a look is a round trip, and only while workers are plenty:
-        // when they are short, a freed one goes to whoever waits in line, not to this
-        // webhook's next job.
-        let ahead = if others_waiting
-            || pool_room <= webhook_room
-            || !self.ctx.store.looks_are_round_trips()
-        {
-            0
-        } else {
-            self.limits.per_webhook
-        };
         self.give_back_ahead(webhook);
+        // Read ahead where a look is a round trip, as many as the webhook may have under
+        // way, while all webhooks' together stay within the pool's size.
+        let ahead = if self.ctx.store.looks_are_round_trips() {
+            let total_room = self.limits.workers.saturating_sub(self.read_ahead);
+            self.limits.per_webhook.min(total_room)
+        } else {
+            0
+        };
         let Some(state) = self.webhooks.get_mut(&webhook) else {
             return Ok(());
         };
@@ -577,6 +595,8 @@ impl Scheduler {
             self.claims += 1;
             sent += 1;
         }
+        self.read_ahead += read_ahead.len();
+        let kept_ahead = !read_ahead.is_empty();
         state.ahead.keep(read_ahead, now);
         if rate_limited {
             return self.hold_back(webhook, now).await;
@@ -586,11 +606,12 @@ impl Scheduler {
         if let Some(until) = state.cooling.iter().map(|(until, _)| *until).min() {
             self.look_at(webhook, until);
         }
+        // More is due than there was room for (read ahead, or beyond). If the pool (or
+        // the others' turns) was the tighter limit, wait in line for a worker; otherwise
+        // this webhook's own finished attempts ask for a look.
+        let more_due = kept_ahead || peek.next.is_some_and(|next| next <= now);
         match peek.next {
-            // More is due than there was room for. If the pool (or the others' turns) was
-            // the tighter limit, wait in line for a worker; otherwise this webhook's own
-            // finished attempts ask for a look.
-            Some(next) if next <= now && (others_waiting || pool_room <= webhook_room) => {
+            _ if more_due && (others_waiting || pool_room <= webhook_room) => {
                 self.wait_for_worker(webhook).await?;
             }
             Some(next) if next > now => self.look_at(webhook, next),
