@@ -23,6 +23,7 @@
 //!   disable committed since stops its send, as for any job.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::worker::Job;
 use crate::model::{DeliveryId, Millis};
@@ -30,7 +31,7 @@ use crate::model::{DeliveryId, Millis};
 /// How long what a look read may wait to be sent. A job's inputs (the webhook's URL and
 /// secret among them) are as old as its read; this bounds how old, to the order of an
 /// attempt that was already under way when the webhook changed.
-pub const FRESH_FOR: Millis = Millis(50);
+pub const FRESH_FOR: Duration = Duration::from_millis(50);
 
 /// One webhook's jobs read ahead, oldest due first.
 #[derive(Debug, Default)]
@@ -54,7 +55,7 @@ impl ReadAhead {
 
     /// The next job, if it is still fresh at `now`.
     pub fn next_fresh(&mut self, now: Millis) -> Option<Job> {
-        if now.0.saturating_sub(self.read_at.0) >= FRESH_FOR.0 {
+        if self.read_at.saturating_add(FRESH_FOR) <= now {
             return None;
         }
         self.jobs.pop_front()
