@@ -433,16 +433,16 @@ impl Scheduler {
                 break;
             };
             // Its turn is one attempt: one read ahead if there is one, and then to the
-            // back of the line while more are read.
-            if self.send_ahead(webhook, now) {
-                let user = self.webhooks.get(&webhook).and_then(|s| s.user.clone());
-                match user {
-                    Some(user) if self.reads_ahead(webhook) => self.turns.wait(&user, webhook),
-                    _ => self.look_at(webhook, now),
-                }
-                continue;
-            }
-            if let Err(e) = self.look(webhook, now, Turn::Served).await {
+            // back of the line while more are read; otherwise a look.
+            let served = if !self.send_ahead(webhook, now) {
+                self.look(webhook, now, Turn::Served).await
+            } else if self.reads_ahead(webhook) {
+                self.wait_for_worker(webhook).await
+            } else {
+                self.look_at(webhook, now);
+                Ok(())
+            };
+            if let Err(e) = served {
                 tracing::error!(webhook = %webhook, error = %e, "scheduler cannot read the queue");
                 self.look_at(webhook, now.saturating_add(STORE_RETRY));
             }
