@@ -61,6 +61,7 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, ATTEMPTS)?;
         copy(&snapshot, &txn, QUEUE_ORDER)?;
         copy(&snapshot, &txn, QUEUE_REQUEUED)?;
+        copy(&snapshot, &txn, QUEUE_REQUEUED_AT)?;
         copy(&snapshot, &txn, NOTIFICATIONS)?;
         copy(&snapshot, &txn, NOTIFICATION_PENDING)?;
         copy(&snapshot, &txn, NOTIFICATION_DUE)?;
@@ -109,8 +110,10 @@ mod tests {
             "webhook_numbers",
             "user_type_events",
             "attempts",
-            "queue_order",
+            "queue2",
+            "queue_order2",
             "queue_requeued",
+            "queue_requeued_at",
             "notifications",
             "notification_pending",
             "notification_due",

@@ -10,7 +10,7 @@
 //! | `deliveries`         | delivery id                       | `DeliveryRecord` |
 //! | `attempts`           | (delivery seq, attempt number)    | `Attempt`        |
 //! | `webhook_deliveries` | (webhook id, delivery seq)        | delivery id      |
-//! | `queue`              | (webhook id, due ms, delivery id) | ()               |
+//! | `queue`              | (webhook number, due ms, delivery seq) | ()          |
 //! | `events_by_seq`      | event seq                         | event id         |
 //! | `deliveries_by_seq`  | delivery seq                      | delivery id      |
 //! | `attempt_stats`      | (webhook id, unix minute)         | `MinuteStats`    |
@@ -19,8 +19,9 @@
 //! | `delivery_filter`    | (webhook number, status, type, seq) | ()             |
 //! | `webhook_numbers`    | webhook id                        | webhook number   |
 //! | `user_type_events`   | (user, event type, event seq)     | event id         |
-//! | `queue_order`        | (webhook id, position)            | delivery id      |
+//! | `queue_order`        | (webhook number, position)        | ()               |
 //! | `queue_requeued`     | delivery id                       | position         |
+//! | `queue_requeued_at`  | position                          | delivery seq     |
 //! | `notifications`      | notification seq                  | `NotificationRecord` |
 //! | `notification_pending` | (webhook id, notification seq)  | ()               |
 //! | `notification_due`   | (due ms, notification seq)        | ()               |
@@ -62,11 +63,20 @@
 //!   entry), under its webhook, at its *position*: its seq, or its `queue_requeued`
 //!   value. `queue_requeued` has an entry exactly for the pending deliveries queued again
 //!   by a manual retry or a recover, whose position is a fresh number taken from
-//!   `delivery_seq` when they were queued (so delivery seqs have gaps). Positions are
+//!   `delivery_seq` when they were queued (so delivery seqs have gaps, and such a position
+//!   is no delivery's seq); `queue_requeued_at` has the same entries the other way round,
+//!   so that a place in line names its delivery: the one at the position in
+//!   `queue_requeued_at`, or else the one whose seq the position is. Positions are
 //!   unique, and a webhook's first entry is the head of its line, which a FIFO webhook
 //!   sends first (`ops::order`). The entries are made and removed in the same
 //!   transaction as the `queue` entry. A store written by an older hookd gets them once,
 //!   at the first open by this version ([`QUEUE_ORDER_BUILT`]).
+//! - `queue` and `queue_order` name a webhook by its number and a delivery by its seq
+//!   or position (20 and 12 bytes an entry; `deliveries_by_seq` gives the id), stored in
+//!   redb as `queue2` and `queue_order2`. Their first forms ([`QUEUE_V1`],
+//!   [`QUEUE_ORDER_V1`]) used the 16-byte ids (40 bytes an entry each); the first open by
+//!   a hookd that knows the second forms moves the entries, fills `queue_requeued_at`,
+//!   and deletes the first forms (`ops::order::upgrade`).
 //! - `events_by_seq` and `deliveries_by_seq` index every event and delivery once, in
 //!   ingestion order, so retention prunes the oldest first without a scan.
 //! - `attempt_stats` counts every recorded attempt once, under its webhook and the
@@ -176,7 +186,12 @@ pub const USER_EVENTS: TableDefinition<(&str, u64), &str> = TableDefinition::new
 pub const DELIVERIES: TableDefinition<u128, &[u8]> = TableDefinition::new("deliveries");
 pub const WEBHOOK_DELIVERIES: TableDefinition<(u128, u64), u128> =
     TableDefinition::new("webhook_deliveries");
-pub const QUEUE: TableDefinition<(u128, u64, u128), ()> = TableDefinition::new("queue");
+/// ([`WEBHOOK_NUMBERS`] of the webhook, due ms, delivery seq) → (): each webhook's pending
+/// deliveries, soonest due first.
+pub const QUEUE: TableDefinition<(u32, u64, u64), ()> = TableDefinition::new("queue2");
+/// The first form of [`QUEUE`]: (webhook id, due ms, delivery id). Moved into it and
+/// deleted at the first open by a hookd that knows the second (`ops::order::upgrade`).
+pub const QUEUE_V1: TableDefinition<(u128, u64, u128), ()> = TableDefinition::new("queue");
 pub const EVENTS_BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("events_by_seq");
 pub const DELIVERIES_BY_SEQ: TableDefinition<u64, u128> = TableDefinition::new("deliveries_by_seq");
 
@@ -221,10 +236,17 @@ pub const WEBHOOK_NUMBER: &str = "webhook_number";
 pub const USER_TYPE_EVENTS: TableDefinition<(&str, u8, u64), &str> =
     TableDefinition::new("user_type_events");
 
-/// (webhook id, position) → delivery id: each webhook's pending deliveries in queue order.
-pub const QUEUE_ORDER: TableDefinition<(u128, u64), u128> = TableDefinition::new("queue_order");
+/// ([`WEBHOOK_NUMBERS`] of the webhook, position) → (): each webhook's pending deliveries
+/// in queue order. A position names its delivery: see [`QUEUE_REQUEUED_AT`].
+pub const QUEUE_ORDER: TableDefinition<(u32, u64), ()> = TableDefinition::new("queue_order2");
+/// The first form of [`QUEUE_ORDER`]: (webhook id, position) → delivery id; moved like
+/// [`QUEUE_V1`].
+pub const QUEUE_ORDER_V1: TableDefinition<(u128, u64), u128> = TableDefinition::new("queue_order");
 /// delivery id → position: pending deliveries queued again, whose position is not their seq.
 pub const QUEUE_REQUEUED: TableDefinition<u128, u64> = TableDefinition::new("queue_requeued");
+/// position → delivery seq: [`QUEUE_REQUEUED`] the other way round. A position not in it
+/// is the seq of its delivery.
+pub const QUEUE_REQUEUED_AT: TableDefinition<u64, u64> = TableDefinition::new("queue_requeued_at");
 /// `meta`: set once every pending delivery has its `queue_order` entry (see above).
 pub const QUEUE_ORDER_BUILT: &str = "queue_order_built";
 /// notification seq → `NotificationRecord`: the outbox and the recent history.

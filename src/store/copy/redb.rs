@@ -24,7 +24,7 @@ use crate::store::codec::decode;
 use crate::store::embedded::apply_redo_log;
 use crate::store::ops::events::EventIndexes;
 use crate::store::ops::filter::{FilterIndex, assign_number};
-use crate::store::ops::order::Order;
+use crate::store::ops::order::Queue;
 use crate::store::ops::{ensure_tables, meta_get, notifications::due_key};
 use crate::store::records::{EventRecord, EventRef};
 use crate::store::tables::*;
@@ -532,24 +532,22 @@ fn write_deliveries(txn: &WriteTransaction, rows: Vec<DeliveryRow>) -> Result<()
     let mut attempts = txn.open_table(ATTEMPTS)?;
     let mut by_seq = txn.open_table(DELIVERIES_BY_SEQ)?;
     let mut filter = FilterIndex::open(txn)?;
-    let mut queue = txn.open_table(QUEUE)?;
-    let mut order = Order::open(txn)?;
+    let mut queue = Queue::open(txn)?;
     let events = txn.open_table(EVENTS)?;
     let mut per_event = txn.open_table(EVENT_DELIVERIES)?;
     for row in rows {
         let d = &row.record;
         records.insert(d.id.0, row.bytes.as_slice())?;
         by_seq.insert(d.seq, d.id.0)?;
-        filter.insert(d)?;
+        let number = filter.insert(d)?;
         for (number, bytes) in &row.attempts {
             attempts.insert((d.seq, *number), bytes.as_slice())?;
         }
-        if let Some(due) = row.due() {
-            queue.insert((d.webhook_id.0, due.as_key(), d.id.0), ())?;
+        if row.due().is_some() {
             if row.position == d.seq {
-                order.created(d)?;
+                queue.entered(number, d)?;
             } else {
-                order.requeued(d, row.position)?;
+                queue.requeued(number, d, row.position)?;
             }
         }
         // An event stored at version 1 lists its deliveries in `event_deliveries` (they

@@ -88,9 +88,8 @@ fn assert_same_store(source: &Path, target: &Path, seed: u64) {
         EVENTS,
         EVENTS_BY_SEQ,
         DELIVERIES_BY_SEQ,
-        QUEUE,
-        QUEUE_ORDER,
         QUEUE_REQUEUED,
+        QUEUE_REQUEUED_AT,
         ATTEMPT_STATS,
         ATTEMPT_TOTALS,
         WEBHOOK_CLEANUP,
@@ -104,6 +103,11 @@ fn assert_same_store(source: &Path, target: &Path, seed: u64) {
         deliveries(&a).unwrap(),
         deliveries(&b).unwrap(),
         "seed {seed}"
+    );
+    assert_eq!(
+        queues(&a).unwrap(),
+        queues(&b).unwrap(),
+        "queue, seed {seed}"
     );
     let (ma, mb) = (a.open_table(META).unwrap(), b.open_table(META).unwrap());
     for name in [
@@ -139,6 +143,33 @@ fn assert_same_store(source: &Path, target: &Path, seed: u64) {
         kept == raw(&b, EVENT_DELIVERIES),
         "event_deliveries, seed {seed}"
     );
+}
+
+/// The queue in due order and in line order, named by webhook and delivery ids: a copy
+/// numbers the webhooks anew, and the seqs are the same.
+type Queues = (Vec<(u128, u64, u64)>, BTreeMap<(u128, u64), u64>);
+
+fn queues(r: &ReadTransaction) -> Result<Queues, StoreError> {
+    let mut webhooks = BTreeMap::new();
+    for entry in r.open_table(WEBHOOK_NUMBERS)?.iter()? {
+        let (id, number) = entry?;
+        webhooks.insert(number.value(), id.value());
+    }
+    let webhook = |number: u32| webhooks.get(&number).copied().unwrap_or_default();
+    let mut due = Vec::new();
+    for entry in r.open_table(QUEUE)?.iter()? {
+        let (number, at, seq) = entry?.0.value();
+        due.push((webhook(number), at, seq));
+    }
+    due.sort_unstable();
+    let requeued_at = r.open_table(QUEUE_REQUEUED_AT)?;
+    let mut line = BTreeMap::new();
+    for entry in r.open_table(QUEUE_ORDER)?.iter()? {
+        let (number, position) = entry?.0.value();
+        let seq = crate::store::ops::order::seq_at(&requeued_at, position)?;
+        line.insert((webhook(number), position), seq);
+    }
+    Ok((due, line))
 }
 
 /// Runs `statements` on the PostgreSQL server at `url`.

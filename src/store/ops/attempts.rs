@@ -11,14 +11,14 @@
 
 use std::time::Duration;
 
-use redb::{ReadTransaction, ReadableTable, Table};
+use redb::{ReadTransaction, ReadableTable};
 
 use super::deliveries::{
     DeliveryFilter, add_attempt, event_of, indexed_newest_first, last_attempt, load_delivery, save,
 };
 use super::filter::{FilterIndex, number_of};
 use super::notifications::{self, Enqueued};
-use super::order::Order;
+use super::order::Queue;
 use super::stats;
 use super::webhooks::start_cancel;
 use super::{Chunk, StoreError, count_webhook, load};
@@ -120,20 +120,14 @@ pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, Sto
     if webhook_ok && event_ok {
         return Ok(false);
     }
-    if let Some(key) = queue_key(&d) {
-        tx.txn.open_table(QUEUE)?.remove(key)?;
-    }
-    Order::open(tx.txn)?.left(&d)?;
+    let mut filter = FilterIndex::open(tx.txn)?;
+    let number = filter.number(d.webhook_id)?;
+    Queue::open(tx.txn)?.left(number, &d, d.next_attempt_at)?;
     d.status = DeliveryStatus::Cancelled;
     d.next_attempt_at = None;
     save(&mut deliveries, &mut tx.txn.open_table(ATTEMPTS)?, &mut d)?;
-    FilterIndex::open(tx.txn)?.moved(&d, DeliveryStatus::Pending)?;
+    filter.moved(&d, DeliveryStatus::Pending)?;
     Ok(true)
-}
-
-fn queue_key(d: &DeliveryRecord) -> Option<(u128, u64, u128)> {
-    d.next_attempt_at
-        .map(|due| (d.webhook_id.0, due.as_key(), d.id.0))
 }
 
 /// How an outcome reaches [`record`].
@@ -310,28 +304,25 @@ pub fn record(
         return Ok(None);
     };
     stats::count(tx, delivery.webhook_id, &attempt)?;
-    let old_key = queue_key(&delivery);
+    let was_due = delivery.next_attempt_at;
     let decision = decide(&mut delivery, &mut webhook, verdict, &attempt, policy, now);
     add_attempt(&mut attempts, &delivery, decision.number, &attempt)?;
     let mut recorded = decision.recorded;
+    let mut filter = FilterIndex::open(tx.txn)?;
     if decision.was != DeliveryStatus::Pending {
         save(&mut deliveries, &mut attempts, &mut delivery)?;
-        FilterIndex::open(tx.txn)?.moved(&delivery, decision.was)?;
+        filter.moved(&delivery, decision.was)?;
         return Ok(Some(recorded));
     }
-    let mut queue = tx.txn.open_table(QUEUE)?;
-    if let Some(key) = old_key {
-        queue.remove(key)?;
-    }
-    if let Some(key) = queue_key(&delivery) {
-        queue.insert(key, ())?;
-    }
+    let number = filter.number(delivery.webhook_id)?;
+    let mut queue = Queue::open(tx.txn)?;
+    queue.rescheduled(number, &delivery, was_due)?;
     if delivery.status != DeliveryStatus::Pending {
         // Done: the next one in line is the webhook's head now.
-        Order::open(tx.txn)?.left(&delivery)?;
+        queue.left_line(number, &delivery)?;
     }
     save(&mut deliveries, &mut attempts, &mut delivery)?;
-    FilterIndex::open(tx.txn)?.moved(&delivery, DeliveryStatus::Pending)?;
+    filter.moved(&delivery, DeliveryStatus::Pending)?;
     if decision.write_webhook {
         hooks.insert(webhook.id.0, encode(&webhook).as_slice())?;
         count_webhook(
@@ -341,7 +332,7 @@ pub fn record(
             Some(webhook.status),
         )?;
     }
-    drop((deliveries, attempts, queue, hooks));
+    drop((deliveries, attempts, filter, queue, hooks));
     if let Some((kind, reason)) = decision.notify {
         recorded.notification = Some(notifications::enqueue(tx, &webhook, kind, reason, now)?);
     }
@@ -362,7 +353,8 @@ pub fn reschedule(
 ) -> Result<usize, StoreError> {
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut attempts = tx.txn.open_table(ATTEMPTS)?;
-    let mut queue = tx.txn.open_table(QUEUE)?;
+    let number = number_of(&tx.txn.open_table(WEBHOOK_NUMBERS)?, webhook)?;
+    let mut queue = Queue::open(tx.txn)?;
     let mut moved = 0;
     for &(id, due) in moves {
         let Some(mut d) = load_delivery(&deliveries, id.0)? else {
@@ -371,11 +363,14 @@ pub fn reschedule(
         if d.status != DeliveryStatus::Pending || d.webhook_id != webhook {
             continue;
         }
-        if let Some(key) = queue_key(&d) {
-            queue.remove(key)?;
-        }
+        let Some(number) = number else {
+            return Err(StoreError::Inconsistent(format!(
+                "webhook {webhook} has pending deliveries and no number"
+            )));
+        };
+        let was = d.next_attempt_at;
         d.next_attempt_at = Some(due);
-        queue.insert((webhook.0, due.as_key(), id.0), ())?;
+        queue.rescheduled(number, &d, was)?;
         save(&mut deliveries, &mut attempts, &mut d)?;
         moved += 1;
     }
@@ -436,14 +431,12 @@ pub(crate) fn recover_pick(d: &DeliveryRecord, (since, until): (Millis, Millis))
 /// its webhook's line (`position`, a fresh number from the delivery sequence).
 fn restart_schedule(
     d: &mut DeliveryRecord,
-    queue: &mut Table<'_, (u128, u64, u128), ()>,
+    queue: &mut Queue<'_>,
     filter: &mut FilterIndex<'_>,
-    order: &mut Order<'_>,
     (due, position): (Millis, u64),
 ) -> Result<(), StoreError> {
     let was = restart(d, due);
-    queue.insert((d.webhook_id.0, due.as_key(), d.id.0), ())?;
-    order.requeued(d, position)?;
+    queue.requeued(filter.number(d.webhook_id)?, d, position)?;
     filter.moved(d, was)?;
     Ok(())
 }
@@ -480,9 +473,8 @@ pub fn retry(
     let position = tx.next_delivery_seq();
     restart_schedule(
         &mut d,
-        &mut tx.txn.open_table(QUEUE)?,
+        &mut Queue::open(tx.txn)?,
         &mut FilterIndex::open(tx.txn)?,
-        &mut Order::open(tx.txn)?,
         (due, position),
     )?;
     save(&mut deliveries, &mut tx.txn.open_table(ATTEMPTS)?, &mut d)?;
@@ -530,9 +522,8 @@ pub fn recover(
     let candidates = failed_newest_first(tx, webhook, before)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut attempts = tx.txn.open_table(ATTEMPTS)?;
-    let mut queue = tx.txn.open_table(QUEUE)?;
+    let mut queue = Queue::open(tx.txn)?;
     let mut filter = FilterIndex::open(tx.txn)?;
-    let mut order = Order::open(tx.txn)?;
     // Newest first: stop once creation times fall before the window.
     let mut found = Vec::new();
     for (seq, id) in candidates {
@@ -553,7 +544,7 @@ pub fn recover(
     // Oldest first into the line, so they keep their ingestion order there.
     for mut d in found.into_iter().rev() {
         let position = tx.next_delivery_seq();
-        restart_schedule(&mut d, &mut queue, &mut filter, &mut order, (due, position))?;
+        restart_schedule(&mut d, &mut queue, &mut filter, (due, position))?;
         save(&mut deliveries, &mut attempts, &mut d)?;
         out.queued += 1;
     }

@@ -5,7 +5,7 @@
 use redb::{ReadTransaction, ReadableTable, Table};
 
 use super::filter::{FilterIndex, number_of};
-use super::order::Order;
+use super::order::Queue;
 use super::{MergeDesc, Page, StoreError, load, meta_get};
 use crate::model::{DeliveryId, DeliveryStatus, EventId, EventType, WebhookId};
 use crate::store::Tx;
@@ -100,8 +100,7 @@ pub(crate) struct DeliveryTables<'t> {
     pub by_seq: Table<'t, u64, u128>,
     pub per_webhook: Table<'t, (u128, u64), u128>,
     pub filter: FilterIndex<'t>,
-    pub queue: Table<'t, (u128, u64, u128), ()>,
-    pub order: Order<'t>,
+    pub queue: Queue<'t>,
 }
 
 impl<'t> DeliveryTables<'t> {
@@ -112,16 +111,15 @@ impl<'t> DeliveryTables<'t> {
             by_seq: tx.txn.open_table(DELIVERIES_BY_SEQ)?,
             per_webhook: tx.txn.open_table(WEBHOOK_DELIVERIES)?,
             filter: FilterIndex::open(tx.txn)?,
-            queue: tx.txn.open_table(QUEUE)?,
-            order: Order::open(tx.txn)?,
+            queue: Queue::open(tx.txn)?,
         })
     }
 
     /// Removes the delivery with its attempts and every index and queue entry it has.
     pub(crate) fn remove(&mut self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        if let Some(due) = d.next_attempt_at {
-            self.queue.remove((d.webhook_id.0, due.as_key(), d.id.0))?;
-            self.order.left(d)?;
+        if d.next_attempt_at.is_some() {
+            let number = self.filter.number(d.webhook_id)?;
+            self.queue.left(number, d, d.next_attempt_at)?;
         }
         self.filter.remove(d)?;
         self.per_webhook.remove((d.webhook_id.0, d.seq))?;

@@ -7,7 +7,7 @@
 use redb::{ReadTransaction, Table, WriteTransaction};
 
 use super::filter::FilterIndex;
-use super::order::Order;
+use super::order::Queue;
 use super::{MergeDesc, Page, StoreError, load, meta_get, webhooks::user_hooks};
 use crate::model::{
     DeliveryId, DeliveryStatus, EventGroup, EventId, EventPattern, EventType, Millis, WebhookId,
@@ -148,21 +148,16 @@ fn store_event(
     let mut by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
 
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
-    let mut queue = tx.txn.open_table(QUEUE)?;
     let mut filter = FilterIndex::open(tx.txn)?;
-    let mut order = Order::open(tx.txn)?;
+    let mut queue = Queue::open(tx.txn)?;
     let mut queued = Vec::with_capacity(targets.len());
     for (webhook_id, seq) in targets.into_iter().zip(seqs) {
         let id = DeliveryId(tx.fresh_id());
         let delivery = new_delivery(id, &event, webhook_id, seq, first_attempt_due);
         deliveries.insert(delivery.id.0, delivery.encode().as_slice())?;
-        filter.insert(&delivery)?;
+        let number = filter.insert(&delivery)?;
         by_seq.insert(delivery.seq, delivery.id.0)?;
-        queue.insert(
-            (webhook_id.0, first_attempt_due.as_key(), delivery.id.0),
-            (),
-        )?;
-        order.created(&delivery)?;
+        queue.entered(number, &delivery)?;
         queued.push(Queued {
             webhook: webhook_id,
             delivery: delivery.id,

@@ -69,21 +69,20 @@ impl<'t> FilterIndex<'t> {
         })
     }
 
-    /// The number of the delivery's webhook, which every one of its entries begins with.
-    fn number(&self, d: &DeliveryRecord) -> Result<u32, StoreError> {
-        number_of(&self.numbers, d.webhook_id)?.ok_or_else(|| {
-            StoreError::Inconsistent(format!(
-                "delivery {} is of webhook {}, which has no number",
-                d.id, d.webhook_id
-            ))
-        })
+    /// The number of the webhook, which every one of its entries begins with (and its
+    /// queue entries: `ops::order`). Every webhook has one, and so does a deleted webhook
+    /// until its last delivery is gone.
+    pub(crate) fn number(&self, webhook: WebhookId) -> Result<u32, StoreError> {
+        number_of(&self.numbers, webhook)?
+            .ok_or_else(|| StoreError::Inconsistent(format!("webhook {webhook} has no number")))
     }
 
-    /// A new delivery's entry.
-    pub(crate) fn insert(&mut self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        let key = key(self.number(d)?, d, d.status);
-        self.keys.insert(key, ())?;
-        Ok(())
+    /// A new delivery's entry. Answers its webhook's number, which its queue entries
+    /// take too.
+    pub(crate) fn insert(&mut self, d: &DeliveryRecord) -> Result<u32, StoreError> {
+        let number = self.number(d.webhook_id)?;
+        self.keys.insert(key(number, d, d.status), ())?;
+        Ok(number)
     }
 
     /// Moves the delivery's entry from status `was` to its current one. A delivery
@@ -96,7 +95,7 @@ impl<'t> FilterIndex<'t> {
         if was == d.status {
             return Ok(());
         }
-        let number = self.number(d)?;
+        let number = self.number(d.webhook_id)?;
         if self.keys.remove(key(number, d, was))?.is_some() {
             self.keys.insert(key(number, d, d.status), ())?;
         }
@@ -105,7 +104,7 @@ impl<'t> FilterIndex<'t> {
 
     /// Removes the delivery's entry along with the delivery.
     pub(crate) fn remove(&mut self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        let key = key(self.number(d)?, d, d.status);
+        let key = key(self.number(d.webhook_id)?, d, d.status);
         self.keys.remove(key)?;
         Ok(())
     }
@@ -172,20 +171,35 @@ pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<u64, StoreError> {
     {
         let old = txn.open_table(DELIVERY_FILTER_V1)?;
         let mut new = txn.open_table(DELIVERY_FILTER)?;
-        let mut last: Option<(u128, u32)> = None;
+        let mut numbers = Numbers::default();
         for entry in old.iter()? {
             let (webhook, status, event_type, seq) = entry?.0.value();
-            let number = match last {
-                Some((w, n)) if w == webhook => n,
-                // A webhook gone without its cleanup entry (no write leaves one) still
-                // gets a number, so that its entries move with the rest.
-                _ => assign_number(txn, WebhookId(webhook))?,
-            };
-            last = Some((webhook, number));
-            new.insert((number, status, event_type, seq), ())?;
+            new.insert((numbers.of(txn, webhook)?, status, event_type, seq), ())?;
             moved += 1;
         }
     }
     txn.delete_table(DELIVERY_FILTER_V1)?;
     Ok(moved)
+}
+
+/// Webhook numbers for an upgrade that moves entries keyed by webhook id, one webhook's
+/// after another: the number of the last one is remembered.
+#[derive(Default)]
+pub(crate) struct Numbers {
+    last: Option<(u128, u32)>,
+}
+
+impl Numbers {
+    pub(crate) fn of(&mut self, txn: &WriteTransaction, webhook: u128) -> Result<u32, StoreError> {
+        match self.last {
+            Some((w, n)) if w == webhook => Ok(n),
+            // A webhook gone without its cleanup entry (no write leaves one) still gets a
+            // number, so that its entries move with the rest.
+            _ => {
+                let n = assign_number(txn, WebhookId(webhook))?;
+                self.last = Some((webhook, n));
+                Ok(n)
+            }
+        }
+    }
 }

@@ -84,18 +84,19 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
                 meta.insert(mark, next)?;
             }
         }
-        if meta.get(QUEUE_ORDER_BUILT)?.is_none() {
-            // A store from before queue order: its pending deliveries line up by seq.
-            let placed = order::place_unordered(&txn)?;
-            if placed > 0 {
-                tracing::info!(placed, "pending deliveries put in queue order");
-            }
-            meta.insert(QUEUE_ORDER_BUILT, 1)?;
-        }
     }
     let moved = filter::upgrade(&txn)?;
     if moved > 0 {
         tracing::info!(moved, "delivery filter index moved to its compact form");
+    }
+    // After the filter's upgrade, which numbers every webhook of an older store.
+    let (moved, placed) = order::upgrade(&txn)?;
+    if moved > 0 {
+        tracing::info!(moved, "queue moved to its compact form");
+    }
+    if placed > 0 {
+        // A store from before queue order: its pending deliveries line up by seq.
+        tracing::info!(placed, "pending deliveries put in queue order");
     }
     txn.open_table(WEBHOOKS)?;
     txn.open_table(USER_WEBHOOKS)?;
@@ -115,6 +116,7 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(ATTEMPTS)?;
     txn.open_table(QUEUE_ORDER)?;
     txn.open_table(QUEUE_REQUEUED)?;
+    txn.open_table(QUEUE_REQUEUED_AT)?;
     txn.open_table(NOTIFICATIONS)?;
     txn.open_table(NOTIFICATION_PENDING)?;
     txn.open_table(NOTIFICATION_DUE)?;

@@ -6,7 +6,7 @@
 //! checked after each step; and the filtered listings against the unfiltered listing
 //! filtered by hand, page by page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use redb::{ReadTransaction, ReadableTable};
@@ -106,19 +106,44 @@ pub(crate) fn check_counters_and_indexes(store: &Store, step: &str) {
                 .into_iter()
                 .filter(|d| d.status == DeliveryStatus::Pending)
                 .collect();
-            let expected: BTreeMap<_, _> = pending
-                .iter()
-                .map(|d| {
-                    let position = requeued.get(&d.id.0).copied().unwrap_or(d.seq);
-                    ((d.webhook_id.0, position), d.id.0)
-                })
-                .collect();
+            let numbers = r.open_table(WEBHOOK_NUMBERS)?;
+            let number = |d: &DeliveryRecord| -> Result<u32, StoreError> {
+                Ok(numbers
+                    .get(d.webhook_id.0)?
+                    .expect("a queued webhook's number")
+                    .value())
+            };
+            let mut expected = BTreeMap::new();
+            let mut expected_due = BTreeSet::new();
+            for d in &pending {
+                let position = requeued.get(&d.id.0).copied().unwrap_or(d.seq);
+                expected.insert((number(d)?, position), d.seq);
+                let due = d.next_attempt_at.expect("a pending delivery's due time");
+                expected_due.insert((number(d)?, due.as_key(), d.seq));
+            }
+            let requeued_at = r.open_table(QUEUE_REQUEUED_AT)?;
             let mut actual = BTreeMap::new();
             for entry in r.open_table(QUEUE_ORDER)?.iter()? {
-                let (k, v) = entry?;
-                actual.insert(k.value(), v.value());
+                let (number, position) = entry?.0.value();
+                let seq = super::order::seq_at(&requeued_at, position)?;
+                actual.insert((number, position), seq);
             }
             assert_eq!(actual, expected, "queue_order after {step}");
+            let mut at = BTreeMap::new();
+            for entry in requeued_at.iter()? {
+                let (k, v) = entry?;
+                at.insert(k.value(), v.value());
+            }
+            let expected_at: BTreeMap<u64, u64> = pending
+                .iter()
+                .filter_map(|d| requeued.get(&d.id.0).map(|p| (*p, d.seq)))
+                .collect();
+            assert_eq!(at, expected_at, "queue_requeued_at after {step}");
+            let mut actual_due = BTreeSet::new();
+            for entry in r.open_table(QUEUE)?.iter()? {
+                actual_due.insert(entry?.0.value());
+            }
+            assert_eq!(actual_due, expected_due, "queue after {step}");
             assert!(
                 requeued
                     .keys()
@@ -508,7 +533,7 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
             tx.txn.open_table(DELIVERY_FILTER)?.retain(|_, _| false)?;
             forget_numbers(tx)?;
             tx.txn.open_table(USER_TYPE_EVENTS)?.retain(|_, _| false)?;
-            tx.txn.open_table(QUEUE_ORDER)?.retain(|_, _| false)?;
+            tx.txn.open_table(QUEUE_ORDER_V1)?.retain(|_, _| false)?;
             tx.txn.open_table(QUEUE_REQUEUED)?.retain(|_, _| false)?;
             // A wrong entry too: the rebuild must not keep it.
             let mut by_status = tx.txn.open_table(WEBHOOKS_BY_STATUS)?;
@@ -529,10 +554,11 @@ fn downgrade_and_reopen(store: Store, path: &std::path::Path) -> Store {
     Store::open(path).unwrap()
 }
 
-/// Puts the delivery filter back in its first form, as a hookd before the compact index
-/// left it (every entry in `delivery_filter`, keyed by webhook id, with its delivery's id
-/// as the value; no `delivery_filter2`, no webhook numbers), and opens the store again,
-/// which numbers the webhooks and moves the index.
+/// Puts the delivery filter and the queue back in their first forms, as a hookd before the
+/// compact index and queue left them (every entry in `delivery_filter`, `queue` and
+/// `queue_order`, keyed by webhook id and naming deliveries by id; no `delivery_filter2`,
+/// `queue2` or `queue_order2`, no webhook numbers), and opens the store again, which
+/// numbers the webhooks and moves the entries.
 fn filter_v1_and_reopen(store: Store, path: &std::path::Path) -> Store {
     store
         .write_blocking(|tx| {
@@ -544,7 +570,8 @@ fn filter_v1_and_reopen(store: Store, path: &std::path::Path) -> Store {
     Store::open(path).unwrap()
 }
 
-/// Rewrites the delivery filter in its first form and drops the webhook numbers.
+/// Rewrites the delivery filter and the queue in their first forms and drops the webhook
+/// numbers.
 fn forget_numbers(tx: &mut crate::store::Tx<'_>) -> Result<(), StoreError> {
     let webhooks: BTreeMap<u32, u128> = tx
         .txn
@@ -560,7 +587,27 @@ fn forget_numbers(tx: &mut crate::store::Tx<'_>) -> Result<(), StoreError> {
         let webhook = webhooks.get(&number).copied().unwrap_or(0);
         old.insert((webhook, status, event_type, seq), id)?;
     }
-    drop((old, by_seq));
+    drop(old);
+    // The queue's first forms too (`ops::order::upgrade`).
+    let mut old = tx.txn.open_table(QUEUE_V1)?;
+    for entry in tx.txn.open_table(QUEUE)?.iter()? {
+        let (number, due, seq) = entry?.0.value();
+        let id = by_seq.get(seq)?.map_or(0, |id| id.value());
+        old.insert((webhooks.get(&number).copied().unwrap_or(0), due, id), ())?;
+    }
+    drop(old);
+    let mut old = tx.txn.open_table(QUEUE_ORDER_V1)?;
+    let requeued_at = tx.txn.open_table(QUEUE_REQUEUED_AT)?;
+    for entry in tx.txn.open_table(QUEUE_ORDER)?.iter()? {
+        let (number, position) = entry?.0.value();
+        let seq = super::order::seq_at(&requeued_at, position)?;
+        let id = by_seq.get(seq)?.map_or(0, |id| id.value());
+        old.insert((webhooks.get(&number).copied().unwrap_or(0), position), id)?;
+    }
+    drop((old, by_seq, requeued_at));
+    tx.txn.delete_table(QUEUE)?;
+    tx.txn.delete_table(QUEUE_ORDER)?;
+    tx.txn.delete_table(QUEUE_REQUEUED_AT)?;
     tx.txn.delete_table(DELIVERY_FILTER)?;
     tx.txn.delete_table(WEBHOOK_NUMBERS)?;
     tx.txn.open_table(META)?.remove(WEBHOOK_NUMBER)?;
@@ -596,7 +643,9 @@ pub(crate) fn run(seed: u64, steps: usize) -> (tempfile::TempDir, std::path::Pat
                     Ok(r.list_tables()?.map(|t| t.name().to_owned()).collect())
                 })
                 .unwrap();
-            assert!(!names.iter().any(|n| n == "delivery_filter"), "{names:?}");
+            for old in ["delivery_filter", "queue", "queue_order"] {
+                assert!(!names.iter().any(|n| n == old), "{names:?}");
+            }
             check_counters_and_indexes(&store, &format!("step {step} (filter moved), seed {seed}"));
             continue;
         }

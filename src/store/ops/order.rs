@@ -1,23 +1,33 @@
-//! The queue order of each webhook's pending deliveries, which a FIFO webhook
-//! (`ordering: "fifo"`) is sent in: `queue_order` (see [`crate::store::tables`]).
+//! The pending queue as writes keep it: each webhook's pending deliveries in due order
+//! (`queue`, which the scheduler reads) and in queue order (`queue_order`, which a FIFO
+//! webhook (`ordering: "fifo"`) is sent in). See [`crate::store::tables`].
 //!
 //! A delivery's place in line is its *position*, a number from the delivery sequence: a
 //! new delivery's position is its own seq (ingestion order); a delivery queued again by
 //! a manual retry or a recover takes a fresh number from the sequence, which sorts it
 //! behind every delivery queued before it and ahead of every one queued after. Such
 //! positions are remembered in `queue_requeued`, so that any write can find a
-//! delivery's entry from the delivery alone. The head of a webhook's line is its first
-//! `queue_order` entry.
+//! delivery's entry from the delivery alone, and in `queue_requeued_at`, so that a place
+//! in line names its delivery (any other position is its delivery's seq). The head of a
+//! webhook's line is its first `queue_order` entry.
 //!
 //! Every webhook keeps its line, whatever its ordering, so that switching a webhook to
 //! `fifo` orders the deliveries it already has without any work, and switching back
 //! costs nothing either. The order is in the store, so a restart or a crash keeps it: a
 //! head whose attempt was cut short is still the head afterwards.
+//!
+//! Both tables name a webhook by its number (`ops::filter`) and a delivery by its seq
+//! or position: 20 and 12 bytes an entry where the ids took 40. With 1,000,000 deliveries pending at fan-out
+//! 10 the two took 1,534 bytes an event on disk, in pages that stay about half full
+//! because every webhook's ranges grow at once (issue 13's store row; BENCHMARKS.md).
+//! A write names the number: whoever holds `webhook_numbers` open (the filter index)
+//! reads it, since redb opens a table once per transaction at a time.
 
-use redb::{ReadTransaction, ReadableTable, Table, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
 
 use super::StoreError;
 use super::deliveries::load_delivery;
+use super::filter::{Numbers, number_of};
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId};
 use crate::store::records::DeliveryRecord;
 use crate::store::tables::*;
@@ -26,51 +36,134 @@ use crate::store::tables::*;
 /// kept there are none; this only bounds a read of a damaged file).
 const MAX_STALE: usize = 64;
 
-/// The two order tables, open in a write transaction.
-pub(crate) struct Order<'t> {
-    line: Table<'t, (u128, u64), u128>,
+/// A `queue` key: (webhook number, due ms, delivery seq).
+pub(crate) type DueKey = (u32, u64, u64);
+
+/// The queue's tables, open in a write transaction.
+pub(crate) struct Queue<'t> {
+    due: Table<'t, DueKey, ()>,
+    line: Table<'t, (u32, u64), ()>,
     requeued: Table<'t, u128, u64>,
+    requeued_at: Table<'t, u64, u64>,
 }
 
-impl<'t> Order<'t> {
-    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Order<'t>, StoreError> {
-        Ok(Order {
+impl<'t> Queue<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Queue<'t>, StoreError> {
+        Ok(Queue {
+            due: txn.open_table(QUEUE)?,
             line: txn.open_table(QUEUE_ORDER)?,
             requeued: txn.open_table(QUEUE_REQUEUED)?,
+            requeued_at: txn.open_table(QUEUE_REQUEUED_AT)?,
         })
     }
 
-    /// A new pending delivery joins the back of its webhook's line, at its own seq.
-    pub(crate) fn created(&mut self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        self.line.insert((d.webhook_id.0, d.seq), d.id.0)?;
+    /// A new pending delivery of the webhook numbered `number`: due at its
+    /// `next_attempt_at`, at the back of its line at its own seq.
+    pub(crate) fn entered(&mut self, number: u32, d: &DeliveryRecord) -> Result<(), StoreError> {
+        self.rescheduled(number, d, None)?;
+        self.line.insert((number, d.seq), ())?;
         Ok(())
     }
 
-    /// A finished delivery queued again (retry, recover) joins the back of the line at
-    /// `position`, a fresh number from the delivery sequence.
-    pub(crate) fn requeued(&mut self, d: &DeliveryRecord, position: u64) -> Result<(), StoreError> {
+    /// A finished delivery queued again (retry, recover): due at its `next_attempt_at`,
+    /// at the back of the line at `position`, a fresh number from the delivery sequence.
+    pub(crate) fn requeued(
+        &mut self,
+        number: u32,
+        d: &DeliveryRecord,
+        position: u64,
+    ) -> Result<(), StoreError> {
+        self.rescheduled(number, d, None)?;
         self.requeued.insert(d.id.0, position)?;
-        self.line.insert((d.webhook_id.0, position), d.id.0)?;
+        self.requeued_at.insert(position, d.seq)?;
+        self.line.insert((number, position), ())?;
         Ok(())
     }
 
-    /// The delivery is no longer pending: it leaves the line.
-    pub(crate) fn left(&mut self, d: &DeliveryRecord) -> Result<(), StoreError> {
-        let position = self.requeued.remove(d.id.0)?.map_or(d.seq, |p| p.value());
-        self.line.remove((d.webhook_id.0, position))?;
+    /// The delivery's due time changed from `was` (`None`: it had no entry) to its
+    /// `next_attempt_at` (`None`: it leaves due order). Its place in line stays.
+    pub(crate) fn rescheduled(
+        &mut self,
+        number: u32,
+        d: &DeliveryRecord,
+        was: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        if let Some(was) = was {
+            self.due.remove((number, was.as_key(), d.seq))?;
+        }
+        if let Some(due) = d.next_attempt_at {
+            self.due.insert((number, due.as_key(), d.seq), ())?;
+        }
         Ok(())
     }
 
-    /// Removes whatever is left of a deleted webhook's line (its deliveries left it one
-    /// by one; this only catches entries that outlived them).
-    pub(crate) fn clear(&mut self, webhook: WebhookId) -> Result<usize, StoreError> {
+    /// The delivery, due at `due`, is no longer pending: it leaves both orders.
+    pub(crate) fn left(
+        &mut self,
+        number: u32,
+        d: &DeliveryRecord,
+        due: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        if let Some(due) = due {
+            self.due.remove((number, due.as_key(), d.seq))?;
+        }
+        self.left_line(number, d)
+    }
+
+    /// The delivery leaves its line (its due entry is moved by [`Queue::rescheduled`]).
+    pub(crate) fn left_line(&mut self, number: u32, d: &DeliveryRecord) -> Result<(), StoreError> {
+        let position = match self.requeued.remove(d.id.0)? {
+            Some(position) => {
+                let position = position.value();
+                self.requeued_at.remove(position)?;
+                position
+            }
+            None => d.seq,
+        };
+        self.line.remove((number, position))?;
+        Ok(())
+    }
+
+    /// Removes one due entry by its key (an entry whose delivery is gone).
+    pub(crate) fn remove_due(&mut self, number: u32, due: u64, seq: u64) -> Result<(), StoreError> {
+        self.due.remove((number, due, seq))?;
+        Ok(())
+    }
+
+    /// Up to `limit` of the webhook's due entries, soonest first.
+    pub(crate) fn first_due(&self, number: u32, limit: usize) -> Result<Vec<DueKey>, StoreError> {
+        self.due
+            .range((number, 0u64, 0u64)..=(number, u64::MAX, u64::MAX))?
+            .take(limit)
+            .map(|e| Ok(e?.0.value()))
+            .collect()
+    }
+
+    /// Removes up to `limit` entries of whatever is left of a deleted webhook's queue
+    /// (its deliveries left it one by one; this only catches entries that outlived them,
+    /// which the invariants allow none of). Answers how many it removed. A stray's
+    /// `queue_requeued` entry, keyed by the id of a delivery that is gone, cannot be
+    /// found from here; nothing reads it but its delivery.
+    pub(crate) fn clear(&mut self, number: u32, limit: usize) -> Result<usize, StoreError> {
         let mut removed = 0;
         for entry in self
-            .line
-            .extract_from_if((webhook.0, 0u64)..=(webhook.0, u64::MAX), |_, _| true)?
+            .due
+            .extract_from_if(
+                (number, 0u64, 0u64)..=(number, u64::MAX, u64::MAX),
+                |_, _| true,
+            )?
+            .take(limit)
         {
-            let (_, delivery) = entry?;
-            self.requeued.remove(delivery.value())?;
+            entry?;
+            removed += 1;
+        }
+        for entry in self
+            .line
+            .extract_from_if((number, 0u64)..=(number, u64::MAX), |_, _| true)?
+            .take(limit - removed)
+        {
+            let (_, position) = entry?.0.value();
+            self.requeued_at.remove(position)?;
             removed += 1;
         }
         Ok(removed)
@@ -83,13 +176,21 @@ pub fn head(
     rtx: &ReadTransaction,
     webhook: WebhookId,
 ) -> Result<Option<(DeliveryId, Millis)>, StoreError> {
+    let Some(number) = number_of(&rtx.open_table(WEBHOOK_NUMBERS)?, webhook)? else {
+        return Ok(None);
+    };
     let line = rtx.open_table(QUEUE_ORDER)?;
+    let requeued_at = rtx.open_table(QUEUE_REQUEUED_AT)?;
+    let by_seq = rtx.open_table(DELIVERIES_BY_SEQ)?;
     let deliveries = rtx.open_table(DELIVERIES)?;
     for entry in line
-        .range((webhook.0, 0u64)..=(webhook.0, u64::MAX))?
+        .range((number, 0u64)..=(number, u64::MAX))?
         .take(MAX_STALE)
     {
-        let (_, id) = entry?;
+        let (_, position) = entry?.0.value();
+        let Some(id) = by_seq.get(seq_at(&requeued_at, position)?)? else {
+            continue;
+        };
         let Some(d) = load_delivery(&deliveries, id.value())? else {
             continue;
         };
@@ -100,25 +201,87 @@ pub fn head(
     Ok(None)
 }
 
-/// Gives every pending delivery that has no place in line one at its seq: once, when
-/// this version first opens a store written by an older hookd (which kept no order).
-/// Answers how many it placed.
-pub(crate) fn place_unordered(txn: &WriteTransaction) -> Result<u64, StoreError> {
-    let queue = txn.open_table(QUEUE)?;
-    let deliveries = txn.open_table(DELIVERIES)?;
-    let mut line = txn.open_table(QUEUE_ORDER)?;
-    let mut placed = 0;
-    for entry in queue.iter()? {
-        let (key, _) = entry?;
-        let (webhook, _, id) = key.value();
-        if let Some(d) = load_delivery(&deliveries, id)?
-            && line.get((webhook, d.seq))?.is_none()
+/// The seq of the delivery at `position` in line: a requeued one's, or the position itself.
+pub(crate) fn seq_at(
+    requeued_at: &impl ReadableTable<u64, u64>,
+    position: u64,
+) -> Result<u64, StoreError> {
+    Ok(requeued_at
+        .get(position)?
+        .map_or(position, |seq| seq.value()))
+}
+
+/// Run by every open, after the filter index's upgrade (which numbers every webhook).
+/// On a store that has the queue's first forms ([`QUEUE_V1`], [`QUEUE_ORDER_V1`]:
+/// keyed by ids), moves their entries into [`QUEUE`] and [`QUEUE_ORDER`] and deletes
+/// them, so a store has one form or the other and never half of each; an entry whose
+/// delivery is gone is dropped, and a requeued delivery's place gets its
+/// `queue_requeued_at` entry. Then, once per store ([`QUEUE_ORDER_BUILT`]), gives every
+/// pending delivery that has no place in line one at its seq: a store written by a hookd
+/// before the line kept none. Answers how many entries moved and how many were placed
+/// (0 and 0 once done). One pass in key order, a record read per entry moved: a million
+/// pending deliveries take a few seconds, once.
+pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<(u64, u64), StoreError> {
+    let mut moved = 0;
+    if has_table(txn, QUEUE_V1)? {
         {
-            line.insert((webhook, d.seq), id)?;
-            placed += 1;
+            let old = txn.open_table(QUEUE_V1)?;
+            let deliveries = txn.open_table(DELIVERIES)?;
+            let mut new = txn.open_table(QUEUE)?;
+            let mut numbers = Numbers::default();
+            for entry in old.iter()? {
+                let (webhook, due, id) = entry?.0.value();
+                if let Some(d) = load_delivery(&deliveries, id)? {
+                    new.insert((numbers.of(txn, webhook)?, due, d.seq), ())?;
+                    moved += 1;
+                }
+            }
         }
+        txn.delete_table(QUEUE_V1)?;
     }
-    Ok(placed)
+    if has_table(txn, QUEUE_ORDER_V1)? {
+        {
+            let old = txn.open_table(QUEUE_ORDER_V1)?;
+            let deliveries = txn.open_table(DELIVERIES)?;
+            let mut new = txn.open_table(QUEUE_ORDER)?;
+            let mut requeued_at = txn.open_table(QUEUE_REQUEUED_AT)?;
+            let mut numbers = Numbers::default();
+            for entry in old.iter()? {
+                let (key, id) = entry?;
+                let (webhook, position) = key.value();
+                if let Some(d) = load_delivery(&deliveries, id.value())? {
+                    new.insert((numbers.of(txn, webhook)?, position), ())?;
+                    if position != d.seq {
+                        requeued_at.insert(position, d.seq)?;
+                    }
+                    moved += 1;
+                }
+            }
+        }
+        txn.delete_table(QUEUE_ORDER_V1)?;
+    }
+    let mut placed = 0;
+    let mut meta = txn.open_table(META)?;
+    if meta.get(QUEUE_ORDER_BUILT)?.is_none() {
+        let queue = txn.open_table(QUEUE)?;
+        let mut line = txn.open_table(QUEUE_ORDER)?;
+        for entry in queue.iter()? {
+            let (number, _, seq) = entry?.0.value();
+            if line.get((number, seq))?.is_none() {
+                line.insert((number, seq), ())?;
+                placed += 1;
+            }
+        }
+        meta.insert(QUEUE_ORDER_BUILT, 1)?;
+    }
+    Ok((moved, placed))
+}
+
+fn has_table<K: redb::Key, V: redb::Value>(
+    txn: &WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<bool, StoreError> {
+    Ok(txn.list_tables()?.any(|t| t.name() == table.name()))
 }
 
 #[cfg(test)]
@@ -152,12 +315,19 @@ mod tests {
         store
             .read(|r| {
                 let deliveries = r.open_table(DELIVERIES)?;
+                let by_seq = r.open_table(DELIVERIES_BY_SEQ)?;
+                let Some(n) = number_of(&r.open_table(WEBHOOK_NUMBERS)?, webhook)? else {
+                    return Ok(Vec::new());
+                };
+                let requeued_at = r.open_table(QUEUE_REQUEUED_AT)?;
                 let mut out = Vec::new();
                 for entry in r
                     .open_table(QUEUE_ORDER)?
-                    .range((webhook.0, 0u64)..=(webhook.0, u64::MAX))?
+                    .range((n, 0u64)..=(n, u64::MAX))?
                 {
-                    let d = load_delivery(&deliveries, entry?.1.value())?.unwrap();
+                    let seq = seq_at(&requeued_at, entry?.0.value().1)?;
+                    let id = by_seq.get(seq)?.unwrap().value();
+                    let d = load_delivery(&deliveries, id)?.unwrap();
                     out.push(event_name(r, &d)?);
                 }
                 Ok(out)
@@ -294,6 +464,7 @@ mod tests {
         store
             .read(|r| {
                 assert_eq!(r.open_table(QUEUE_REQUEUED)?.iter()?.count(), 0);
+                assert_eq!(r.open_table(QUEUE_REQUEUED_AT)?.iter()?.count(), 0);
                 Ok(())
             })
             .unwrap();

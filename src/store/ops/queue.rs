@@ -90,13 +90,27 @@ pub fn peek(
             loaded: Vec::new(),
         });
     }
-    let queue = rtx.open_table(QUEUE)?;
-    let entries = queue
-        .range((webhook.0, 0u64, 0u128)..=(webhook.0, u64::MAX, u128::MAX))?
-        .map(|entry| -> Result<_, StoreError> {
-            let (_, at, id) = entry?.0.value();
-            Ok((DeliveryId(id), Millis::from_key(at)))
+    let Some(number) = super::filter::number_of(&rtx.open_table(WEBHOOK_NUMBERS)?, webhook)? else {
+        // A webhook with no number has nothing queued (`store::tables`).
+        return Ok(Peek {
+            webhook: record,
+            due: Vec::new(),
+            next: None,
+            loaded: Vec::new(),
         });
+    };
+    let queue = rtx.open_table(QUEUE)?;
+    let by_seq = rtx.open_table(DELIVERIES_BY_SEQ)?;
+    let entries = queue
+        .range((number, 0u64, 0u64)..=(number, u64::MAX, u64::MAX))?
+        .map(|entry| -> Result<_, StoreError> {
+            let (_, at, seq) = entry?.0.value();
+            Ok(by_seq
+                .get(seq)?
+                .map(|id| (DeliveryId(id.value()), Millis::from_key(at))))
+        })
+        // An entry without its delivery (none with the invariants kept) is passed over.
+        .filter_map(Result::transpose);
     let (due, next) = due_among(entries, now, skip, max)?;
     Ok(Peek {
         webhook: record,
@@ -172,7 +186,7 @@ pub fn gauges(rtx: &ReadTransaction) -> Result<QueueGauges, StoreError> {
 }
 
 /// Where a count of due deliveries goes on: the first queue key it has not looked at.
-pub type DueCursor = (u128, u64, u128);
+pub type DueCursor = (u32, u64, u64);
 
 /// One bounded step of counting the queue entries due at `now` (the due backlog, which
 /// depends on the time and so cannot be a counter): reads at most about `budget` queue
@@ -201,7 +215,7 @@ pub fn count_due(
         let (webhook, at, id) = first?.0.value();
         read += 1;
         if at <= now {
-            for entry in queue.range((webhook, at, id)..=(webhook, now, u128::MAX))? {
+            for entry in queue.range((webhook, at, id)..=(webhook, now, u64::MAX))? {
                 let (webhook, at, id) = entry?.0.value();
                 due += 1;
                 read += 1;

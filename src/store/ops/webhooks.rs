@@ -11,9 +11,9 @@
 
 use redb::{ReadTransaction, ReadableTable};
 
-use super::deliveries::{Attempts, DeliveryTables, Records, load_delivery, save};
+use super::deliveries::{DeliveryTables, load_delivery, save};
 use super::filter::{FilterIndex, assign_number, forget_number};
-use super::order::Order;
+use super::order::Queue;
 use super::{Chunk, StoreError, count_webhook, load};
 use crate::model::{DeliveryStatus, Millis, WebhookId, WebhookStatus};
 use crate::store::codec::encode;
@@ -250,70 +250,45 @@ fn remove_chunk(tx: &mut Tx<'_>, id: WebhookId) -> Result<bool, StoreError> {
     if full {
         return Ok(false);
     }
-    // Every queue entry belongs to an indexed delivery, so this range is empty; a stray
-    // entry would otherwise outlive its webhook.
-    let mut strays = 0;
-    for entry in tables
+    // Every queue entry belongs to an indexed delivery, so these ranges are empty; a
+    // stray entry would otherwise outlive its webhook.
+    let strays = tables
         .queue
-        .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
-            true
-        })?
-        .take(CLEANUP_CHUNK)
-    {
-        entry?;
-        strays += 1;
-    }
-    // Likewise for its line in queue order.
-    tables.order.clear(id)?;
+        .clear(tables.filter.number(id)?, CLEANUP_CHUNK)?;
     Ok(strays < CLEANUP_CHUNK)
 }
 
 /// Cancels one chunk of the webhook's pending deliveries. Answers whether it is done.
 fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId, mut chunk: Chunk) -> Result<bool, StoreError> {
-    let mut queue = tx.txn.open_table(QUEUE)?;
     let mut deliveries = tx.txn.open_table(DELIVERIES)?;
     let mut attempts = tx.txn.open_table(ATTEMPTS)?;
+    let by_seq = tx.txn.open_table(DELIVERIES_BY_SEQ)?;
     let mut filter = FilterIndex::open(tx.txn)?;
-    let mut order = Order::open(tx.txn)?;
-    let mut entries = queue
-        .extract_from_if((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX), |_, _| {
-            true
-        })?;
-    while chunk.room() {
-        // Only the entries read from the iterator are removed.
-        let Some(entry) = entries.next() else {
-            return Ok(true);
+    let mut queue = Queue::open(tx.txn)?;
+    let number = filter.number(id)?;
+    for (_, due, seq) in queue.first_due(number, CLEANUP_CHUNK)? {
+        if !chunk.room() {
+            return Ok(false);
+        }
+        let record = match by_seq.get(seq)? {
+            Some(id) => load_delivery(&deliveries, id.value())?,
+            None => None,
         };
-        let (key, _) = entry?;
-        let (_, _, delivery_id) = key.value();
-        cancel_delivery(
-            &mut deliveries,
-            &mut attempts,
-            &mut filter,
-            &mut order,
-            delivery_id,
-        )?;
+        match record {
+            Some(mut d) => {
+                let was = d.status;
+                queue.left(number, &d, Some(Millis::from_key(due)))?;
+                d.status = DeliveryStatus::Cancelled;
+                d.next_attempt_at = None;
+                save(&mut deliveries, &mut attempts, &mut d)?;
+                filter.moved(&d, was)?;
+            }
+            // An entry without its delivery (none with the invariants kept): it goes.
+            None => queue.remove_due(number, due, seq)?,
+        }
         chunk.did();
     }
-    Ok(false)
-}
-
-fn cancel_delivery(
-    deliveries: &mut Records<'_>,
-    attempts: &mut Attempts<'_>,
-    filter: &mut FilterIndex<'_>,
-    order: &mut Order<'_>,
-    id: u128,
-) -> Result<(), StoreError> {
-    if let Some(mut delivery) = load_delivery(deliveries, id)? {
-        let was = delivery.status;
-        order.left(&delivery)?;
-        delivery.status = DeliveryStatus::Cancelled;
-        delivery.next_attempt_at = None;
-        save(deliveries, attempts, &mut delivery)?;
-        filter.moved(&delivery, was)?;
-    }
-    Ok(())
+    Ok(queue.first_due(number, 1)?.is_empty())
 }
 
 /// The webhooks with a removal or cancellation under way.
@@ -405,19 +380,21 @@ mod tests {
         store
             .read(|r| {
                 // A removed webhook's number goes with its last delivery.
-                let index = match r.open_table(WEBHOOK_NUMBERS)?.get(id.0)? {
+                let (index, queued) = match r.open_table(WEBHOOK_NUMBERS)?.get(id.0)? {
                     Some(n) => {
                         let n = n.value();
-                        r.open_table(DELIVERY_FILTER)?
+                        let index = r
+                            .open_table(DELIVERY_FILTER)?
                             .range((n, 0u8, 0u8, 0u64)..=(n, u8::MAX, u8::MAX, u64::MAX))?
-                            .count()
+                            .count();
+                        let queued = r
+                            .open_table(QUEUE)?
+                            .range((n, 0u64, 0u64)..=(n, u64::MAX, u64::MAX))?
+                            .count();
+                        (index, queued)
                     }
-                    None => 0,
+                    None => (0, 0),
                 };
-                let queued = r
-                    .open_table(QUEUE)?
-                    .range((id.0, 0u64, 0u128)..=(id.0, u64::MAX, u128::MAX))?
-                    .count();
                 Ok((
                     index,
                     queued,

@@ -141,7 +141,7 @@ fn write_previous_store(path: &Path, url: &str) -> WebhookId {
                 .unwrap()
                 .insert((seq, seq), ())
                 .unwrap();
-            txn.open_table(QUEUE)
+            txn.open_table(QUEUE_V1)
                 .unwrap()
                 .insert((hook.0, now.as_key(), delivery.id.0), ())
                 .unwrap();
