@@ -62,6 +62,7 @@ pub fn write_copy(db: &Database, dest: &Path) -> Result<u64, StoreError> {
         copy(&snapshot, &txn, QUEUE_ORDER)?;
         copy(&snapshot, &txn, QUEUE_REQUEUED)?;
         copy(&snapshot, &txn, QUEUE_REQUEUED_AT)?;
+        copy(&snapshot, &txn, QUEUE_MOVED)?;
         copy(&snapshot, &txn, NOTIFICATIONS)?;
         copy(&snapshot, &txn, NOTIFICATION_PENDING)?;
         copy(&snapshot, &txn, NOTIFICATION_DUE)?;
@@ -110,6 +111,7 @@ mod tests {
             "webhook_numbers",
             "user_type_events",
             "attempts",
+            "queue",
             "queue2",
             "queue_order2",
             "queue_requeued",

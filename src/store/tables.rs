@@ -76,7 +76,8 @@
 //!   redb as `queue2` and `queue_order2`. Their first forms ([`QUEUE_V1`],
 //!   [`QUEUE_ORDER_V1`]) used the 16-byte ids (40 bytes an entry each); the first open by
 //!   a hookd that knows the second forms moves the entries, fills `queue_requeued_at`,
-//!   and deletes the first forms (`ops::order::upgrade`).
+//!   and deletes the first forms (`ops::order::upgrade`). Then `queue` is
+//!   [`QUEUE_MOVED`], of other types, so that an older hookd refuses the file.
 //! - `events_by_seq` and `deliveries_by_seq` index every event and delivery once, in
 //!   ingestion order, so retention prunes the oldest first without a scan.
 //! - `attempt_stats` counts every recorded attempt once, under its webhook and the
@@ -192,6 +193,14 @@ pub const QUEUE: TableDefinition<(u32, u64, u64), ()> = TableDefinition::new("qu
 /// The first form of [`QUEUE`]: (webhook id, due ms, delivery id). Moved into it and
 /// deleted at the first open by a hookd that knows the second (`ops::order::upgrade`).
 pub const QUEUE_V1: TableDefinition<(u128, u64, u128), ()> = TableDefinition::new("queue");
+/// What is named `queue` once the queue has its second form: one row, `"moved"` →
+/// `"queue2"`. A hookd from before opens `queue` with [`QUEUE_V1`]'s types, which redb
+/// refuses (a table type mismatch), so it does not start on a file whose pending
+/// deliveries it would not see. Made by every open ([`QUEUE_COMPACT`] says it was).
+pub const QUEUE_MOVED: TableDefinition<&str, &str> = TableDefinition::new("queue");
+/// `meta`: set once the queue has its second form and [`QUEUE_MOVED`] stands in its
+/// first form's place.
+pub const QUEUE_COMPACT: &str = "queue_compact";
 pub const EVENTS_BY_SEQ: TableDefinition<u64, &str> = TableDefinition::new("events_by_seq");
 pub const DELIVERIES_BY_SEQ: TableDefinition<u64, u128> = TableDefinition::new("deliveries_by_seq");
 

@@ -588,7 +588,9 @@ fn forget_numbers(tx: &mut crate::store::Tx<'_>) -> Result<(), StoreError> {
         old.insert((webhook, status, event_type, seq), id)?;
     }
     drop(old);
-    // The queue's first forms too (`ops::order::upgrade`).
+    // The queue's first forms too (`ops::order::upgrade`), in place of the marker.
+    tx.txn.delete_table(QUEUE_MOVED)?;
+    tx.txn.open_table(META)?.remove(QUEUE_COMPACT)?;
     let mut old = tx.txn.open_table(QUEUE_V1)?;
     for entry in tx.txn.open_table(QUEUE)?.iter()? {
         let (number, due, seq) = entry?.0.value();
@@ -643,9 +645,18 @@ pub(crate) fn run(seed: u64, steps: usize) -> (tempfile::TempDir, std::path::Pat
                     Ok(r.list_tables()?.map(|t| t.name().to_owned()).collect())
                 })
                 .unwrap();
-            for old in ["delivery_filter", "queue", "queue_order"] {
+            for old in ["delivery_filter", "queue_order"] {
                 assert!(!names.iter().any(|n| n == old), "{names:?}");
             }
+            // `queue` is the marker that keeps an older hookd off the file.
+            let marker = store
+                .read(|r| {
+                    Ok(r.open_table(QUEUE_MOVED)?
+                        .get("moved")?
+                        .map(|v| v.value().to_owned()))
+                })
+                .unwrap();
+            assert_eq!(marker.as_deref(), Some("queue2"));
             check_counters_and_indexes(&store, &format!("step {step} (filter moved), seed {seed}"));
             continue;
         }

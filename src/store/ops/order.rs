@@ -17,9 +17,11 @@
 //! head whose attempt was cut short is still the head afterwards.
 //!
 //! Both tables name a webhook by its number (`ops::filter`) and a delivery by its seq
-//! or position: 20 and 12 bytes an entry where the ids took 40. With 1,000,000 deliveries pending at fan-out
-//! 10 the two took 1,534 bytes an event on disk, in pages that stay about half full
-//! because every webhook's ranges grow at once (issue 13's store row; BENCHMARKS.md).
+//! or position: 20 and 12 bytes an entry where the ids took 40 each. The pages stay about
+//! half full, because every webhook's ranges grow at once, so with 200,000 deliveries
+//! pending at fan-out 10 the two took 1,534 bytes an event with the ids and take 615 now
+//! (redb's table statistics; issue 13's store row, BENCHMARKS.md).
+//!
 //! A write names the number: whoever holds `webhook_numbers` open (the filter index)
 //! reads it, since redb opens a table once per transaction at a time.
 
@@ -220,10 +222,12 @@ pub(crate) fn seq_at(
 /// pending delivery that has no place in line one at its seq: a store written by a hookd
 /// before the line kept none. Answers how many entries moved and how many were placed
 /// (0 and 0 once done). One pass in key order, a record read per entry moved: a million
-/// pending deliveries take a few seconds, once.
+/// pending deliveries take a few seconds, once. Last, [`QUEUE_MOVED`] takes the first
+/// form's name, so that an older hookd refuses the file.
 pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<(u64, u64), StoreError> {
+    let compact = txn.open_table(META)?.get(QUEUE_COMPACT)?.is_some();
     let mut moved = 0;
-    if has_table(txn, QUEUE_V1)? {
+    if !compact && has_table(txn, QUEUE_V1)? {
         {
             let old = txn.open_table(QUEUE_V1)?;
             let deliveries = txn.open_table(DELIVERIES)?;
@@ -239,7 +243,7 @@ pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<(u64, u64), StoreError> 
         }
         txn.delete_table(QUEUE_V1)?;
     }
-    if has_table(txn, QUEUE_ORDER_V1)? {
+    if !compact && has_table(txn, QUEUE_ORDER_V1)? {
         {
             let old = txn.open_table(QUEUE_ORDER_V1)?;
             let deliveries = txn.open_table(DELIVERIES)?;
@@ -259,6 +263,10 @@ pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<(u64, u64), StoreError> 
             }
         }
         txn.delete_table(QUEUE_ORDER_V1)?;
+    }
+    if !compact {
+        txn.open_table(QUEUE_MOVED)?.insert("moved", QUEUE.name())?;
+        txn.open_table(META)?.insert(QUEUE_COMPACT, 1)?;
     }
     let mut placed = 0;
     let mut meta = txn.open_table(META)?;
@@ -393,6 +401,20 @@ mod tests {
             })
             .unwrap()
             .unwrap();
+    }
+
+    #[test]
+    fn a_hookd_from_before_the_compact_queue_refuses_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("hookd.redb")).unwrap();
+        crate::store::ops::ensure_tables(&db).unwrap();
+        // What such a hookd's open does first with the queue.
+        let txn = db.begin_write().unwrap();
+        let refused = txn.open_table(QUEUE_V1).map(|_| ()).unwrap_err();
+        assert!(
+            matches!(refused, redb::TableError::TableTypeMismatch { .. }),
+            "{refused}"
+        );
     }
 
     #[test]
