@@ -30,7 +30,7 @@
 //!   look that finds the pool full, or others already waiting, joins the line rather
 //!   than taking a freed worker ahead of them.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
@@ -44,7 +44,7 @@ use super::turns::Turns;
 use super::worker::{Done, Failed, Job, Outcome, WorkerContext, submit_outcome};
 use super::{Freed, Message};
 use crate::model::{DeliveryId, Millis, WebhookId};
-use crate::store::ops::queue::LookFor;
+use crate::store::ops::queue::{Claimed, LookFor};
 
 /// How many rate-limited deliveries one look moves to their future slots.
 const RESCHEDULE_BATCH: usize = 512;
@@ -67,7 +67,7 @@ pub struct Limits {
 #[derive(Debug)]
 struct WebhookState {
     in_flight: usize,
-    claimed: HashSet<DeliveryId>,
+    claimed: Claimed,
     /// Jobs the last look read beyond the free slots (claimed, not in flight).
     ahead: ReadAhead,
     /// Deliveries whose outcome could not be recorded: still claimed (so not sent again
@@ -83,7 +83,7 @@ impl WebhookState {
     fn new(per_minute: u32) -> WebhookState {
         WebhookState {
             in_flight: 0,
-            claimed: HashSet::new(),
+            claimed: Claimed::default(),
             ahead: ReadAhead::default(),
             cooling: Vec::new(),
             limiter: RateLimiter::new(per_minute),
@@ -561,7 +561,9 @@ impl Scheduler {
         }
         let mut rate_limited = false;
         let (mut sent, mut read_ahead) = (0, VecDeque::new());
-        for delivery in std::mem::take(&mut peek.due) {
+        let seqs = std::mem::take(&mut peek.seqs);
+        for (i, delivery) in std::mem::take(&mut peek.due).into_iter().enumerate() {
+            let seq = seqs.get(i).copied();
             if sent == room {
                 let loaded = peek.take_loaded(delivery);
                 read_ahead.push_back(Job {
@@ -570,7 +572,7 @@ impl Scheduler {
                     epoch,
                     loaded,
                 });
-                state.claimed.insert(delivery);
+                state.claimed.insert(delivery, seq);
                 continue;
             }
             if !state.limiter.try_acquire(now) {
@@ -589,7 +591,7 @@ impl Scheduler {
             {
                 break;
             }
-            state.claimed.insert(delivery);
+            state.claimed.insert(delivery, seq);
             state.in_flight += 1;
             self.in_flight += 1;
             self.claims += 1;

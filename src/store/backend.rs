@@ -17,7 +17,6 @@
 //! background jobs), and blocking ones (named so in their docs) for the worker and
 //! notifier threads, which are not on the runtime.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,7 +27,7 @@ use super::ops::events::{self, Ingested, NewEvent, TestEvent};
 use super::ops::logged;
 use super::ops::notifications::{self, Attempted};
 use super::ops::overview::{self, WebhookCursor};
-use super::ops::queue::{self, LookFor, Peek, QueueGauges};
+use super::ops::queue::{self, Claimed, LookFor, Peek, QueueGauges};
 use super::ops::retention::{self, Pruned};
 use super::ops::stats::{self, MinuteStats};
 use super::ops::webhooks::{self, Created, Deleted};
@@ -474,7 +473,7 @@ impl Store {
         &self,
         webhook: WebhookId,
         now: Millis,
-        skip: &HashSet<DeliveryId>,
+        skip: &Claimed,
         max: usize,
         purpose: LookFor,
     ) -> Result<Peek, StoreError> {

@@ -14,7 +14,7 @@ use crate::model::{DeliveryId, DeliveryStatus, Millis, Ordering, WebhookId};
 use crate::store::StoreError;
 use crate::store::codec::decode;
 use crate::store::ops::attempts::AttemptInputs;
-use crate::store::ops::queue::{LookFor, Peek, due_among, head_due};
+use crate::store::ops::queue::{Claimed, LookFor, Peek, due_among, head_due};
 use crate::store::records::{DeliveryRecord, EventRecord, EventRef, WebhookRecord};
 
 /// The webhook and whether this node's lease on it is live in the database.
@@ -85,7 +85,7 @@ impl PgStore {
         &self,
         webhook: WebhookId,
         now: Millis,
-        skip: &HashSet<DeliveryId>,
+        skip: &Claimed,
         max: usize,
         purpose: LookFor,
     ) -> Result<Peek, StoreError> {
@@ -93,6 +93,7 @@ impl PgStore {
             let nothing = Peek {
                 webhook: None,
                 due: Vec::new(),
+                seqs: Vec::new(),
                 next: None,
                 loaded: Vec::new(),
             };
@@ -110,7 +111,7 @@ impl PgStore {
             let loading =
                 purpose == LookFor::Sending && max > 0 && skip.len() <= LOAD_WITH_CLAIMS_AT_MOST;
             let claimed: Vec<Uuid> = if loading {
-                skip.iter().map(|d| uuid(d.0)).collect()
+                skip.ids().map(|d| uuid(d.0)).collect()
             } else {
                 Vec::new()
             };
@@ -156,6 +157,7 @@ impl PgStore {
                 return Ok(Peek {
                     webhook: Some(record),
                     due,
+                    seqs: Vec::new(),
                     next,
                     loaded: Vec::new(),
                 });
@@ -177,6 +179,7 @@ impl PgStore {
             Ok(Peek {
                 webhook: Some(record),
                 due,
+                seqs: Vec::new(),
                 next,
                 loaded,
             })

@@ -1,7 +1,6 @@
 //! The engine's operations on PostgreSQL answer and write what they do on redb: one
 //! sequence of events and outcomes, run on both through `Store`, compared step by step.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -275,7 +274,11 @@ impl Both {
         skip: &[DeliveryId],
         max: usize,
     ) -> Vec<DeliveryId> {
-        let skip: HashSet<DeliveryId> = skip.iter().copied().collect();
+        let mut claimed = crate::store::ops::queue::Claimed::default();
+        for &id in skip {
+            claimed.insert(id, None);
+        }
+        let skip = claimed;
         let mut answers = Vec::new();
         for store in &self.stores {
             for purpose in [LookFor::Planning, LookFor::Sending] {
@@ -385,7 +388,7 @@ async fn the_engine_operations_do_on_postgres_what_they_do_on_redb() {
     // Another node, without the lease, sees nothing to send.
     let other = Store::Postgres(store_on(&url, "n2", Duration::from_secs(30)).await);
     let p = other
-        .peek(a, Millis(t + 10), &HashSet::new(), 5, LookFor::Sending)
+        .peek(a, Millis(t + 10), &Default::default(), 5, LookFor::Sending)
         .await
         .unwrap();
     assert!(p.webhook.is_none() && p.due.is_empty() && p.next.is_none());
