@@ -291,7 +291,11 @@ fn counts(rtx: &ReadTransaction) -> Result<Counts, StoreError> {
         events: len(rtx, EVENTS)?,
         deliveries: len(rtx, DELIVERIES)?,
         attempts: len(rtx, ATTEMPTS)?,
-        pending: len(rtx, QUEUE)?,
+        // A store that no hookd with the compact queue has opened keeps the first form.
+        pending: match table(rtx, QUEUE)? {
+            Some(queue) => queue.len()?,
+            None => len(rtx, QUEUE_V1)?,
+        },
         attempt_stats: len(rtx, ATTEMPT_STATS)?,
         attempt_totals: len(rtx, ATTEMPT_TOTALS)?,
         cleanups: len(rtx, WEBHOOK_CLEANUP)?,

@@ -212,6 +212,28 @@ fn fresh_database(name: &str) -> Option<(Config, impl Drop + use<>)> {
 }
 
 #[test]
+fn a_store_no_hookd_with_the_compact_queue_has_opened_copies_whole() {
+    let (dir, file) = run(7, 300);
+    let from = dir.path().join("from");
+    std::fs::create_dir(&from).unwrap();
+    std::fs::rename(&file, from.join("hookd.redb")).unwrap();
+    // As a hookd before the compact queue (and filter) left it, and not opened since.
+    let store = RedbStore::open(&from.join("hookd.redb")).unwrap();
+    let pending = store.read(|r| Ok(r.open_table(QUEUE)?.len()?)).unwrap();
+    assert!(pending > 0, "the random writes leave something pending");
+    store
+        .write_blocking(crate::store::ops::observe_tests::forget_numbers)
+        .unwrap();
+    store.close(std::time::Duration::ZERO);
+    let to = dir.path().join("to");
+    let counts = block_on(copy(&config(&from), &config(&to))).unwrap();
+    assert_eq!(counts.pending, pending);
+    let store = RedbStore::open(&to.join("hookd.redb")).unwrap();
+    check_counters_and_indexes(&store, "the copy of a store with the first forms");
+    store.close(std::time::Duration::ZERO);
+}
+
+#[test]
 fn random_stores_copy_whole_and_keep_every_invariant() {
     for seed in [0x9e37_79b9_7f4a_7c15, 7, 1_234_567] {
         let (dir, file) = run(seed, 300);

@@ -572,7 +572,7 @@ fn filter_v1_and_reopen(store: Store, path: &std::path::Path) -> Store {
 
 /// Rewrites the delivery filter and the queue in their first forms and drops the webhook
 /// numbers.
-fn forget_numbers(tx: &mut crate::store::Tx<'_>) -> Result<(), StoreError> {
+pub(crate) fn forget_numbers(tx: &mut crate::store::Tx<'_>) -> Result<(), StoreError> {
     let webhooks: BTreeMap<u32, u128> = tx
         .txn
         .open_table(WEBHOOK_NUMBERS)?
