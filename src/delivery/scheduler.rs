@@ -561,9 +561,7 @@ impl Scheduler {
         }
         let mut rate_limited = false;
         let (mut sent, mut read_ahead) = (0, VecDeque::new());
-        let seqs = std::mem::take(&mut peek.seqs);
-        for (i, delivery) in std::mem::take(&mut peek.due).into_iter().enumerate() {
-            let seq = seqs.get(i).copied();
+        for (delivery, seq) in peek.take_due() {
             if sent == room {
                 let loaded = peek.take_loaded(delivery);
                 read_ahead.push_back(Job {

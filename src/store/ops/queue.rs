@@ -54,6 +54,25 @@ pub struct Peek {
 }
 
 impl Peek {
+    /// A look that found nothing to send and no time to look again.
+    pub fn nothing(webhook: Option<WebhookRecord>) -> Peek {
+        Peek {
+            webhook,
+            due: Vec::new(),
+            seqs: Vec::new(),
+            next: None,
+            loaded: Vec::new(),
+        }
+    }
+
+    /// Takes what the look found to send, each with its seq where the store gave one.
+    pub fn take_due(&mut self) -> impl Iterator<Item = (DeliveryId, Option<u64>)> + use<> {
+        let seqs = std::mem::take(&mut self.seqs);
+        std::mem::take(&mut self.due)
+            .into_iter()
+            .zip(seqs.into_iter().map(Some).chain(std::iter::repeat(None)))
+    }
+
     /// Takes what was read with the look for `delivery`'s attempt, if anything.
     pub fn take_loaded(&mut self, delivery: DeliveryId) -> Option<Box<AttemptInputs>> {
         let at = self.loaded.iter().position(|l| l.delivery.id == delivery)?;
@@ -66,7 +85,8 @@ impl Peek {
 /// its seq where the look that found it gave one ([`Peek::seqs`]): redb's queue names
 /// deliveries by seq, so its look passes over a claimed entry without reading which
 /// delivery it is, and a look re-reads the claimed entries at the head of the queue
-/// every time (issue 13: that reading cost b 8 % more CPU per event before).
+/// every time (reading which delivery each is cost `bench b` about 8 % more CPU per event;
+/// BENCHMARKS.md, "The compact queue").
 #[derive(Clone, Debug, Default)]
 pub struct Claimed {
     ids: HashMap<DeliveryId, Option<u64>>,
@@ -158,18 +178,11 @@ pub fn peek(
     }
     let Some(number) = super::filter::number_of(&rtx.open_table(WEBHOOK_NUMBERS)?, webhook)? else {
         // A webhook with no number has nothing queued (`store::tables`).
-        return Ok(Peek {
-            webhook: record,
-            due: Vec::new(),
-            seqs: Vec::new(),
-            next: None,
-            loaded: Vec::new(),
-        });
+        return Ok(Peek::nothing(record));
     };
     let queue = rtx.open_table(QUEUE)?;
     let by_seq = rtx.open_table(DELIVERIES_BY_SEQ)?;
     let skip_by_seq = skip.all_by_seq();
-    let mut read: Vec<(DeliveryId, u64)> = Vec::new();
     let entries = queue
         .range((number, 0u64, 0u64)..=(number, u64::MAX, u64::MAX))?
         .map(|entry| -> Result<_, StoreError> {
@@ -181,18 +194,11 @@ pub fn peek(
                 // An entry without its delivery (none with the invariants kept).
                 return Ok(None);
             };
-            let id = DeliveryId(id.value());
-            read.push((id, seq));
-            Ok(Some((id, Millis::from_key(at))))
+            Ok(Some(((DeliveryId(id.value()), seq), Millis::from_key(at))))
         })
         .filter_map(Result::transpose);
-    let (due, next) = due_among(entries, now, skip, max)?;
-    // `due` is some of `read`, in its order.
-    let seqs = due
-        .iter()
-        .map(|id| read.iter().find(|(r, _)| r == id).map(|(_, seq)| *seq))
-        .collect::<Option<Vec<u64>>>()
-        .unwrap_or_default();
+    let (due, next) = due_among(entries, now, |(id, _)| skip.contains(id), max)?;
+    let (due, seqs) = due.into_iter().unzip();
     Ok(Peek {
         webhook: record,
         due,
@@ -218,20 +224,20 @@ pub fn head_due(
 }
 
 /// The rule of a look at a queue that is not FIFO, on either store: of `entries` (the
-/// webhook's queue, oldest due first), the unclaimed ones due at `now`, at most `max`;
-/// and when to look next: when the first one not yet due is, `now` when more than `max`
-/// are due, never (`None`) when the queue ends first. Stops reading at the first entry
-/// it does not need.
-pub fn due_among<E>(
-    entries: impl IntoIterator<Item = Result<(DeliveryId, Millis), E>>,
+/// webhook's queue, each delivery with its due time, oldest due first), the ones due at
+/// `now` that are not `claimed`, at most `max`; and when to look next: when the first one
+/// not yet due is, `now` when more than `max` are due, never (`None`) when the queue
+/// ends first. Stops reading at the first entry it does not need.
+pub fn due_among<T, E>(
+    entries: impl IntoIterator<Item = Result<(T, Millis), E>>,
     now: Millis,
-    skip: &Claimed,
+    claimed: impl Fn(&T) -> bool,
     max: usize,
-) -> Result<(Vec<DeliveryId>, Option<Millis>), E> {
+) -> Result<(Vec<T>, Option<Millis>), E> {
     let mut due = Vec::new();
     for entry in entries {
         let (id, at) = entry?;
-        if skip.contains(&id) {
+        if claimed(&id) {
             continue;
         }
         if at.as_key() > now.as_key() {
@@ -340,12 +346,8 @@ mod tests {
         let entries = queue
             .iter()
             .map(|&(id, at)| Ok::<_, Infallible>((DeliveryId(id), Millis(at))));
-        let mut claimed = super::Claimed::default();
-        for &id in skip {
-            claimed.insert(DeliveryId(id), None);
-        }
-        let skip = claimed;
-        let Ok((due, next)) = due_among(entries, Millis(now), &skip, max);
+        let claimed = |id: &DeliveryId| skip.contains(&id.0);
+        let Ok((due, next)) = due_among(entries, Millis(now), claimed, max);
         (due.iter().map(|d| d.0).collect(), next.map(|m| m.0))
     }
 

@@ -90,13 +90,7 @@ impl PgStore {
         purpose: LookFor,
     ) -> Result<Peek, StoreError> {
         let r = async {
-            let nothing = Peek {
-                webhook: None,
-                due: Vec::new(),
-                seqs: Vec::new(),
-                next: None,
-                loaded: Vec::new(),
-            };
+            let nothing = Peek::nothing(None);
             let cluster = &self.inner.cluster;
             if !cluster.holds(webhook) {
                 return Ok(nothing);
@@ -167,7 +161,7 @@ impl PgStore {
                 None => client.query(&queue_st, &queue_params).await?,
             };
             let entries = rows.iter().map(|row| Ok::<_, StoreError>(entry(row)));
-            let (due, next) = due_among(entries, now, skip, max)?;
+            let (due, next) = due_among(entries, now, |id| skip.contains(id), max)?;
             let loaded = if loading {
                 let sent: HashSet<DeliveryId> = due.iter().copied().collect();
                 rows.iter()
