@@ -122,7 +122,7 @@ pub fn cancel_if_unsendable(tx: &mut Tx<'_>, id: DeliveryId) -> Result<bool, Sto
     }
     let mut filter = FilterIndex::open(tx.txn)?;
     let number = filter.number(d.webhook_id)?;
-    Queue::open(tx.txn)?.left(number, &d, d.next_attempt_at)?;
+    Queue::open(tx.txn)?.left(number, &d)?;
     d.status = DeliveryStatus::Cancelled;
     d.next_attempt_at = None;
     save(&mut deliveries, &mut tx.txn.open_table(ATTEMPTS)?, &mut d)?;

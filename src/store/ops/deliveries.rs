@@ -119,7 +119,7 @@ impl<'t> DeliveryTables<'t> {
     pub(crate) fn remove(&mut self, d: &DeliveryRecord) -> Result<(), StoreError> {
         if d.next_attempt_at.is_some() {
             let number = self.filter.number(d.webhook_id)?;
-            self.queue.left(number, d, d.next_attempt_at)?;
+            self.queue.left(number, d)?;
         }
         self.filter.remove(d)?;
         self.per_webhook.remove((d.webhook_id.0, d.seq))?;

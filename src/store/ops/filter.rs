@@ -13,7 +13,7 @@
 //! store written before numbers, at the first open), and keeps it until the last of its
 //! deliveries is gone after its deletion.
 
-use redb::{ReadableTable, Table, TableHandle, WriteTransaction};
+use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::StoreError;
 use crate::model::{DeliveryStatus, WebhookId};
@@ -163,8 +163,7 @@ pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<u64, StoreError> {
             meta.insert(WEBHOOK_NUMBER, 0)?;
         }
     }
-    let old_name = DELIVERY_FILTER_V1.name();
-    if !txn.list_tables()?.any(|t| t.name() == old_name) {
+    if !super::has_table(txn, DELIVERY_FILTER_V1)? {
         return Ok(0);
     }
     let mut moved = 0;

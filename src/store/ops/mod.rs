@@ -126,6 +126,16 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Whether the store has a table of `table`'s name (of whatever types): how an upgrade
+/// finds a table's first form.
+pub(crate) fn has_table<K: redb::Key, V: redb::Value>(
+    txn: &redb::WriteTransaction,
+    table: redb::TableDefinition<K, V>,
+) -> Result<bool, StoreError> {
+    use redb::TableHandle;
+    Ok(txn.list_tables()?.any(|t| t.name() == table.name()))
+}
+
 /// Loads and decodes one record by key.
 fn load<'k, K, R>(
     table: &impl ReadableTable<K, &'static [u8]>,

@@ -25,11 +25,11 @@
 //! A write names the number: whoever holds `webhook_numbers` open (the filter index)
 //! reads it, since redb opens a table once per transaction at a time.
 
-use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, TableHandle, WriteTransaction};
+use redb::{ReadTransaction, ReadableTable, Table, TableHandle, WriteTransaction};
 
-use super::StoreError;
 use super::deliveries::load_delivery;
 use super::filter::{Numbers, number_of};
+use super::{StoreError, has_table};
 use crate::model::{DeliveryId, DeliveryStatus, Millis, WebhookId};
 use crate::store::records::DeliveryRecord;
 use crate::store::tables::*;
@@ -91,7 +91,7 @@ impl<'t> Queue<'t> {
         was: Option<Millis>,
     ) -> Result<(), StoreError> {
         if let Some(was) = was {
-            self.due.remove((number, was.as_key(), d.seq))?;
+            self.remove_due(number, was.as_key(), d.seq)?;
         }
         if let Some(due) = d.next_attempt_at {
             self.due.insert((number, due.as_key(), d.seq), ())?;
@@ -99,15 +99,11 @@ impl<'t> Queue<'t> {
         Ok(())
     }
 
-    /// The delivery, due at `due`, is no longer pending: it leaves both orders.
-    pub(crate) fn left(
-        &mut self,
-        number: u32,
-        d: &DeliveryRecord,
-        due: Option<Millis>,
-    ) -> Result<(), StoreError> {
-        if let Some(due) = due {
-            self.due.remove((number, due.as_key(), d.seq))?;
+    /// The pending delivery (its `next_attempt_at` still that of its entry) is no longer
+    /// pending: it leaves both orders.
+    pub(crate) fn left(&mut self, number: u32, d: &DeliveryRecord) -> Result<(), StoreError> {
+        if let Some(due) = d.next_attempt_at {
+            self.remove_due(number, due.as_key(), d.seq)?;
         }
         self.left_line(number, d)
     }
@@ -126,7 +122,7 @@ impl<'t> Queue<'t> {
         Ok(())
     }
 
-    /// Removes one due entry by its key (an entry whose delivery is gone).
+    /// Removes one due entry by its key.
     pub(crate) fn remove_due(&mut self, number: u32, due: u64, seq: u64) -> Result<(), StoreError> {
         self.due.remove((number, due, seq))?;
         Ok(())
@@ -283,13 +279,6 @@ pub(crate) fn upgrade(txn: &WriteTransaction) -> Result<(u64, u64), StoreError> 
         meta.insert(QUEUE_ORDER_BUILT, 1)?;
     }
     Ok((moved, placed))
-}
-
-fn has_table<K: redb::Key, V: redb::Value>(
-    txn: &WriteTransaction,
-    table: TableDefinition<K, V>,
-) -> Result<bool, StoreError> {
-    Ok(txn.list_tables()?.any(|t| t.name() == table.name()))
 }
 
 #[cfg(test)]

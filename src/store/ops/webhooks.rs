@@ -266,29 +266,27 @@ fn cancel_chunk(tx: &mut Tx<'_>, id: WebhookId, mut chunk: Chunk) -> Result<bool
     let mut filter = FilterIndex::open(tx.txn)?;
     let mut queue = Queue::open(tx.txn)?;
     let number = filter.number(id)?;
-    for (_, due, seq) in queue.first_due(number, CLEANUP_CHUNK)? {
+    let entries = queue.first_due(number, CLEANUP_CHUNK)?;
+    let full = entries.len() == CLEANUP_CHUNK;
+    for (_, due, seq) in entries {
         if !chunk.room() {
             return Ok(false);
         }
-        let record = match by_seq.get(seq)? {
-            Some(id) => load_delivery(&deliveries, id.value())?,
-            None => None,
-        };
-        match record {
-            Some(mut d) => {
-                let was = d.status;
-                queue.left(number, &d, Some(Millis::from_key(due)))?;
-                d.status = DeliveryStatus::Cancelled;
-                d.next_attempt_at = None;
-                save(&mut deliveries, &mut attempts, &mut d)?;
-                filter.moved(&d, was)?;
-            }
-            // An entry without its delivery (none with the invariants kept): it goes.
-            None => queue.remove_due(number, due, seq)?,
+        // The entry goes, with its delivery if it has one (with the invariants kept, it has).
+        queue.remove_due(number, due, seq)?;
+        if let Some(id) = by_seq.get(seq)?
+            && let Some(mut d) = load_delivery(&deliveries, id.value())?
+        {
+            let was = d.status;
+            queue.left_line(number, &d)?;
+            d.status = DeliveryStatus::Cancelled;
+            d.next_attempt_at = None;
+            save(&mut deliveries, &mut attempts, &mut d)?;
+            filter.moved(&d, was)?;
         }
         chunk.did();
     }
-    Ok(queue.first_due(number, 1)?.is_empty())
+    Ok(!full)
 }
 
 /// The webhooks with a removal or cancellation under way.
