@@ -269,6 +269,11 @@ async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
 /// Renews, takes and lets go of leases every lease / 3; a quick round when poked.
 async fn lease_loop(weak: Weak<Inner>, mut stop: watch::Receiver<bool>) {
     let mut rounds: u64 = 0;
+    // When the last quick round started. A poke runs one at once unless one ran within
+    // QUICK_ROUND: a new webhook's first deliveries wait for its lease, so waiting
+    // before the first quick round delayed them by QUICK_ROUND (bench a's e2e p99 of
+    // ~500 ms on PostgreSQL, BENCHMARKS.md).
+    let mut last_quick: Option<tokio::time::Instant> = None;
     loop {
         let Some(inner) = weak.upgrade() else { return };
         let store = PgStore { inner };
@@ -289,9 +294,13 @@ async fn lease_loop(weak: Weak<Inner>, mut stop: watch::Receiver<bool>) {
             if !poked {
                 break;
             }
-            if !pause(&mut stop, QUICK_ROUND).await {
+            let wait = last_quick.map_or(Duration::ZERO, |at| {
+                (at + QUICK_ROUND).saturating_duration_since(tokio::time::Instant::now())
+            });
+            if !wait.is_zero() && !pause(&mut stop, wait).await {
                 return;
             }
+            last_quick = Some(tokio::time::Instant::now());
             if let Err(e) = quick_round(&store).await {
                 tracing::warn!(error = %e, "cluster: cannot take leases");
             }
