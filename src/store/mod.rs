@@ -84,6 +84,13 @@ pub enum StoreError {
         "the database schema is version {found}, but this hookd knows versions up to {known}: it was migrated by a newer hookd"
     )]
     SchemaTooNew { found: i32, known: i32 },
+    /// The redb file's store format is newer than this hookd knows
+    /// ([`tables::STORE_FORMAT`]): a newer hookd wrote it. Run that version, or restore
+    /// the backup taken before the upgrade.
+    #[error(
+        "the data file is store format {found}, but this hookd knows formats up to {known}: it was written by a newer hookd"
+    )]
+    FormatTooNew { found: u64, known: u64 },
     /// `store.postgres_url` cannot be used (malformed, an unknown `sslmode`, an
     /// unreadable `sslrootcert`, …); the text says which and why.
     #[error("store.postgres_url: {0}")]

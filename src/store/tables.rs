@@ -84,6 +84,8 @@
 //!   minute it started; it keeps at most the last day per webhook (`ops::stats`).
 //! - Sequence numbers in `meta` (`event_seq`, `delivery_seq`) only grow; a sequence
 //!   number is never reused.
+//! - `meta`'s [`FORMAT`] is never above [`STORE_FORMAT`] while this hookd has the file
+//!   open: a higher one is refused before anything is read or written (`ops::ensure_tables`).
 //! - `meta`'s [`LOG_APPLIED`] names the last redo-logged batch the tables include, written
 //!   in the same transaction as the batch; the durable file plus the log's batches after
 //!   it are every write that was answered ([`super::redo`]). [`LOG_STRETCH`] names the
@@ -280,6 +282,15 @@ pub const WEBHOOKS_HEALTHY: &str = "webhooks_healthy";
 pub const WEBHOOKS_FAILING: &str = "webhooks_failing";
 /// `meta`: the number of webhooks whose status is `disabled`.
 pub const WEBHOOKS_DISABLED: &str = "webhooks_disabled";
+/// `meta`: the store format of the newest hookd that opened the file. A hookd refuses a
+/// file whose format is above its [`STORE_FORMAT`] (it would misread it, or write what the
+/// newer one misreads); every open sets it to [`STORE_FORMAT`] once its upgrades are done.
+/// A file without it is from before the number: the upgrades bring it up to date.
+pub const FORMAT: &str = "store_format";
+/// The store format this hookd reads and writes. Raise it with every change of a table's
+/// layout or a record's encoding that the hookd before would misread (append-only record
+/// variants, `codec`, need no raise: an older hookd refuses those rows itself).
+pub const STORE_FORMAT: u64 = 1;
 /// `meta`: the lowest delivery seq that `delivery_filter` indexes (set once).
 pub const DELIVERY_FILTER_FROM: &str = "delivery_filter_from";
 /// `meta`: the lowest event seq that `user_type_events` indexes (set once).

@@ -25,7 +25,7 @@ use crate::store::embedded::apply_redo_log;
 use crate::store::ops::events::EventIndexes;
 use crate::store::ops::filter::{FilterIndex, assign_number};
 use crate::store::ops::order::Queue;
-use crate::store::ops::{ensure_tables, meta_get, notifications::due_key};
+use crate::store::ops::{check_format, ensure_tables, meta_get, notifications::due_key};
 use crate::store::records::{EventRecord, EventRef};
 use crate::store::tables::*;
 
@@ -39,6 +39,8 @@ const CACHE_BYTES: usize = 32 << 20;
 fn open_existing(path: &Path) -> anyhow::Result<Database> {
     match Database::builder().set_cache_size(CACHE_BYTES).open(path) {
         Ok(db) => {
+            // A newer hookd's file would be misread, and its redo log misapplied.
+            check_format(&db)?;
             apply_redo_log(path, &db)
                 .with_context(|| format!("cannot run the redo log of {}", path.display()))?;
             Ok(db)

@@ -413,3 +413,55 @@ fn a_store_in_use_and_the_same_store_twice_are_refused() {
         "an empty target may be copied into"
     );
 }
+
+#[test]
+fn a_store_written_by_a_newer_hookd_is_refused_by_hookd_and_by_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hookd.redb");
+    let format = |file: &Path| {
+        let db = redb::Database::open(file).unwrap();
+        let r = db.begin_read().unwrap();
+        meta_get(&r.open_table(META).unwrap(), FORMAT).unwrap()
+    };
+    // A file from before the number (as an older hookd left it) gets it at its open.
+    let db = redb::Database::create(&file).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META).unwrap().insert(EVENT_SEQ, 3).unwrap();
+    txn.commit().unwrap();
+    drop(db);
+    RedbStore::open(&file)
+        .unwrap()
+        .close(std::time::Duration::ZERO);
+    assert_eq!(format(&file), STORE_FORMAT);
+
+    let db = redb::Database::open(&file).unwrap();
+    let txn = db.begin_write().unwrap();
+    txn.open_table(META)
+        .unwrap()
+        .insert(FORMAT, STORE_FORMAT + 1)
+        .unwrap();
+    txn.commit().unwrap();
+    drop(db);
+    let Err(err) = RedbStore::open(&file) else {
+        panic!("a newer store format was opened")
+    };
+    assert!(
+        matches!(err, StoreError::FormatTooNew { found, known } if found == STORE_FORMAT + 1 && known == STORE_FORMAT),
+        "{err}"
+    );
+    let other = tempfile::tempdir().unwrap();
+    let err = block_on(copy(&config(dir.path()), &config(other.path()))).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("written by a newer hookd"),
+        "{err:#}"
+    );
+    assert_eq!(
+        format(&file),
+        STORE_FORMAT + 1,
+        "the refusals wrote nothing"
+    );
+    assert!(
+        !other.path().join("hookd.redb").exists(),
+        "no copy was made"
+    );
+}

@@ -44,7 +44,7 @@ pub(crate) fn test_store_with_webhook() -> (
     (dir, store, id)
 }
 
-use redb::{Database, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::codec::{self, Record};
 use super::records::WebhookRecord;
@@ -60,6 +60,8 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(META)?;
+        // Before anything else reads or writes the file.
+        refuse_newer(meta.get(FORMAT)?.map(|v| v.value()))?;
         let mut by_status = [0u64; 3];
         let mut index = txn.open_table(WEBHOOKS_BY_STATUS)?;
         index.retain(|_, _| false)?;
@@ -122,8 +124,33 @@ pub fn ensure_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(NOTIFICATION_DUE)?;
     txn.open_table(NOTIFICATION_MARKS)?;
     txn.open_table(ATTEMPT_TOTALS)?;
+    txn.open_table(META)?.insert(FORMAT, STORE_FORMAT)?;
     txn.commit()?;
     Ok(())
+}
+
+/// Refuses a file written by a newer hookd, for a tool that reads a store without
+/// opening it as hookd does (`hookd store copy`); hookd's own open checks in
+/// [`ensure_tables`].
+pub fn check_format(db: &Database) -> Result<(), StoreError> {
+    let rtx = db.begin_read()?;
+    let found = match rtx.open_table(META) {
+        Ok(meta) => meta.get(FORMAT)?.map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    refuse_newer(found)
+}
+
+/// The one rule of [`FORMAT`]: a format above [`STORE_FORMAT`] is refused.
+fn refuse_newer(found: Option<u64>) -> Result<(), StoreError> {
+    match found {
+        Some(found) if found > STORE_FORMAT => Err(StoreError::FormatTooNew {
+            found,
+            known: STORE_FORMAT,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Whether the store has a table of `table`'s name (of whatever types): how an upgrade
