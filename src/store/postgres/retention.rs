@@ -120,3 +120,42 @@ pub(super) async fn prune(
     tx.commit().await?;
     Ok(pruned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RETENTION_LOCK;
+    use crate::model::{EventType, Millis};
+    use crate::store::postgres::PgStore;
+    use crate::store::postgres::connect::connect_one;
+    use crate::store::postgres::tests::{event, fresh_url, settings};
+
+    /// While another node holds the lock, a batch prunes nothing and says there is no
+    /// more; once the lock is free, the same batch prunes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_node_prunes_at_a_time() {
+        let Some(url) = fresh_url().await else {
+            return;
+        };
+        let pg = PgStore::connect(settings(&url, "a")).await.unwrap();
+        for i in 0..3 {
+            let old = event(&format!("old{i}"), "u", EventType::AppConnected, 1_000);
+            pg.ingest(old, Millis(1_000)).await.unwrap();
+        }
+        let other = connect_one(&url).await.unwrap();
+        other
+            .execute("SELECT pg_advisory_lock($1)", &[&RETENTION_LOCK])
+            .await
+            .unwrap();
+        let waited = pg.prune(Millis(5_000), 100).await.unwrap();
+        assert_eq!(
+            (waited.events, waited.deliveries, waited.more),
+            (0, 0, false)
+        );
+        other
+            .execute("SELECT pg_advisory_unlock($1)", &[&RETENTION_LOCK])
+            .await
+            .unwrap();
+        let pruned = pg.prune(Millis(5_000), 100).await.unwrap();
+        assert_eq!(pruned.events, 3);
+    }
+}
