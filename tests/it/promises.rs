@@ -769,7 +769,8 @@ fn retention_keeps_young_records_and_frees_pruned_ids() {
 
 // ---------------------------------------------------------------------------------------
 // 7. Backup fidelity: a restored store has the webhooks with their secrets and the pending
-//    deliveries, which are then attempted; `hookd backup` fails when refused.
+//    deliveries, which are then attempted; `hookd backup` fails when refused, and on
+//    PostgreSQL, whose backups are the database's own.
 // ---------------------------------------------------------------------------------------
 
 fn backup_cli(hookd: &Hookd, token: &str) -> std::process::Output {
@@ -884,6 +885,23 @@ fn a_restored_backup_signs_and_sends_what_was_pending() {
             .status,
         200,
         "the restored event's id is remembered"
+    );
+}
+
+#[test]
+fn backup_on_postgres_is_refused_and_points_to_the_databases_own() {
+    if common::postgres_only() {
+        return;
+    }
+    let hookd = Hookd::start();
+    let r = hookd.post("/api/admin/backup", ADMIN, "{}");
+    r.assert_error(501, "not_supported");
+    assert!(r.body.contains("pg_dump"), "{}", r.body);
+    let out = backup_cli(&hookd, ADMIN);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pg_dump"),
+        "{out:?}"
     );
 }
 
