@@ -34,6 +34,7 @@ mod notifications;
 mod observe;
 mod openapi;
 mod operations;
+mod postgres_lost;
 mod postgres_tls;
 mod promises;
 mod security;
